@@ -1,0 +1,23 @@
+# `make run` serves MCP over stdio; `make test` runs the tests. Both install into .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TEST_DEPS := "pytest>=8,<10" "responses>=0.25,<1"
+# Installing writes to stderr: under `make run`, stdout is the MCP channel.
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(INSTALLED): requirements.txt Makefile
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt $(TEST_DEPS) >&2
+	@touch $@
+
+run: $(INSTALLED)
+	@exec $(PY) runway_mcp.py
+
+test: $(INSTALLED)
+	$(PY) -m pytest -q test_runway_mcp.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache __pycache__

@@ -1,0 +1,1502 @@
+"""runway-mcp: one-file MCP server for the Runway developer API (images, video, audio).
+
+An agent can generate and edit media, watch progress while Runway works, resume tasks that
+outlive a host's tool-call limit, and find every result saved on disk.
+
+    python runway_mcp.py                      # serve MCP over stdio (what desktop hosts run)
+    python runway_mcp.py --check              # verify RUNWAYML_API_SECRET, print the credit balance
+    python runway_mcp.py --help
+
+Configuration is read from environment variables; README.md lists them (and `load_config` below).
+Runtime dependencies: requests, mcp>=2.3,<3.
+"""
+
+__version__ = "0.1.0"
+
+import argparse
+import contextlib
+import functools
+import inspect
+import ipaddress
+import json
+import logging
+import os
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple, NotRequired
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import requests
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+
+log = logging.getLogger("runway_mcp")
+
+
+##############################################################################
+# Configuration
+##############################################################################
+
+DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
+API_VERSION = "2024-11-06"
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+KEY_PATTERN = re.compile(r"key_[0-9a-f]{128}")
+
+# (connect, read) seconds. Status polls read briefly so a stuck connection costs one poll,
+# not the whole wait; downloads allow a slow CDN a minute between bytes.
+API_TIMEOUT = (5.0, 30.0)
+POLL_TIMEOUT = (5.0, 10.0)
+DOWNLOAD_TIMEOUT = (10.0, 60.0)
+HEARTBEAT_S = 5.0           # a progress notification at least this often while waiting
+MAX_BACKOFF_S = 30.0        # ceiling for the pause after a failed poll or request
+WORKER_THREADS = 256        # the SDK's default of 40 starves progress once 40 waits block
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings read once from the environment; see load_config."""
+
+    api_key: str = ""
+    base_url: str = DEFAULT_BASE_URL
+    output_dir: Path = Path.home() / "Runway"
+    download: bool = True
+    max_wait: float = 45.0
+    poll_interval: float = 5.0
+    problems: tuple[str, ...] = ()      # one line each; calls to Runway refuse while any exists
+    warnings: tuple[str, ...] = ()      # logged at start-up, nothing refused
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float,
+            problems: list[str]) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:     # NaN fails this too
+        problems.append(f"{name}={raw!r} is not a number from {low:g} to {high:g}; using {default:g}")
+        return default
+    return value
+
+
+def load_config(env: Mapping[str, str]) -> Config:
+    """Read the RUNWAY* variables of `env`; bad values become `problems`, never exceptions."""
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    key = (env.get("RUNWAYML_API_SECRET") or env.get("RUNWAY_API_KEY") or "").strip()
+    if key and not KEY_PATTERN.fullmatch(key):
+        warnings.append("RUNWAYML_API_SECRET does not look like a Runway key (key_ followed by 128 hex "
+                        "characters); if calls fail with 401, copy the key again from dev.runwayml.com")
+
+    base_url = (env.get("RUNWAYML_BASE_URL") or DEFAULT_BASE_URL).strip().rstrip("/")
+    parts = urlsplit(base_url)
+    if not (parts.scheme == "https" and parts.hostname
+            or parts.scheme == "http" and _is_loopback(parts.hostname)):
+        problems.append(f"RUNWAYML_BASE_URL={base_url!r} must be an https:// URL (plain http:// only for "
+                        "localhost); unset it to use the Runway API")
+
+    output_dir = Path(env.get("RUNWAY_MCP_OUTPUT_DIR") or Path.home() / "Runway").expanduser()
+    download = env.get("RUNWAY_MCP_DOWNLOAD", "1").strip().lower() not in {"0", "false", "no", "off"}
+    return Config(
+        api_key=key,
+        base_url=base_url,
+        output_dir=output_dir.resolve(),
+        download=download,
+        max_wait=_number(env, "RUNWAY_MCP_MAX_WAIT", 45.0, 0, 3600, problems),
+        poll_interval=_number(env, "RUNWAY_MCP_POLL_INTERVAL", 5.0, 0.001, 300, problems),
+        problems=tuple(problems),
+        warnings=tuple(warnings),
+    )
+
+
+CONFIG = load_config(os.environ)
+
+
+##############################################################################
+# Errors
+##############################################################################
+
+def redact(value: Any) -> Any:
+    """Remove the API key from text or from JSON-like data: the one place secrets are scrubbed."""
+    if isinstance(value, str):
+        if CONFIG.api_key and CONFIG.api_key in value:
+            value = value.replace(CONFIG.api_key, "[redacted]")
+        return KEY_PATTERN.sub("[redacted]", value) if "key_" in value else value
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+class RunwayError(Exception):
+    """A failure worded for the user: one line with the cause and the next step."""
+
+    def __init__(self, message: str, *, task_id: str | None = None, status: int | None = None,
+                 retry_after: float | None = None):
+        if task_id and task_id not in message:
+            message = f"{message} (task {task_id})"
+        super().__init__(redact(" ".join(message.split())))
+        self.task_id = task_id
+        self.status = status
+        self.retry_after = retry_after      # seconds Runway asked us to wait, if it said
+
+
+CREATE_UNSURE = ("a task may have been created and billed anyway: check list_tasks and "
+                 "get_account (today's usage) before trying again")
+
+
+def _issues(body: dict) -> str:
+    """Runway's 400 `issues` as 'path: message; ...'."""
+    parts = []
+    for issue in body.get("issues") or []:
+        if isinstance(issue, dict):
+            path = ".".join(str(p) for p in issue.get("path") or []) or "(body)"
+            parts.append(f"{path}: {issue.get('message') or issue.get('code') or 'invalid'}")
+    return "; ".join(parts)
+
+
+def _raise_for(response: requests.Response, *, task_id: str | None = None, creating: bool = False):
+    """Turn an HTTP error from Runway into a RunwayError; built from status and body, never headers."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    said = str(body.get("error") or "").strip().rstrip(".")
+    detail = f": {said}" if said else ""
+    if status == 400:
+        issues = _issues(body)
+        message = f"Runway rejected the request (400){detail}" + (f" [{issues}]" if issues else "")
+        message += "; fix the argument named above and try again"
+    elif status == 401:
+        message = ("Runway rejected the API key (401): RUNWAYML_API_SECRET is wrong, revoked or for "
+                   "another environment; create a key at https://dev.runwayml.com and set it")
+    elif status == 403:
+        message = f"Runway refused access (403){detail}; check the key's organization and credits"
+    elif status == 404:
+        message = (f"Runway has no task {task_id} (404): it was deleted, cancelled or never existed"
+                   if task_id else f"Runway answered 404 not found{detail}")
+    elif status == 429:
+        message = (f"Runway is rate limiting or the daily generation quota is used up (429){detail}; "
+                   "wait a minute and try again, get_account shows today's usage")
+    elif status >= 500:
+        message = f"Runway had a server error ({status}){detail}"
+        message += f"; {CREATE_UNSURE}" if creating and status not in (502, 503) else "; try again shortly"
+    else:
+        message = f"Runway answered {status}{detail}"
+    raise RunwayError(message, task_id=task_id, status=status, retry_after=retry_after(response))
+
+
+##############################################################################
+# Catalog
+##############################################################################
+
+# Endpoints that create tasks (POST /v1/<endpoint>).
+T2I, I2V, T2V = "text_to_image", "image_to_video", "text_to_video"
+
+# Ratios, named once. Values are Runway's exact enums (runway-api.md section 3).
+WIDE_TALL = ("1280:720", "720:1280")
+GEN4_VIDEO = WIDE_TALL + ("1104:832", "960:960", "832:1104", "1584:672")
+VEO = WIDE_TALL + ("1080:1920", "1920:1080")
+KLING_4K = ("3840:2160", "2160:3840", "2880:2880")
+KLING_PRO = ("1920:1080", "1080:1920", "1440:1440")
+KLING_STANDARD = WIDE_TALL + ("960:960",)
+ASPECTS = ("adaptive", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
+SEEDANCE_720 = ("992:432", "864:496", "752:560", "640:640", "560:752", "496:864", "1470:630", "1280:720",
+                "1112:834", "960:960", "834:1112", "720:1280")
+SEEDANCE = SEEDANCE_720 + ("2206:946", "1920:1080", "1664:1248", "1440:1440", "1248:1664", "1080:1920",
+                           "3840:1646", "3840:2160", "3840:2880", "3840:3840", "2880:3840", "2160:3840")
+SEEDANCE_2_5 = ("992:432", "854:480", "752:560", "640:640", "560:752", "480:854", "1470:630", "1280:720",
+                "1112:834", "960:960", "834:1112", "720:1280", "2206:946", "1920:1080", "1664:1248",
+                "1440:1440", "1248:1664", "1080:1920")
+AUTO_720_1080 = ("auto_720p", "auto_1080p")
+AUTO_480_1080 = ("auto_480p",) + AUTO_720_1080
+WAN = ("832:480", "720:544", "624:624", "544:720", "480:832", "1280:720", "1104:832", "960:960", "832:1104",
+       "720:1280", "1920:1080", "1648:1248", "1440:1440", "1248:1648", "1080:1920") + AUTO_480_1080
+GEMINI_VIDEO = ("640:360", "360:640", "1280:720", "720:1280", "1920:1080", "1080:1920", "3840:2160", "2160:3840")
+HAPPYHORSE = ("1280:720", "720:1280", "960:960", "1108:832", "832:1108", "1920:1080", "1080:1920", "1440:1440",
+              "1662:1248", "1248:1662")
+KLING_2_5 = ("1920:1080", "1440:1440", "1080:1920", "1280:720", "720:720", "720:1280")
+KLING_4 = ("1280:720", "720:1280", "940:940", "1460:624", "1920:1080", "1080:1920", "1440:1440", "2200:940",
+           ) + AUTO_720_1080
+GROK_VIDEO = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
+GROK_LITE = ("848:480", "480:848", "480:480", "640:480", "480:640", "720:480", "480:720", "1280:720", "720:1280",
+             "720:720", "960:720", "720:960", "1088:720", "720:1088", "1904:1072", "1072:1904", "1424:1424",
+             "1648:1232", "1232:1648", "1744:1152", "1152:1744")
+GEN4_IMAGE = ("1024:1024", "1080:1080", "1168:880", "1360:768", "1440:1080", "1080:1440", "1808:768",
+              "1920:1080", "1080:1920", "2112:912", "1280:720", "720:1280", "720:720", "960:720", "720:960",
+              "1680:720")
+GPT_IMAGE = ("2048:880", "1920:1088", "1920:1280", "1920:1440", "1920:1536", "1920:1920", "1536:1920",
+             "1440:1920", "1280:1920", "1088:1920", "2912:1248", "2560:1440", "2560:1712", "2560:1920",
+             "2560:2048", "2560:2560", "2048:2560", "1920:2560", "1712:2560", "1440:2560", "3840:1648",
+             "3840:2160", "3504:2336", "3264:2448", "3200:2560", "2880:2880", "2560:3200", "2448:3264",
+             "2336:3504", "2160:3840", "auto")
+GEMINI_2_5_IMAGE = ("1344:768", "768:1344", "1024:1024", "1184:864", "864:1184", "1536:672", "832:1248",
+                    "1248:832", "896:1152", "1152:896")
+GEMINI_IMAGE_HI = ("2048:2048", "1696:2528", "2528:1696", "1792:2400", "2400:1792", "1856:2304", "2304:1856",
+                   "1536:2752", "2752:1536", "3168:1344")
+GEMINI_IMAGE_4K = ("4096:4096", "3392:5056", "5056:3392", "3584:4800", "4800:3584", "3712:4608", "4608:3712",
+                   "3072:5504", "5504:3072", "6336:2688")
+GEMINI_3_PRO_IMAGE = GEMINI_2_5_IMAGE + GEMINI_IMAGE_HI + GEMINI_IMAGE_4K
+GEMINI_3_1_FLASH_IMAGE = (
+    "512:512", "416:624", "624:416", "432:592", "592:432", "448:576", "576:448", "384:672", "672:384", "768:336",
+    "256:1024", "1024:256", "176:1408", "1408:176", "1024:1024", "832:1248", "1248:832", "864:1184", "1184:864",
+    "896:1152", "1152:896", "768:1344", "1344:768", "1536:672", "512:2048", "2048:512", "352:2816", "2816:352",
+) + GEMINI_IMAGE_HI + ("1024:4096", "4096:1024", "704:5632", "5632:704") + GEMINI_IMAGE_4K + (
+    "2048:8192", "8192:2048", "1408:11264", "11264:1408")
+GEMINI_LITE_IMAGE = ("1024:1024", "848:1264", "1264:848", "896:1200", "1200:896", "928:1152", "1152:928",
+                     "768:1376", "1376:768", "1584:672")
+NANO_BANANA = GEMINI_LITE_IMAGE + ("512:2064", "2064:512", "352:2928", "2928:352") + GEMINI_IMAGE_HI + (
+    "1024:4128", "4128:1024", "704:5856", "5856:704") + GEMINI_IMAGE_4K + (
+    "2048:8256", "8256:2048", "1408:11712", "11712:1408")
+MUSE = ("2352:1008", "2016:1152", "1920:1280", "1792:1344", "1600:1600", "1344:1792", "1280:1920", "1152:2016",
+        "auto")
+SEEDREAM_PRO = ("1024:1024", "1184:896", "896:1184", "1376:768", "768:1376", "1296:864", "864:1296", "2048:2048",
+                "2304:1728", "1728:2304", "2720:1530", "1530:2720", "2496:1664", "1664:2496", "auto_1k", "auto_2k")
+SEEDREAM_FLASH = ("1024:1024", "1184:896", "896:1184", "1376:768", "768:1376", "1248:832", "832:1248", "1568:672",
+                  "2048:2048", "2304:1728", "1728:2304", "2848:1600", "1600:2848", "2496:1664", "1664:2496",
+                  "3136:1344", "auto_1k", "auto_2k")
+GROK_IMAGE = ("1024:1024", "1280:720", "720:1280", "1152:864", "864:1152", "1248:832", "832:1248", "1248:576",
+              "576:1248", "1280:576", "576:1280", "1408:704", "704:1408", "2048:2048", "2816:1584", "1584:2816",
+              "2368:1776", "1776:2368", "2496:1664", "1664:2496", "2912:1344", "1344:2912", "3200:1440",
+              "1440:3200", "2912:1456", "1456:2912", "auto_1k", "auto_2k")
+BRIA_1K = ("1024:1024", "768:1152", "1152:768", "768:1024", "1024:768", "768:960", "960:768", "576:1024",
+           "1024:576")
+BRIA = BRIA_1K + ("2048:2048", "1536:2304", "2304:1536", "1536:2048", "2048:1536", "1536:1920", "1920:1536",
+                  "1152:2048", "2048:1152")
+IDEOGRAM_4_0 = ("2048:2048", "2560:1440", "1440:2560", "2304:1728", "1728:2304", "2496:1664", "1664:2496",
+                "3072:1280", "1280:3072")
+IDEOGRAM_4_5 = ("1024:1024", "1280:720", "720:1280", "1152:864", "864:1152", "1248:832", "832:1248", "1120:896",
+                "896:1120", "1440:720", "720:1440", "2048:2048", "2560:1440", "1440:2560", "2304:1728",
+                "1728:2304", "2496:1664", "1664:2496", "2240:1792", "1792:2240", "2880:1440", "1440:2880",
+                "1024:576", "576:1024", "1408:704", "704:1408", "auto")
+RECRAFT = ("1024:1024", "1536:768", "768:1536", "1280:832", "832:1280", "1216:896", "896:1216", "1152:896",
+           "896:1152", "832:1344", "1280:896", "896:1280", "1344:768", "768:1344")
+RECRAFT_VECTOR = ("1024:1024", "1216:896", "896:1216", "1344:768", "768:1344")
+
+
+class AnySize(tuple):
+    """The sizes a model lists, plus any other W:H whose pixel count lies within bounds."""
+
+    def __new__(cls, listed: tuple[str, ...], min_pixels: int, max_pixels: int):
+        sizes = super().__new__(cls, listed)
+        sizes.pixels = (min_pixels, max_pixels)
+        return sizes
+
+    def __contains__(self, value: object) -> bool:
+        match = re.fullmatch(r"(\d{2,5}):(\d{2,5})", value) if isinstance(value, str) else None
+        low, high = self.pixels
+        return super().__contains__(value) or bool(match and low <= int(match[1]) * int(match[2]) <= high)
+
+    def __str__(self) -> str:
+        return f"any W:H of {self.pixels[0] / 1e6:.1f}-{self.pixels[1] / 1e6:.1f} MP, e.g. {', '.join(self[:4])}"
+
+
+SEEDREAM_LITE = AnySize(("2048:2048", "2304:1728", "1728:2304", "2848:1600", "1600:2848", "2496:1664", "1664:2496",
+                         "3136:1344", "3072:3072", "3456:2592", "2592:3456", "4096:2304", "2304:4096", "3744:2496",
+                         "2496:3744", "4704:2016"), 3_686_400, 16_777_216)
+
+# Option values shared by several models.
+PRORES = ("422", "4444", "422 Proxy", "422 LT", "422 HQ", "4444 XQ")
+GEN4_5_FORMATS = ("mp4", "prores", "png_sequence", "hdr10", "hlg", "sdr_rec709_10bit", "hdr_pq_12bit_master",
+                  "hdr_prores", "hdr_png_sequence", "hdr_exr_sequence", "hdr_exr_acescg_sequence_1_3",
+                  "hdr_exr_acescg_sequence_2_0")
+PNG_JPEG = ("png", "jpeg")
+GPT_QUALITY = ("low", "medium", "high", "xhigh", "max")
+
+# Optional body fields that many models share, as space-separated API names.
+GEN4_5_TAKES = "contentModeration outputFormat proresProfile seed"
+VEO_TAKES = "audio duration negativePrompt seed"
+KLING_TAKES = "audio duration promptText providerSettings"
+SEEDANCE_TAKES = "audio duration ratio referenceAudio seed"
+SEEDANCE_REFS = "referenceAudio referenceVideos references"
+WAN_TAKES = "audio duration ratio referenceAudio referenceVideos"
+T2I_NEEDS = "promptText ratio"
+
+
+class Use(NamedTuple):
+    """How one model is called on one endpoint."""
+
+    ratios: tuple[str, ...] = ()   # allowed `ratio` values; () = not checked here (free-form or absent)
+    needs: str = ""                # body fields it cannot do without (API names, space-separated)
+    takes: str = ""                # optional body fields it accepts; anything else is refused before sending
+
+
+class Model(NamedTuple):
+    """One Runway model: what list_models shows and what validation checks before credits are spent."""
+
+    kind: str                                   # image | video | audio: what list_models filters on
+    about: str                                  # what it is good for, one line
+    uses: dict[str, Use]                        # endpoint -> how it is called there
+    durations: Container = ()                   # allowed `duration` values; () = not checked here
+    choices: dict[str, tuple] = {}              # option field -> allowed values
+    credits: str = ""                           # hint only: the create response's estimate is the authority
+    last_frame: bool = False                    # image_to_video accepts a last keyframe besides the first
+
+
+def _i2v(ratios: tuple[str, ...] = (), needs: str = "", takes: str = "") -> Use:
+    return Use(ratios, f"promptImage {needs}".strip(), takes)
+
+
+MODELS: dict[str, Model] = {
+    # Video ------------------------------------------------------------------------------------------------
+    "gen4.5": Model(
+        "video", "Runway's flagship: cinematic motion, strong prompt following; text or first frame",
+        {I2V: _i2v(GEN4_VIDEO, "promptText ratio duration", GEN4_5_TAKES),
+         T2V: Use(WIDE_TALL, "promptText ratio duration", GEN4_5_TAKES)},
+        range(2, 11), {"outputFormat": GEN4_5_FORMATS, "proresProfile": PRORES}, "12/s"),
+    "gen4_turbo": Model(
+        "video", "Fast, cheap image-to-video for drafts and iteration",
+        {I2V: _i2v(GEN4_VIDEO, "ratio", "contentModeration duration promptText seed")},
+        range(2, 11), credits="5/s"),
+    "veo3.1": Model(
+        "video", "Google Veo 3.1: realistic video with generated sound; first or first+last frame",
+        {I2V: _i2v(VEO, "ratio", VEO_TAKES + " promptText"), T2V: Use(VEO, "promptText ratio", VEO_TAKES)},
+        (4, 6, 8), credits="20-40/s", last_frame=True),
+    "veo3.1_fast": Model(
+        "video", "Veo 3.1 Fast: cheaper, quicker Veo with sound",
+        {I2V: _i2v(VEO, "ratio", VEO_TAKES + " promptText"), T2V: Use(VEO, "promptText ratio", VEO_TAKES)},
+        (4, 6, 8), credits="10-15/s", last_frame=True),
+    "kling2.5_turbo_pro": Model(
+        "video", "Kling 2.5 Turbo Pro: dynamic motion; keyframes; output follows the input image",
+        {I2V: _i2v((), "promptText", "cfgScale duration"),
+         T2V: Use(KLING_2_5, "promptText", "cfgScale duration ratio")},
+        (5, 10), last_frame=True),
+    "kling3.0_standard": Model(
+        "video", "Kling 3.0 Standard (720p): multi-shot prompts, optional audio",
+        {I2V: _i2v(KLING_STANDARD, "", KLING_TAKES + " cfgScale ratio"),
+         T2V: Use(KLING_STANDARD, "ratio", KLING_TAKES + " cfgScale")}, last_frame=True),
+    "kling3.0_pro": Model(
+        "video", "Kling 3.0 Pro (1080p): multi-shot prompts, optional audio",
+        {I2V: _i2v(KLING_PRO, "", KLING_TAKES + " cfgScale ratio"),
+         T2V: Use(KLING_PRO, "ratio", KLING_TAKES + " cfgScale")}, last_frame=True),
+    "kling3.0_4k": Model(
+        "video", "Kling 3.0 at 4K: multi-shot prompts, optional audio",
+        {I2V: _i2v(KLING_4K, "", KLING_TAKES + " cfgScale ratio"),
+         T2V: Use(KLING_4K, "ratio", KLING_TAKES + " cfgScale")}, last_frame=True),
+    "klingO3_standard": Model(
+        "video", "Kling O3 Standard (720p): reference images, video editing",
+        {I2V: _i2v(KLING_STANDARD, "", KLING_TAKES + " ratio references"),
+         T2V: Use(KLING_STANDARD, "ratio", KLING_TAKES)}, last_frame=True),
+    "klingO3_pro": Model(
+        "video", "Kling O3 Pro (1080p): reference images, video editing",
+        {I2V: _i2v(KLING_PRO, "", KLING_TAKES + " ratio references"),
+         T2V: Use(KLING_PRO, "ratio", KLING_TAKES)}, last_frame=True),
+    "klingO3_4k": Model(
+        "video", "Kling O3 at 4K: reference images, video editing",
+        {I2V: _i2v(KLING_4K, "", KLING_TAKES + " ratio references"),
+         T2V: Use(KLING_4K, "ratio", KLING_TAKES)}, last_frame=True),
+    "kling_4": Model(
+        "video", "Kling 4: keeps the input framing; reference images and videos",
+        {I2V: _i2v(AUTO_720_1080, "", "duration promptText ratio referenceVideos references"),
+         T2V: Use(KLING_4, "promptText", "duration ratio referenceVideos references")}),
+    "hailuo3": Model(
+        "video", "MiniMax Hailuo 3: expressive motion, up to 2K, reference audio",
+        {I2V: _i2v(ASPECTS, "promptText", "duration ratio referenceAudio resolution"),
+         T2V: Use(ASPECTS, "promptText", "duration ratio resolution " + SEEDANCE_REFS)},
+        range(5, 16), {"resolution": ("768p", "2k", "768P", "2K")}, last_frame=True),
+    "happyhorse_1_0": Model(
+        "video", "HappyHorse 1.0: 720p/1080p, output aspect follows the image",
+        {I2V: _i2v((), "", "duration promptText resolution"), T2V: Use(HAPPYHORSE, "promptText", "duration ratio")},
+        range(3, 16), {"resolution": ("720p", "1080p", "720P", "1080P")}),
+    "seedance2": Model(
+        "video", "ByteDance Seedance 2: up to 4K, native audio, reference images/videos/audio",
+        {I2V: _i2v(SEEDANCE, "", SEEDANCE_TAKES + " promptText"),
+         T2V: Use(SEEDANCE, "promptText", SEEDANCE_TAKES + " " + SEEDANCE_REFS)},
+        (*range(4, 16), "auto"), last_frame=True),
+    "seedance2_fast": Model(
+        "video", "Seedance 2 Fast: quicker and cheaper, up to 720p",
+        {I2V: _i2v(SEEDANCE_720, "", SEEDANCE_TAKES + " promptText"),
+         T2V: Use(SEEDANCE_720, "promptText", SEEDANCE_TAKES + " " + SEEDANCE_REFS)},
+        (*range(4, 16), "auto"), last_frame=True),
+    "seedance2_mini": Model(
+        "video", "Seedance 2 Mini: cheapest Seedance, up to 720p",
+        {I2V: _i2v(SEEDANCE_720, "", SEEDANCE_TAKES + " promptText"),
+         T2V: Use(SEEDANCE_720, "promptText", SEEDANCE_TAKES + " " + SEEDANCE_REFS)},
+        (*range(4, 16), "auto"), last_frame=True),
+    "seedance2_5": Model(
+        "video", "Seedance 2.5: up to 30 s, cheap 480p drafts you can enhance later, reference media",
+        {I2V: _i2v(SEEDANCE_2_5, "", SEEDANCE_TAKES + " draft outputFormat promptText"),
+         T2V: Use(SEEDANCE_2_5, "", SEEDANCE_TAKES + " draft draftTaskId outputFormat promptText "
+                  + SEEDANCE_REFS)},
+        (*range(4, 31), "auto"), {"outputFormat": ("mp4", "mov")}, last_frame=True),
+    "gemini_omni_flash": Model(
+        "video", "Google Gemini Omni Flash video: quick 720p clips and instruction-based edits",
+        {I2V: _i2v(WIDE_TALL, "", "duration promptText ratio"), T2V: Use(WIDE_TALL, "promptText", "duration ratio")},
+        range(3, 11)),
+    "gemini_omni_flash_1.1": Model(
+        "video", "Gemini Omni Flash 1.1: up to 4K, first+last frame, extend and edit videos",
+        {I2V: _i2v(GEMINI_VIDEO, "promptText", "duration ratio"),
+         T2V: Use(GEMINI_VIDEO, "promptText", "duration ratio referenceVideos references")},
+        (*range(3, 11), "auto"), last_frame=True),
+    "grok_imagine_1_5": Model(
+        "video", "xAI Grok Imagine 1.5: 1-15 s, image references, reference audio",
+        {I2V: _i2v((), "", "duration promptText resolution"),
+         T2V: Use(GROK_VIDEO, "promptText", "duration ratio referenceAudio references resolution")},
+        range(1, 16), {"resolution": ("480p", "720p", "1080p")}),
+    "grok_imagine_1_5_lite": Model(
+        "video", "Grok Imagine 1.5 Lite: cheaper Grok video, 1080p upscaled from 720p",
+        {I2V: _i2v(AUTO_480_1080, "", "duration promptText ratio"), T2V: Use(GROK_LITE, "promptText", "duration ratio")}),
+    "wan3": Model(
+        "video", "Alibaba Wan 3: up to 30 s, reference videos and audio",
+        {I2V: _i2v(WAN, "promptText", WAN_TAKES), T2V: Use(WAN, "promptText", WAN_TAKES + " references")},
+        range(2, 31), last_frame=True),
+    "wan3_prime": Model(
+        "video", "Wan 3 Prime: higher-quality Wan 3",
+        {I2V: _i2v(WAN, "promptText", WAN_TAKES), T2V: Use(WAN, "promptText", WAN_TAKES + " references")},
+        last_frame=True),
+    "h3_max": Model(
+        "video", "H3 Max: prompt expansion modes, repeatable seeds",
+        {I2V: _i2v((), "promptText", "duration promptExpansionMode resolution seed"),
+         T2V: Use((), "promptText", "duration promptExpansionMode resolution seed")},
+        choices={"promptExpansionMode": ("disabled", "balanced", "quality"), "resolution": ("480p", "768p")},
+        last_frame=True),
+    # Images -----------------------------------------------------------------------------------------------
+    "gen4_image": Model(
+        "image", "Runway Gen-4 Image: consistent characters and places from up to 3 tagged references",
+        {T2I: Use(GEN4_IMAGE, T2I_NEEDS, "contentModeration referenceImages seed")},
+        credits="5 (720p) / 8 (1080p) per image"),
+    "gen4_image_turbo": Model(
+        "image", "Gen-4 Image Turbo: cheap, fast edits; needs 1-3 reference images",
+        {T2I: Use(GEN4_IMAGE, T2I_NEEDS + " referenceImages", "contentModeration seed")}, credits="2 per image"),
+    "gpt_image_2": Model(
+        "image", "OpenAI GPT Image 2: text rendering, transparent backgrounds, up to 16 references",
+        {T2I: Use(GPT_IMAGE, T2I_NEEDS, "background outputCount quality referenceImages")},
+        choices={"background": ("transparent", "opaque", "auto"), "quality": ("low", "medium", "high", "auto")}),
+    "gpt_image_2_5_flare": Model(
+        "image", "GPT Image 2.5 Flare: highest-quality GPT images (no transparency)",
+        {T2I: Use(GPT_IMAGE, T2I_NEEDS, "background outputCount quality referenceImages")},
+        choices={"background": ("opaque", "auto"), "quality": GPT_QUALITY}),
+    "gpt_image_2_5_sunburst": Model(
+        "image", "GPT Image 2.5 Sunburst: GPT images with transparent backgrounds",
+        {T2I: Use(GPT_IMAGE, T2I_NEEDS, "background outputCount quality referenceImages")},
+        choices={"background": ("transparent", "opaque", "auto"), "quality": GPT_QUALITY}),
+    "gemini_2.5_flash": Model(
+        "image", "Google Gemini 2.5 Flash Image: quick edits with up to 3 references",
+        {T2I: Use(GEMINI_2_5_IMAGE, T2I_NEEDS, "referenceImages")}, credits="5 per image"),
+    "gemini_image3_pro": Model(
+        "image", "Gemini 3 Pro Image: up to 4K, 14 references for character consistency",
+        {T2I: Use(GEMINI_3_PRO_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)}),
+    "gemini_image3.1_flash": Model(
+        "image", "Gemini 3.1 Flash Image: fast, extreme aspect ratios up to 8K",
+        {T2I: Use(GEMINI_3_1_FLASH_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)}),
+    "gemini_image3.1_flash_lite": Model(
+        "image", "Gemini 3.1 Flash Lite Image: cheapest Gemini images, 1K",
+        {T2I: Use(GEMINI_LITE_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)}),
+    "nano_banana_2.1": Model(
+        "image", "Nano Banana 2.1: Gemini-based editing with up to 14 tagged references, thinking levels",
+        {T2I: Use(NANO_BANANA, T2I_NEEDS, "outputCount referenceImages thinkingLevel")},
+        choices={"thinkingLevel": ("minimal", "medium", "high")}),
+    "muse_image": Model(
+        "image", "Muse Image: edit or combine up to 10 references; webp/png/jpeg",
+        {T2I: Use(MUSE, T2I_NEEDS, "outputCount outputFormat referenceImages")},
+        choices={"outputFormat": ("webp", "png", "jpeg")}, credits="1 per image"),
+    "seedream5_pro": Model(
+        "image", "ByteDance Seedream 5 Pro: optional live web grounding",
+        {T2I: Use(SEEDREAM_PRO, T2I_NEEDS, "grounding outputCount outputFormat referenceImages")},
+        choices={"outputFormat": PNG_JPEG}),
+    "seedream5_lite": Model(
+        "image", "Seedream 5 Lite: 2K-4K sizes, also free-form W:H (3.7-16.8 MP)",
+        {T2I: Use(SEEDREAM_LITE, T2I_NEEDS, "grounding outputCount outputFormat referenceImages")},
+        choices={"outputFormat": PNG_JPEG}),
+    "seedream5_flash": Model(
+        "image", "Seedream 5 Flash: fastest Seedream",
+        {T2I: Use(SEEDREAM_FLASH, T2I_NEEDS, "outputCount outputFormat referenceImages")},
+        choices={"outputFormat": PNG_JPEG}),
+    "grok_imagine_image_2": Model(
+        "image", "xAI Grok Imagine Image 2: edit one reference directly with edit=true",
+        {T2I: Use(GROK_IMAGE, T2I_NEEDS, "edit outputCount quality referenceImages")},
+        choices={"quality": ("low", "medium")}),
+    "bria_fibo_1_5": Model(
+        "image", "Bria FIBO 1.5: licensed-data images, 1 MP or 4 MP",
+        {T2I: Use(BRIA, T2I_NEEDS, "outputFormat referenceImages seed")},
+        choices={"outputFormat": PNG_JPEG}, credits="5 (1 MP) / 10 (4 MP) per image"),
+    "bria_fibo_edit_1_5": Model(
+        "image", "Bria FIBO Edit 1.5: edit 1-4 reference images",
+        {T2I: Use(BRIA_1K + ("auto",), "promptText", "outputFormat ratio referenceImages seed")},
+        choices={"outputFormat": PNG_JPEG}),
+    "ideogram_4_0": Model(
+        "image", "Ideogram 4.0: typography and design, remix one image",
+        {T2I: Use(IDEOGRAM_4_0, "promptText", "outputCount quality ratio referenceImages")},
+        choices={"quality": ("low", "medium", "high")}, credits="4/7/11 per image (low/medium/high)"),
+    "ideogram_4_5": Model(
+        "image", "Ideogram 4.5: typography, masks and precise edits of a reference",
+        {T2I: Use(IDEOGRAM_4_5, "promptText", "maskUri outputCount preciseEdit quality ratio referenceImages")},
+        choices={"quality": ("very_low", "low", "medium", "high")}, credits="1/4/8/25 per image by quality"),
+    "recraft_v4_1_flash": Model(
+        "image", "Recraft V4.1 Flash: brand colours and design styles; webp/png",
+        {T2I: Use(RECRAFT, T2I_NEEDS, "backgroundColor colors outputCount outputFormat seed")},
+        choices={"outputFormat": ("webp", "png")}),
+    "recraft_v4_1_vector": Model(
+        "image", "Recraft V4.1 Vector: SVG illustrations and icons",
+        {T2I: Use(RECRAFT_VECTOR, "promptText", "backgroundColor colors ratio")}),
+}
+
+# The defaults of generate_image and generate_video.
+DEFAULT_MODEL = {T2I: "gen4_image", I2V: "gen4.5", T2V: "gen4.5"}
+# Ratio chosen when a model needs one and none is given: landscape, in this order of preference.
+PREFERRED_RATIOS = {"image": ("1920:1080", "1920:1088", "2560:1440", "1344:768", "1376:768", "1360:768",
+                              "1280:720", "16:9", "auto"),
+                    "video": ("1280:720", "16:9", "1920:1080", "auto_720p", "auto_1080p")}
+
+# Body fields named after the tool argument that fills them, for error messages.
+ARGUMENT_NAMES = {"promptText": "prompt", "promptImage": "image", "referenceImages": "reference_images",
+                  "ratio": "ratio", "duration": "duration", "seed": "seed"}
+
+
+def _argument(api_field: str, names: Mapping[str, str]) -> str:
+    return names.get(api_field) or ARGUMENT_NAMES.get(api_field) or f"options.{api_field}"
+
+
+def _describe(allowed: Container) -> str:
+    """Allowed values for an error message or list_models: runs of integers shortened to 'a-b'."""
+    if isinstance(allowed, range):
+        return f"{allowed.start}-{allowed.stop - 1}"
+    if isinstance(allowed, AnySize):
+        return str(allowed)
+    items, out = list(allowed), []
+    while items:
+        start = end = items.pop(0)
+        while isinstance(end, int) and items and items[0] == end + 1:
+            end = items.pop(0)
+        out.append(f"{start}-{end}" if isinstance(end, int) and end - start > 1 else
+                   str(start) if start == end else f"{start}, {end}")
+    return ", ".join(out)
+
+
+def _fields(spec: str) -> set[str]:
+    return set(spec.split())
+
+
+def models_for(endpoint: str) -> list[str]:
+    return [name for name, model in MODELS.items() if endpoint in model.uses]
+
+
+def apply_defaults(endpoint: str, body: dict) -> None:
+    """Fill a ratio or duration the model requires but the caller left out."""
+    model = MODELS.get(body.get("model"))
+    if model is None or endpoint not in model.uses:
+        return
+    use = model.uses[endpoint]
+    if "ratio" in _fields(use.needs) and "ratio" not in body and use.ratios:
+        preferred = PREFERRED_RATIOS.get(model.kind, ())
+        body["ratio"] = next((r for r in preferred if r in use.ratios), use.ratios[0])
+    if "duration" in _fields(use.needs) and "duration" not in body and model.durations:
+        body["duration"] = 5 if 5 in model.durations else next(iter(model.durations))
+
+
+def check_model(endpoint: str, body: dict, names: Mapping[str, str] = {}) -> list[str]:
+    """Refuse what a known model can't take; return notes. Unknown (newer) models pass through."""
+    name = body["model"]
+    model = MODELS.get(name)
+    if model is None:
+        note = f"model {name!r} is not in this server's catalog, so nothing was checked locally; Runway checks it"
+        return [note]
+    if endpoint not in model.uses:
+        others = ", ".join(models_for(endpoint))
+        raise RunwayError(f"model {name!r} does not work on {endpoint} (it works on {', '.join(model.uses)}); "
+                          f"models for {endpoint}: {others}")
+    use = model.uses[endpoint]
+    needs, takes = _fields(use.needs), _fields(use.takes)
+    missing = sorted(needs - body.keys())
+    if missing:
+        raise RunwayError(f"{name} needs {', '.join(_argument(f, names) for f in missing)} on {endpoint}")
+    extra = sorted(body.keys() - needs - takes - {"model"})
+    if extra:
+        accepted = ", ".join(_argument(f, names) for f in sorted(needs | takes)) or "nothing else"
+        raise RunwayError(f"{name} does not take {', '.join(_argument(f, names) for f in extra)} on "
+                          f"{endpoint}; it takes: {accepted}")
+    rules = {"ratio": use.ratios, "duration": model.durations, **model.choices}
+    for api_field, allowed in rules.items():
+        value = body.get(api_field)
+        if allowed and value is not None and value not in allowed:
+            raise RunwayError(f"{_argument(api_field, names)}={value!r} is not valid for {name} on {endpoint}; "
+                              f"allowed: {_describe(allowed)}")
+    return []
+
+
+##############################################################################
+# Client
+##############################################################################
+
+_local = threading.local()
+
+
+def session() -> requests.Session:
+    """This thread's Session (one per thread, as the requests maintainers advise). It holds no key."""
+    s = getattr(_local, "session", None)
+    if s is None:
+        s = _local.session = requests.Session()
+        s.headers["User-Agent"] = f"runway-mcp/{__version__}"
+    return s
+
+
+def _checkpoint() -> None:
+    """Raise the host's cancellation here when running in the SDK's worker thread; no-op elsewhere."""
+    try:
+        anyio.from_thread.check_cancelled()
+    except anyio.NoEventLoopError:
+        pass
+
+
+def pause(seconds: float) -> None:
+    """Sleep; in the SDK's worker thread the sleep runs on the event loop, so a client cancel ends it."""
+    if seconds <= 0:
+        return _checkpoint()
+    try:
+        anyio.from_thread.run(anyio.sleep, seconds)
+    except anyio.NoEventLoopError:
+        time.sleep(seconds)
+
+
+def backoff(attempt: int, base: float = 0.5, cap: float = MAX_BACKOFF_S) -> float:
+    """Exponential backoff with up to 50 % jitter, as Runway's error docs advise."""
+    return min(cap, base * 2 ** attempt) * (1 - 0.5 * random.random())
+
+
+def retry_after(response: requests.Response, cap: float = 60.0) -> float | None:
+    """Seconds the server asked us to wait (Retry-After as seconds or HTTP date), capped."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, min(cap, seconds))
+
+
+# Statuses worth another try. A create POST repeats only where Runway cannot have created the task.
+RETRY_STATUSES = {"GET": {429, 500, 502, 503, 504}, "DELETE": {429, 500, 502, 503, 504}, "POST": {429, 502, 503}}
+
+
+def _never_sent(error: requests.RequestException) -> bool:
+    """True when the connection was never made (refused, DNS, connect timeout): nothing reached Runway."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0] if error.args else None, "reason", None)
+    return type(reason).__name__ in {"NewConnectionError", "NameResolutionError", "ConnectTimeoutError"}
+
+
+def request(method: str, url: str, *, attempts: int = 4, max_delay: float = 10.0,
+            **kwargs: Any) -> requests.Response:
+    """One HTTP exchange under the retry policy; the pause between tries honours Retry-After.
+
+    A server that asks for a pause longer than max_delay gets its answer back at once: a tool
+    call must return before the host gives up on it.
+    """
+    for attempt in range(attempts):
+        last = attempt == attempts - 1
+        _checkpoint()                       # a cancelled call sends nothing more
+        try:
+            response = session().request(method, url, **kwargs)
+        except requests.RequestException as error:
+            if last or not (_never_sent(error) or method != "POST"):
+                raise
+            delay, why = backoff(attempt), type(error).__name__
+        else:
+            if last or response.status_code not in RETRY_STATUSES.get(method, ()):
+                return response
+            delay, why = retry_after(response) or backoff(attempt), f"HTTP {response.status_code}"
+            if delay > max_delay:
+                return response
+            response.close()
+        log.info("%s %s failed (%s); retry %d in %.1fs", method, urlsplit(url).path, why, attempt + 1, delay)
+        pause(delay)
+    raise AssertionError("unreachable")
+
+
+def _require_api() -> str:
+    if CONFIG.problems:
+        raise RunwayError(CONFIG.problems[0])
+    if not CONFIG.api_key:
+        raise RunwayError("No Runway API key: set RUNWAYML_API_SECRET in the MCP server's environment "
+                          "(create a key at https://dev.runwayml.com), then restart the server")
+    return CONFIG.api_key
+
+
+def api(method: str, path: str, *, body: dict | None = None, task_id: str | None = None,
+        timeout: tuple[float, float] = API_TIMEOUT, attempts: int = 4, creating: bool = False) -> dict:
+    """Call the Runway API and return its JSON. The only code that sends the key.
+
+    `creating` marks a task-creating POST, whose failures may have billed a task.
+    """
+    headers = {"Authorization": f"Bearer {_require_api()}", "X-Runway-Version": API_VERSION,
+               "Accept": "application/json"}
+    try:
+        response = request(method, CONFIG.base_url + path, headers=headers, json=body, timeout=timeout,
+                           attempts=attempts, allow_redirects=False)
+    except requests.RequestException as error:
+        if creating and not _never_sent(error):
+            raise RunwayError(f"The connection to Runway failed while creating the task ({type(error).__name__}); "
+                              + CREATE_UNSURE) from None
+        raise RunwayError(f"Could not reach Runway at {CONFIG.base_url} ({type(error).__name__}); check the "
+                          "network and try again", task_id=task_id) from None
+    if response.status_code >= 400:
+        _raise_for(response, task_id=task_id, creating=creating)
+    if response.status_code == 204 or not response.content:
+        return {}
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise RunwayError(f"Runway sent a response that is not a JSON object (HTTP {response.status_code}); "
+                          "try again", task_id=task_id)
+    return data
+
+
+def task_id_arg(value: str) -> str:
+    """A Runway task id (a UUID), checked before it goes into a URL."""
+    try:
+        return str(uuid.UUID(value.strip()))
+    except (ValueError, AttributeError):
+        raise RunwayError(f"task_id={value!r} is not a Runway task id (a UUID such as "
+                          "17f20503-6c24-4c16-946b-35dbbce2af2f); list_tasks shows the ids of your tasks") from None
+
+
+def create_task(endpoint: str, body: dict) -> dict:
+    """POST /v1/<endpoint>; returns {id, estimatedCost}."""
+    task = api("POST", f"/v1/{endpoint}", body=body, creating=True)
+    if not isinstance(task.get("id"), str):
+        raise RunwayError(f"Runway accepted the request but returned no task id; {CREATE_UNSURE}")
+    return task
+
+
+def fetch_task(task_id: str, *, attempts: int = 4) -> dict:
+    return api("GET", f"/v1/tasks/{task_id}", task_id=task_id, timeout=POLL_TIMEOUT, attempts=attempts)
+
+
+def cancel(task_id: str) -> bool:
+    """DELETE /v1/tasks/{id}; False when Runway had already cancelled or deleted it (404)."""
+    try:
+        api("DELETE", f"/v1/tasks/{task_id}", task_id=task_id)
+    except RunwayError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+##############################################################################
+# Waiting
+##############################################################################
+
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+ACTIVE = ("PENDING", "THROTTLED", "RUNNING")
+
+
+def _progress_of(task: dict) -> float | None:
+    value = task.get("progress")
+    if task.get("status") == "SUCCEEDED":
+        return 1.0
+    return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else None
+
+
+def wait_for(task_id: str, max_wait_s: float, *, task: dict | None = None,
+             on_poll: Callable[[dict, float], None] = lambda task, elapsed: None,
+             sleep: Callable[[float], None] = pause, clock: Callable[[], float] = time.monotonic) -> dict:
+    """Poll the task until it is terminal or the next poll would pass the wait bound.
+
+    Returns the last task Runway reported (with "_poll_error" set if the latest poll failed). A poll
+    that fails for a passing reason (429, 5xx, timeout, reset, bad JSON) backs off and tries again;
+    the task id is never lost. `task`, when given, is what create returned: the first poll waits
+    one interval, since Runway updates a task at most every few seconds.
+    """
+    start = clock()
+    failures, delay = 0, CONFIG.poll_interval
+    if task is None:
+        task, delay = _poll(task_id, {"id": task_id, "status": "PENDING"}, 0)
+    on_poll(task, clock() - start)
+    while task.get("status") not in TERMINAL and clock() - start + delay <= max_wait_s:
+        _sleep_with_heartbeat(delay, functools.partial(_beat, on_poll, task, start, clock), sleep)
+        failures = failures + 1 if "_poll_error" in task else 0
+        task, delay = _poll(task_id, task, failures)
+        on_poll(task, clock() - start)
+    return task
+
+
+def _beat(on_poll: Callable[[dict, float], None], task: dict, start: float, clock: Callable[[], float]) -> None:
+    on_poll(task, clock() - start)
+
+
+def _poll(task_id: str, last: dict, failures: int) -> tuple[dict, float]:
+    """One status request: the new task and the pause before the next one."""
+    try:
+        task = fetch_task(task_id, attempts=1)        # the poll loop itself is the retry
+    except RunwayError as error:
+        if error.status in (400, 401, 403, 404):
+            raise
+        log.warning("poll of task %s failed: %s", task_id, error)
+        delay = error.retry_after if error.retry_after is not None else backoff(failures + 1, CONFIG.poll_interval)
+        return {**last, "_poll_error": str(error)}, max(CONFIG.poll_interval, delay)
+    task.pop("_poll_error", None)
+    return task, CONFIG.poll_interval
+
+
+def _sleep_with_heartbeat(seconds: float, beat: Callable[[], None], sleep: Callable[[float], None]) -> None:
+    while seconds > HEARTBEAT_S:
+        sleep(HEARTBEAT_S)
+        seconds -= HEARTBEAT_S
+        beat()
+    sleep(seconds)
+
+
+class Ledger:
+    """tasks.jsonl in the output directory: one JSON line per task event, newest last.
+
+    A task is recorded the moment Runway returns its id, before any waiting, so a crash or a host
+    timeout never loses a paid task. Each line is one os.write on an O_APPEND descriptor under a
+    lock, so concurrent waits never interleave; a line cut off by a crash is skipped when read.
+    """
+
+    _lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        return CONFIG.output_dir / "tasks.jsonl"
+
+    def append(self, **record: Any) -> None:
+        record = {"at": _now(), **record}
+        line = (json.dumps(redact(record), ensure_ascii=False, default=str) + "\n").encode()
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+
+    def tasks(self) -> list[dict]:
+        """Every task in the ledger, folded to its latest state, newest first."""
+        try:
+            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        merged: dict[str, dict] = {}
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue                    # a line cut short by a crash
+            if isinstance(record, dict) and isinstance(record.get("task_id"), str):
+                merged.setdefault(record["task_id"], {}).update(record)
+        return list(reversed(merged.values()))          # in order of creation, newest first
+
+    def find(self, task_id: str) -> dict:
+        return next((t for t in self.tasks() if t["task_id"] == task_id), {})
+
+
+LEDGER = Ledger()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+##############################################################################
+# Media
+##############################################################################
+
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/svg+xml": "svg",
+              "image/gif": "gif", "video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm",
+              "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/wav": "wav", "audio/x-wav": "wav",
+              "audio/wave": "wav", "audio/ogg": "ogg", "audio/flac": "flac", "audio/aac": "aac",
+              "audio/mp4": "m4a", "application/zip": "zip"}
+MIME_TYPES = {ext: mime for mime, ext in reversed(EXTENSIONS.items())}
+CHUNK = 1 << 20
+
+
+class Media(NamedTuple):
+    """A media argument as the caller gave it; resolved to a URI just before the request is sent."""
+
+    value: str
+    kind: str          # image | video | audio
+    argument: str      # the tool argument it came from, for error messages
+
+
+def media_uri(media: Media) -> str:
+    """An HTTPS URL, data: URI or runway:// URI Runway can fetch."""
+    value = media.value.strip()
+    scheme = urlsplit(value).scheme.lower()
+    if scheme == "https" or scheme == "runway":
+        if len(value) > 2048 and scheme == "https":
+            raise RunwayError(f"{media.argument}: URL is {len(value)} characters; Runway accepts at most 2048")
+        return value
+    if scheme == "data":
+        if not value.lower().startswith(f"data:{media.kind}/"):
+            raise RunwayError(f"{media.argument}: expected a data:{media.kind}/... URI, got "
+                              f"{value[:40]!r}")
+        return value
+    raise RunwayError(f"{media.argument}: {value[:80]!r} is not an https:// URL, data: URI or runway:// URI")
+
+
+def resolve_media(value: Any) -> Any:
+    """Replace every Media in a request body with a URI."""
+    if isinstance(value, Media):
+        return media_uri(value)
+    if isinstance(value, dict):
+        return {k: resolve_media(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_media(v) for v in value]
+    return value
+
+
+def _extension(mime: str | None, url: str) -> str:
+    if mime in EXTENSIONS:
+        return EXTENSIONS[mime]
+    suffix = Path(urlsplit(url).path).suffix.lstrip(".").lower()
+    return suffix if re.fullmatch(r"[a-z0-9]{1,5}", suffix) else "bin"
+
+
+def _kind(mime: str | None, fallback: str) -> str:
+    top = (mime or "").split("/")[0]
+    return top if top in ("image", "video", "audio") else fallback
+
+
+def output_name(kind: str, task_id: str, n: int, ext: str) -> str:
+    """`{kind}_{short task id}_{n}.{ext}`: sortable, unique per task, safe on every filesystem."""
+    safe = lambda s: re.sub(r"[^A-Za-z0-9]+", "", s)[:12] or "x"
+    return f"{safe(kind)}_{safe(task_id)[:8]}_{n}.{safe(ext)}"
+
+
+def saved_output(task_id: str, n: int) -> Path | None:
+    """The file already saved for output n of a task, if any."""
+    pattern = f"*_{re.sub(r'[^A-Za-z0-9]+', '', task_id)[:8]}_{n}.*"
+    return next((p for p in CONFIG.output_dir.glob(pattern)
+                 if p.suffix not in (".json", ".part") and p.is_file()), None)
+
+
+def download(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | None, int]:
+    """Stream one output into the output directory: a temporary file, renamed into place when complete."""
+    parts = urlsplit(url)
+    if not (parts.scheme == "https" or parts.scheme == "http" and _is_loopback(parts.hostname)):
+        raise RunwayError(f"output {n} has a URL that is not https; not downloaded", task_id=task_id)
+    out_dir = CONFIG.output_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with request("GET", url, timeout=DOWNLOAD_TIMEOUT, stream=True) as response:
+        if response.status_code >= 400:
+            raise RunwayError(f"downloading output {n} failed with HTTP {response.status_code}", task_id=task_id,
+                              status=response.status_code)
+        mime = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower() or None
+        expected = int(response.headers.get("Content-Length") or -1)
+        final = out_dir / output_name(_kind(mime, kind), task_id, n, _extension(mime, url))
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{final.name}.", suffix=".part")
+        try:
+            size = 0
+            with os.fdopen(fd, "wb") as f:
+                for chunk in response.iter_content(CHUNK):
+                    f.write(chunk)
+                    size += len(chunk)
+            if expected >= 0 and size != expected:
+                raise RunwayError(f"downloading output {n} stopped after {size} of {expected} bytes; "
+                                  "call get_task to try again", task_id=task_id)
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return final, mime, size
+
+
+##############################################################################
+# Tools
+##############################################################################
+
+class Output(TypedDict):
+    url: str
+    path: str | None
+    mime_type: str | None
+    bytes: int | None
+
+
+class TaskResult(TypedDict):
+    """What every task tool returns as structured content."""
+
+    task_id: str | None
+    status: str
+    progress: float | None
+    outputs: list[Output]
+    estimated_credits: float | None
+    cost_credits: float | None
+    failure: str | None
+    failure_code: str | None
+    elapsed_s: float
+    next: str | None
+    notes: list[str]
+
+
+TaskReply = Annotated[CallToolResult, TaskResult]
+
+INSTRUCTIONS = """\
+Generate images, video and audio with Runway. Generation tools spend Runway credits.
+A generation waits up to a bound (about 45 s) and then returns a handle: if `status` is not final,
+call wait_for_task(task_id) to keep waiting; nothing is lost. Results are saved as files whose
+absolute paths are in `outputs[].path`. list_tasks shows every task this server created."""
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(server: MCPServer):
+    anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+    yield {}
+
+
+mcp = MCPServer("runway", version=__version__, instructions=INSTRUCTIONS, lifespan=_lifespan)
+
+PAID = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+LOCAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                              open_world_hint=True)
+
+
+def tool(annotations: ToolAnnotations, title: str | None = None):
+    """Register fn as an MCP tool: cleaned docstring as description, RunwayError -> isError result."""
+    def register(fn):
+        @functools.wraps(fn)                    # the SDK reads the signature through __wrapped__
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except RunwayError as error:
+                raise ToolError(str(error)) from None
+        mcp.tool(title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations)(call)
+        return fn
+    return register
+
+
+Prompt = Annotated[str, Field(description="What to generate, in plain words", min_length=1, max_length=32000)]
+MediaArg = Annotated[str, Field(description="An https:// URL, a data: URI or a runway:// URI",
+                                min_length=1, max_length=2048)]
+Seed = Annotated[int | None, Field(description="0-4294967295; the same seed gives similar results",
+                                   ge=0, le=4294967295)]
+Options = Annotated[dict[str, Any] | None, Field(
+    description="Model-specific fields by their Runway API name, e.g. {\"audio\": false}; "
+                "list_models shows what each model takes")]
+Wait = Annotated[bool, Field(description="Wait for the result (up to max_wait_s); false returns the task id at once")]
+MaxWait = Annotated[float | None, Field(description="Seconds to wait before returning a resumable handle; "
+                                                    "default RUNWAY_MCP_MAX_WAIT (45)", ge=0, le=3600)]
+
+
+class ReferenceImage(TypedDict):
+    uri: MediaArg
+    tag: NotRequired[Annotated[str, Field(description="3-16 letters, digits or _, starting with a letter; "
+                                                      "mention it in the prompt as @tag",
+                                          pattern=r"^[A-Za-z][A-Za-z0-9_]{2,15}$")]]
+
+
+TaskId = Annotated[str, Field(description="The task_id a generation tool or list_tasks returned",
+                              min_length=1, max_length=100)]
+
+
+def _reporter(ctx: Context | None) -> Callable[[dict, float], None]:
+    """Progress notifications for one call: status, Runway's progress, elapsed seconds; never decreasing."""
+    highest = 0.0
+
+    def report(task: dict, elapsed: float) -> None:
+        nonlocal highest
+        status, progress = task.get("status", "PENDING"), _progress_of(task)
+        highest = max(highest, progress or 0.0)
+        message = f"{status} {round(progress * 100)}%" if progress is not None else status
+        message += f" · {elapsed:.0f}s"
+        if "_poll_error" in task:
+            message += " · last poll failed, retrying"
+        if ctx is not None:
+            anyio.from_thread.run(ctx.report_progress, highest, 1.0, message)
+    return report
+
+
+def run_task(endpoint: str, body: dict, *, tool_name: str, wait: bool, max_wait_s: float | None,
+             ctx: Context | None, names: Mapping[str, str] = {}, options: dict | None = None) -> CallToolResult:
+    """Validate, create, record, wait, collect: the one path of every generation tool."""
+    body = {k: v for k, v in body.items() if v is not None}     # never send fields a model doesn't list
+    for key, value in (options or {}).items():
+        if key in body:
+            raise RunwayError(f"options.{key} repeats the {_argument(key, names)} argument; set it there")
+        body[key] = value
+    apply_defaults(endpoint, body)
+    notes = check_model(endpoint, body, names)          # nothing has been sent yet
+    body = resolve_media(body)
+    started = time.monotonic()
+    created = create_task(endpoint, body)
+    task_id = created["id"]
+    estimate = (created.get("estimatedCost") or {}).get("credits")
+    log.info("created %s task %s with %s (estimate %s credits)", endpoint, task_id, body["model"], estimate)
+    try:
+        LEDGER.append(task_id=task_id, created_at=_now(), tool=tool_name, endpoint=endpoint, model=body["model"],
+                      prompt=str(body.get("promptText", ""))[:500], status="PENDING", estimated_credits=estimate)
+    except OSError as error:
+        notes.append(f"could not record the task in {LEDGER.path} ({error.strerror}); keep this task_id")
+    task = {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
+    if wait:
+        task = _wait(task_id, max_wait_s, ctx, task=task)
+    return task_reply(task, time.monotonic() - started, notes=notes)
+
+
+def _wait(task_id: str, max_wait_s: float | None, ctx: Context | None, task: dict | None = None) -> dict:
+    bound = CONFIG.max_wait if max_wait_s is None else max_wait_s
+    return wait_for(task_id, bound, task=task, on_poll=_reporter(ctx))
+
+
+def _collect(task: dict, notes: list[str]) -> list[Output]:
+    """Outputs of a task, downloaded unless RUNWAY_MCP_DOWNLOAD=0 or already saved."""
+    urls = [u for u in task.get("output") or [] if isinstance(u, str)]
+    outputs: list[Output] = []
+    kind = LEDGER.find(task["id"]).get("endpoint", "")
+    fallback = "image" if kind.endswith("image") else "video" if kind.endswith("video") else "output"
+    for n, url in enumerate(urls, 1):
+        output = Output(url=url, path=None, mime_type=None, bytes=None)
+        if CONFIG.download:
+            try:
+                path = saved_output(task["id"], n)
+                if path is None:
+                    path, output["mime_type"], output["bytes"] = download(url, task["id"], n, fallback)
+                else:
+                    output["mime_type"], output["bytes"] = MIME_TYPES.get(path.suffix[1:]), path.stat().st_size
+                output["path"] = str(path)
+            except (RunwayError, OSError, requests.RequestException) as error:
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+                notes.append(f"output {n} was not saved ({reason}); its link works for 24-48 h, "
+                             "call get_task to try again")
+        outputs.append(output)
+    return outputs
+
+
+def _next_step(task: dict, outputs: list[Output]) -> str | None:
+    status, task_id = task.get("status"), task["id"]
+    if status in ACTIVE:
+        return f"Still {status}: call wait_for_task(task_id={task_id!r}) to keep waiting."
+    if status == "FAILED":
+        code = task.get("failureCode") or ""
+        if code.startswith(("SAFETY", "INPUT_PREPROCESSING.SAFETY")):
+            return "Runway's moderation refused it: change the prompt or inputs; retrying as-is fails again."
+        if code.startswith("ASSET"):
+            return "An input could not be used: check the media arguments and try again."
+        return "Try again, perhaps with a different prompt or model."
+    if status == "SUCCEEDED" and outputs and any(o["path"] is None for o in outputs):
+        return "Links expire in 24-48 h: call get_task to fetch fresh links and save them."
+    return None
+
+
+def task_reply(task: dict, elapsed: float, notes: list[str] | None = None) -> CallToolResult:
+    """The result of every task tool: structured TaskResult plus one short line of text."""
+    notes = list(notes or [])
+    status = str(task.get("status") or "UNKNOWN")
+    outputs = _collect(task, notes) if status == "SUCCEEDED" else []
+    if "_poll_error" in task:
+        notes.append(f"the latest status check failed ({task['_poll_error']}); the status shown is the last known")
+    result = TaskResult(
+        task_id=task["id"], status=status, progress=_progress_of(task), outputs=outputs,
+        estimated_credits=(task.get("estimatedCost") or {}).get("credits"),
+        cost_credits=(task.get("cost") or {}).get("credits"),
+        failure=task.get("failure"), failure_code=task.get("failureCode"),
+        elapsed_s=round(elapsed, 2), next=_next_step(task, outputs), notes=notes)
+    if result["estimated_credits"] is None:
+        result["estimated_credits"] = LEDGER.find(task["id"]).get("estimated_credits")
+    _remember(result)
+    return CallToolResult(content=[TextContent(text=redact(_summary(result)))], structured_content=redact(result),
+                          is_error=status in ("FAILED", "CANCELLED"))
+
+
+def _remember(result: TaskResult) -> None:
+    """Record a status change in the ledger, so list_tasks shows the last known state."""
+    known = LEDGER.find(result["task_id"])
+    if known and known.get("status") == result["status"] and not result["outputs"]:
+        return
+    with contextlib.suppress(OSError):
+        LEDGER.append(task_id=result["task_id"], status=result["status"], progress=result["progress"],
+                      cost_credits=result["cost_credits"], outputs=[o["path"] or o["url"] for o in result["outputs"]],
+                      **({"failure": result["failure"]} if result["failure"] else {}))
+
+
+def _summary(result: TaskResult) -> str:
+    """One line for people: status, what was saved, credits, the next step."""
+    status, task_id = result["status"], result["task_id"]
+    parts = [f"{status}: task {task_id}"]
+    if result["progress"] is not None and status != "SUCCEEDED":
+        parts.append(f"{round(result['progress'] * 100)}%")
+    saved = [o["path"] for o in result["outputs"] if o["path"]]
+    if saved:
+        parts.append("saved " + ", ".join(saved))
+    elif result["outputs"]:
+        parts.append("links " + ", ".join(o["url"] for o in result["outputs"]))
+    if result["failure"]:
+        parts.append(f"failure: {result['failure']}" + (f" ({result['failure_code']})" if result["failure_code"]
+                                                          else ""))
+    credits = result["cost_credits"] if result["cost_credits"] is not None else result["estimated_credits"]
+    if credits is not None:
+        parts.append(f"{credits:g} credits" + ("" if result["cost_credits"] is not None else " (estimate)"))
+    parts += result["notes"]
+    if result["next"]:
+        parts.append(result["next"])
+    return " · ".join(parts)
+
+
+def _reference(ref: ReferenceImage | str, argument: str) -> dict:
+    if isinstance(ref, str):
+        return {"uri": Media(ref, "image", argument)}
+    return {"uri": Media(ref["uri"], "image", f"{argument}.uri"), **({"tag": ref["tag"]} if "tag" in ref else {})}
+
+
+@tool(PAID, "Generate image")
+def generate_image(
+    prompt: Prompt,
+    model: Annotated[str, Field(description="Image model; list_models(kind='image') lists them")] = "gen4_image",
+    ratio: Annotated[str | None, Field(description="Width:height, e.g. 1920:1080; default: a landscape "
+                                                   "size the model supports")] = None,
+    reference_images: Annotated[list[ReferenceImage | MediaArg] | None, Field(
+        description="Reference images as {uri, tag?} or plain URIs; gen4_image takes up to 3 and "
+                    "gen4_image_turbo needs 1-3", max_length=16)] = None,
+    seed: Seed = None,
+    options: Options = None,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Generate an image from a text prompt (and optional reference images) and save it to disk.
+
+    Costs Runway credits (gen4_image: 5 at 720p, 8 at 1080p). Returns the saved file's absolute path.
+    """
+    refs = [_reference(r, f"reference_images[{i}]") for i, r in enumerate(reference_images or [])]
+    body = {"model": model, "promptText": prompt, "ratio": ratio, "referenceImages": refs or None, "seed": seed}
+    return run_task(T2I, body, tool_name="generate_image", wait=wait, max_wait_s=max_wait_s, ctx=ctx,
+                    options=options)
+
+
+@tool(PAID, "Generate video")
+def generate_video(
+    prompt: Annotated[str | None, Field(description="What happens in the video", max_length=32000)] = None,
+    model: Annotated[str, Field(description="Video model; list_models(kind='video') lists them")] = "gen4.5",
+    image: Annotated[MediaArg | None, Field(description="First frame: makes this image_to_video")] = None,
+    last_image: Annotated[MediaArg | None, Field(description="Last frame (needs image; veo3.1, kling, "
+                                                             "seedance and others)")] = None,
+    ratio: Annotated[str | None, Field(description="Width:height, e.g. 1280:720; default: landscape")] = None,
+    duration: Annotated[int | Literal["auto"] | None, Field(description="Seconds; default 5 where the model "
+                                                                         "needs one")] = None,
+    seed: Seed = None,
+    options: Options = None,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Generate a video from a prompt (text_to_video) or from a first frame (image_to_video), saved to disk.
+
+    Costs Runway credits per second of video (gen4.5: about 12/s, so 60 for 5 s). Video takes minutes:
+    after max_wait_s the call returns the task_id with status RUNNING; call wait_for_task to resume.
+    """
+    if last_image and not image:
+        raise RunwayError(f"last_image needs image (the first frame) too: {model} has no last-frame-only mode")
+    endpoint = I2V if image else T2V
+    frames: Any = None
+    if image:
+        frames = Media(image, "image", "image")
+        if last_image:
+            known = MODELS.get(model)
+            if known and not known.last_frame:
+                raise RunwayError(f"{model} takes only a first frame; drop last_image or use a model with "
+                                  f"keyframes: {', '.join(n for n in models_for(I2V) if MODELS[n].last_frame)}")
+            frames = [{"uri": frames, "position": "first"},
+                      {"uri": Media(last_image, "image", "last_image"), "position": "last"}]
+    body = {"model": model, "promptText": prompt, "promptImage": frames, "ratio": ratio, "duration": duration,
+            "seed": seed}
+    return run_task(endpoint, body, tool_name="generate_video", wait=wait, max_wait_s=max_wait_s, ctx=ctx,
+                    options=options)
+
+
+@tool(READ_ONLY, "Get task")
+def get_task(task_id: TaskId) -> TaskReply:
+    """Check a task once: status, progress, credits; saves outputs not yet on disk, with fresh links.
+
+    Free. Use wait_for_task to keep waiting for a task that is still running.
+    """
+    task_id = task_id_arg(task_id)
+    started = time.monotonic()
+    return task_reply(fetch_task(task_id), time.monotonic() - started)
+
+
+@tool(READ_ONLY, "Wait for task")
+def wait_for_task(task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = None) -> TaskReply:
+    """Keep waiting for a task (e.g. a video still RUNNING) and save its outputs when it finishes.
+
+    Free. Sends progress while it waits; after max_wait_s it returns the current status, and you
+    can call it again. Nothing is lost if the call times out.
+    """
+    task_id = task_id_arg(task_id)
+    started = time.monotonic()
+    task = _wait(task_id, max_wait_s, ctx)
+    return task_reply(task, time.monotonic() - started)
+
+
+@tool(DESTRUCTIVE, "Cancel task")
+def cancel_task(task_id: TaskId) -> TaskReply:
+    """Cancel a PENDING, THROTTLED or RUNNING task (or delete a finished one) on Runway.
+
+    Cancelling a task Runway already sees as RUNNING refunds nothing. Already cancelled counts as done.
+    """
+    task_id = task_id_arg(task_id)
+    started = time.monotonic()
+    existed = cancel(task_id)
+    note = "cancelled" if existed else "Runway had already cancelled or deleted this task"
+    task = {"id": task_id, "status": "CANCELLED"}
+    result = task_reply(task, time.monotonic() - started, notes=[note])
+    result.is_error = False          # the cancel itself succeeded
+    return result
+
+
+class TaskSummary(TypedDict):
+    task_id: str
+    created_at: str | None
+    tool: str | None
+    model: str | None
+    prompt: str | None
+    status: str | None
+    estimated_credits: float | None
+    cost_credits: float | None
+    outputs: list[str]
+
+
+@tool(LOCAL, "List tasks")
+def list_tasks(limit: Annotated[int, Field(description="How many, newest first", ge=1, le=500)] = 20
+               ) -> list[TaskSummary]:
+    """List the tasks this server created (from its ledger), newest first, with their last known status.
+
+    Free and local. Use get_task for the current status of one.
+    """
+    return [TaskSummary(task_id=t["task_id"], created_at=t.get("created_at"), tool=t.get("tool"),
+                        model=t.get("model"), prompt=t.get("prompt"), status=t.get("status"),
+                        estimated_credits=t.get("estimated_credits"), cost_credits=t.get("cost_credits"),
+                        outputs=list(t.get("outputs") or []))
+            for t in LEDGER.tasks()[:limit]]
+
+
+class ModelInfo(TypedDict):
+    model: str
+    kind: str
+    about: str
+    endpoints: list[str]
+    ratios: dict[str, list[str]]
+    durations: str | None
+    required: dict[str, list[str]]
+    options: dict[str, list[str]]
+    choices: dict[str, list]
+    credits: str | None
+    default_for: list[str]
+
+
+@tool(LOCAL, "List models")
+def list_models(kind: Annotated[Literal["image", "video", "audio"] | None,
+                                Field(description="Only models of this kind")] = None) -> list[ModelInfo]:
+    """List the Runway models this server knows: endpoints, ratios, durations, required inputs, options, cost.
+
+    Free and local. Required inputs and options use Runway's API field names (pass options by those names).
+    """
+    return [ModelInfo(
+        model=name, kind=m.kind, about=m.about, endpoints=list(m.uses),
+        ratios={ep: list(u.ratios) for ep, u in m.uses.items() if u.ratios},
+        durations=_describe(m.durations) or None,
+        required={ep: sorted(_fields(u.needs)) for ep, u in m.uses.items()},
+        options={ep: sorted(_fields(u.takes)) for ep, u in m.uses.items()},
+        choices={k: list(v) for k, v in m.choices.items()},
+        credits=m.credits or None,
+        default_for=[ep for ep, default in DEFAULT_MODEL.items() if default == name])
+        for name, m in MODELS.items() if kind in (None, m.kind)]
+
+
+class ModelUsage(TypedDict):
+    model: str
+    used_today: int | None
+    daily_limit: int | None
+    concurrency_limit: int | None
+
+
+class Account(TypedDict):
+    credit_balance: float | None
+    max_monthly_credit_spend: float | None
+    models: list[ModelUsage]
+
+
+@tool(READ_ONLY, "Get account")
+def get_account() -> Account:
+    """Show the Runway credit balance, tier limits per model and today's generations. Free."""
+    org = api("GET", "/v1/organization")
+    tier, usage = org.get("tier") or {}, (org.get("usage") or {}).get("models") or {}
+    limits = tier.get("models") or {}
+    return Account(
+        credit_balance=org.get("creditBalance"), max_monthly_credit_spend=tier.get("maxMonthlyCreditSpend"),
+        models=[ModelUsage(model=m, used_today=(usage.get(m) or {}).get("dailyGenerations"),
+                           daily_limit=(limits.get(m) or {}).get("maxDailyGenerations"),
+                           concurrency_limit=(limits.get(m) or {}).get("maxConcurrentGenerations"))
+                for m in sorted(set(limits) | set(usage))])
+
+
+##############################################################################
+# Command line
+##############################################################################
+
+def _check() -> int:
+    """--check: verify the key against GET /v1/organization; print the balance. Exit status 0 or 1."""
+    try:
+        org = api("GET", "/v1/organization", attempts=2)
+    except RunwayError as error:
+        print(f"runway-mcp: {error}", file=sys.stderr)
+        return 1
+    print(f"OK: the key works; credit balance {org.get('creditBalance')} credits; outputs go to "
+          f"{CONFIG.output_dir}")
+    return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="runway_mcp.py", description="MCP server for the Runway API. Serves stdio unless told otherwise; "
+        "set RUNWAYML_API_SECRET (see README.md for every variable).")
+    parser.add_argument("--version", action="version", version=f"runway-mcp {__version__}")
+    parser.add_argument("--check", action="store_true", help="verify the API key, print the credit balance, exit")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for message in CONFIG.problems + CONFIG.warnings:
+        log.warning("%s", message)
+    if args.check:
+        return _check()
+    mcp.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,863 @@
+"""Tests for runway_mcp.py: the executable spec.
+
+Unit tests drive the client with `responses`; end-to-end tests run runway_mcp.py as a subprocess
+under a real MCP client (stdio, mode "legacy", as desktop hosts use it) against FakeRunway, a
+stateful stand-in for the Runway API served on 127.0.0.1 by this file. Nothing needs the network.
+"""
+
+import base64
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import anyio
+import pytest
+import requests
+import responses
+from mcp import Client, StdioServerParameters
+
+import runway_mcp as rm
+
+HERE = Path(__file__).resolve().parent
+SERVER = str(HERE / "runway_mcp.py")
+KEY = "key_" + "0123456789abcdef" * 8
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 4
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+##############################################################################
+# Configuration
+##############################################################################
+
+def test_config_reads_every_variable(tmp_path):
+    config = rm.load_config({
+        "RUNWAY_API_KEY": KEY, "RUNWAYML_BASE_URL": "http://127.0.0.1:9/", "RUNWAY_MCP_OUTPUT_DIR": str(tmp_path),
+        "RUNWAY_MCP_DOWNLOAD": "0", "RUNWAY_MCP_MAX_WAIT": "12.5", "RUNWAY_MCP_POLL_INTERVAL": "0.5"})
+    assert config.api_key == KEY                        # the alias works
+    assert config.base_url == "http://127.0.0.1:9"
+    assert config.output_dir == tmp_path and config.output_dir.is_absolute()
+    assert (config.download, config.max_wait, config.poll_interval) == (False, 12.5, 0.5)
+    assert config.problems == () and config.warnings == ()
+
+
+def test_config_defaults_work_without_a_key():
+    config = rm.load_config({})
+    assert config.api_key == "" and config.problems == ()
+    assert config.base_url == "https://api.dev.runwayml.com"
+    assert config.output_dir.is_absolute() and str(config.output_dir).startswith(str(Path.home()))
+    assert 0 < config.max_wait < 60 and config.poll_interval == 5 and config.download
+
+
+@pytest.mark.parametrize("url", ["http://api.example.com", "ftp://127.0.0.1", "api.dev.runwayml.com",
+                                 "http://10.0.0.1:8000"])
+def test_config_refuses_plain_http_except_loopback(url):
+    config = rm.load_config({"RUNWAYML_BASE_URL": url})
+    assert len(config.problems) == 1 and "RUNWAYML_BASE_URL" in config.problems[0]
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8080", "http://[::1]:9", "https://api.dev.runwayml.com/"])
+def test_config_accepts_https_and_loopback_http(url):
+    assert rm.load_config({"RUNWAYML_BASE_URL": url}).problems == ()
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "1e9"])
+def test_config_reports_bad_numbers_by_name(value):
+    config = rm.load_config({"RUNWAY_MCP_MAX_WAIT": value})
+    assert config.max_wait == 45 and "RUNWAY_MCP_MAX_WAIT" in config.problems[0]
+
+
+def test_config_warns_about_a_malformed_key_without_echoing_it():
+    config = rm.load_config({"RUNWAYML_API_SECRET": "sk-not-a-runway-key-123"})
+    assert config.warnings and "sk-not-a-runway-key-123" not in " ".join(config.warnings)
+
+
+##############################################################################
+# Errors
+##############################################################################
+
+@pytest.fixture
+def api(monkeypatch, tmp_path):
+    """The module configured for https://runway.test, with instant retries."""
+    monkeypatch.setattr(rm, "CONFIG", rm.load_config({
+        "RUNWAYML_API_SECRET": KEY, "RUNWAYML_BASE_URL": "https://runway.test",
+        "RUNWAY_MCP_OUTPUT_DIR": str(tmp_path), "RUNWAY_MCP_POLL_INTERVAL": "0.01"}))
+    pauses = []
+    monkeypatch.setattr(rm, "pause", pauses.append)
+    with responses.RequestsMock(registry=responses.registries.OrderedRegistry) as mocked:
+        mocked.pauses = pauses
+        yield mocked
+
+
+def test_400_lists_runway_issues_with_their_paths(api):
+    api.post("https://runway.test/v1/text_to_image", status=400, json={
+        "error": "Validation failed", "issues": [
+            {"code": "invalid", "path": ["promptImage", 0, "uri"], "message": "Invalid data URI"},
+            {"code": "too_big", "path": ["promptText"], "message": "String must contain at most 1000 characters"}]})
+    with pytest.raises(rm.RunwayError) as caught:
+        rm.create_task("text_to_image", {"model": "gen4_image"})
+    message = str(caught.value)
+    assert "400" in message and "promptImage.0.uri: Invalid data URI" in message
+    assert "promptText: String must contain at most 1000 characters" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("status, words", [
+    (401, ["RUNWAYML_API_SECRET", "dev.runwayml.com"]),
+    (404, ["no task", "deleted"]),
+    (429, ["429", "get_account"]),
+])
+def test_error_statuses_become_one_readable_line(api, status, words):
+    task_id = str(uuid.uuid4())
+    for _ in range(4 if status == 429 else 1):
+        api.get(f"https://runway.test/v1/tasks/{task_id}", status=status, json={"error": "nope"})
+    with pytest.raises(rm.RunwayError) as caught:
+        rm.fetch_task(task_id)
+    assert all(w in str(caught.value) for w in words) and task_id in str(caught.value)
+    assert caught.value.status == status
+
+
+def test_requests_carry_the_key_and_version_and_nothing_else_holds_the_key(api):
+    api.get("https://runway.test/v1/organization", json={"creditBalance": 5})
+    assert rm.api("GET", "/v1/organization") == {"creditBalance": 5}
+    sent = api.calls[0].request.headers
+    assert sent["Authorization"] == f"Bearer {KEY}" and sent["X-Runway-Version"] == "2024-11-06"
+    assert "Authorization" not in rm.session().headers
+
+
+def test_no_key_is_a_clear_error_and_sends_nothing(api, monkeypatch):
+    monkeypatch.setattr(rm, "CONFIG", rm.load_config({"RUNWAYML_BASE_URL": "https://runway.test"}))
+    with pytest.raises(rm.RunwayError, match="RUNWAYML_API_SECRET"):
+        rm.api("GET", "/v1/organization")
+    assert len(api.calls) == 0
+
+
+def test_error_messages_never_contain_the_key(api):
+    api.post("https://runway.test/v1/text_to_video", status=400,
+             json={"error": f"bad header Authorization: Bearer {KEY}"})
+    with pytest.raises(rm.RunwayError) as caught:
+        rm.create_task("text_to_video", {})
+    assert KEY not in str(caught.value) and "[redacted]" in str(caught.value)
+
+
+##############################################################################
+# Client: retries
+##############################################################################
+
+def test_get_retries_503_then_succeeds(api):
+    task_id = str(uuid.uuid4())
+    url = f"https://runway.test/v1/tasks/{task_id}"
+    api.get(url, status=503)
+    api.get(url, status=502)
+    api.get(url, json={"id": task_id, "status": "RUNNING", "progress": 0.5})
+    assert rm.fetch_task(task_id)["status"] == "RUNNING"
+    assert len(api.calls) == 3 and len(api.pauses) == 2
+
+
+def test_retry_after_is_honoured(api):
+    task_id = str(uuid.uuid4())
+    url = f"https://runway.test/v1/tasks/{task_id}"
+    api.get(url, status=429, headers={"Retry-After": "3"})
+    api.get(url, json={"id": task_id, "status": "PENDING"})
+    rm.fetch_task(task_id)
+    assert api.pauses == [3.0]
+
+
+def test_a_long_retry_after_is_returned_at_once_not_slept(api):
+    api.post("https://runway.test/v1/text_to_video", status=429, headers={"Retry-After": "3600"},
+             json={"error": "Daily limit reached"})
+    with pytest.raises(rm.RunwayError, match="429.*Daily limit reached"):
+        rm.create_task("text_to_video", {"model": "gen4.5"})
+    assert len(api.calls) == 1 and api.pauses == []
+
+
+@pytest.mark.parametrize("statuses", [[429, 200], [502, 200], [503, 503, 200]])
+def test_create_retries_where_runway_cannot_have_created_a_task(api, statuses):
+    for status in statuses:
+        api.post("https://runway.test/v1/text_to_video", status=status,
+                 json={"id": str(uuid.uuid4()), "estimatedCost": {"credits": 60}} if status == 200 else {})
+    assert rm.create_task("text_to_video", {"model": "gen4.5"})["estimatedCost"] == {"credits": 60}
+    assert len(api.calls) == len(statuses)
+
+
+@pytest.mark.parametrize("failure", [500, 504, requests.ReadTimeout("read timed out"),
+                                     requests.ConnectionError("Connection reset by peer")])
+def test_create_is_never_resent_where_a_task_may_exist(api, failure):
+    if isinstance(failure, int):
+        api.post("https://runway.test/v1/text_to_video", status=failure, json={"error": "boom"})
+    else:
+        api.post("https://runway.test/v1/text_to_video", body=failure)
+    with pytest.raises(rm.RunwayError) as caught:
+        rm.create_task("text_to_video", {"model": "gen4.5"})
+    assert len(api.calls) == 1
+    assert "may have been created" in str(caught.value) and "list_tasks" in str(caught.value)
+
+
+def test_create_retries_a_refused_connection(monkeypatch, tmp_path):
+    with socket.socket() as s:                      # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(rm, "CONFIG", rm.load_config({"RUNWAYML_API_SECRET": KEY,
+                                                      "RUNWAYML_BASE_URL": f"http://127.0.0.1:{port}"}))
+    pauses = []
+    monkeypatch.setattr(rm, "pause", pauses.append)
+    with pytest.raises(rm.RunwayError, match="Could not reach Runway"):
+        rm.create_task("text_to_video", {"model": "gen4.5"})
+    assert len(pauses) == 3                         # four attempts: nothing reached Runway, so retrying is safe
+
+
+def test_get_retries_a_read_timeout(api):
+    task_id = str(uuid.uuid4())
+    url = f"https://runway.test/v1/tasks/{task_id}"
+    api.get(url, body=requests.ReadTimeout("slow"))
+    api.get(url, json={"id": task_id, "status": "SUCCEEDED", "output": []})
+    assert rm.fetch_task(task_id)["status"] == "SUCCEEDED" and len(api.calls) == 2
+
+
+def test_cancel_treats_404_as_already_cancelled(api):
+    task_id = str(uuid.uuid4())
+    api.delete(f"https://runway.test/v1/tasks/{task_id}", status=204)
+    api.delete(f"https://runway.test/v1/tasks/{task_id}", status=404, json={"error": "Task not found"})
+    assert rm.cancel(task_id) is True
+    assert rm.cancel(task_id) is False
+
+
+def test_downloads_never_carry_the_key(api, tmp_path):
+    task_id = str(uuid.uuid4())
+    api.get("https://cdn.test/out.png", body=PNG, content_type="image/png")
+    path, mime, size = rm.download("https://cdn.test/out.png", task_id, 1, "image")
+    assert "Authorization" not in api.calls[0].request.headers
+    assert path.read_bytes() == PNG and (mime, size) == ("image/png", len(PNG))
+    assert path.parent == tmp_path and path.name == f"image_{task_id.replace('-', '')[:8]}_1.png"
+
+
+##############################################################################
+# Catalog
+##############################################################################
+
+@pytest.mark.parametrize("name", list(rm.MODELS))
+def test_every_model_accepts_its_own_defaults(name):
+    model = rm.MODELS[name]
+    for endpoint, use in model.uses.items():
+        body = {"model": name, **{f: f"<{f}>" for f in rm._fields(use.needs) - {"ratio", "duration"}}}
+        rm.apply_defaults(endpoint, body)
+        assert rm.check_model(endpoint, body) == []
+        if use.ratios and "ratio" in body:
+            assert body["ratio"] in use.ratios
+
+
+@pytest.mark.parametrize("name", [n for n, m in rm.MODELS.items() if any(u.ratios for u in m.uses.values())])
+def test_every_model_refuses_a_wrong_ratio_listing_the_allowed_ones(name):
+    endpoint, use = next((e, u) for e, u in rm.MODELS[name].uses.items() if u.ratios)
+    body = {"model": name, "ratio": "7:3", **{f: "x" for f in rm._fields(use.needs) - {"ratio", "duration"}}}
+    rm.apply_defaults(endpoint, body)
+    body["ratio"] = "7:3"
+    with pytest.raises(rm.RunwayError) as caught:
+        rm.check_model(endpoint, body)
+    assert "ratio='7:3'" in str(caught.value) and use.ratios[0] in str(caught.value)
+
+
+def test_catalog_rules_name_the_argument():
+    cases = [
+        ("text_to_image", {"model": "gen4_image_turbo", "promptText": "x", "ratio": "1920:1080"},
+         "gen4_image_turbo needs reference_images"),
+        ("text_to_video", {"model": "gen4_turbo", "promptText": "x"}, "does not work on text_to_video"),
+        ("text_to_video", {"model": "gen4.5", "promptText": "x", "ratio": "1280:720", "duration": 12},
+         "duration=12 is not valid for gen4.5 on text_to_video; allowed: 2-10"),
+        ("text_to_video", {"model": "veo3.1", "promptText": "x", "ratio": "1280:720", "duration": 5},
+         "allowed: 4, 6, 8"),
+        ("image_to_video", {"model": "kling2.5_turbo_pro", "promptImage": "u", "promptText": "x", "ratio": "1:1"},
+         "kling2.5_turbo_pro does not take ratio"),
+        ("text_to_video", {"model": "gen4.5", "promptText": "x", "ratio": "1280:720", "duration": 5,
+                           "outputFormat": "avi"}, "options.outputFormat='avi'"),
+        ("text_to_video", {"model": "seedance2", "promptText": "x", "duration": 20}, "4-15, auto"),
+    ]
+    for endpoint, body, expected in cases:
+        with pytest.raises(rm.RunwayError) as caught:
+            rm.check_model(endpoint, body)
+        assert expected in str(caught.value), str(caught.value)
+
+
+def test_unknown_models_pass_through_with_a_note():
+    notes = rm.check_model("text_to_video", {"model": "gen9_future", "promptText": "x", "anything": 1})
+    assert notes and "nothing was checked locally" in notes[0]
+
+
+def test_describe_shortens_runs():
+    assert rm._describe((*range(4, 16), "auto")) == "4-15, auto"
+    assert rm._describe(range(2, 11)) == "2-10"
+    assert rm._describe((4, 6, 8)) == "4, 6, 8"
+    assert rm._describe((5, 6)) == "5, 6"
+
+
+##############################################################################
+# Waiting
+##############################################################################
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_wait_for_returns_a_handle_at_the_bound_without_polling_past_it(api):
+    task_id = str(uuid.uuid4())
+    url = f"https://runway.test/v1/tasks/{task_id}"
+    for _ in range(20):
+        api.get(url, json={"id": task_id, "status": "RUNNING", "progress": 0.3})
+    clock = FakeClock()
+    reports = []
+    rm.CONFIG = rm.load_config({**_env_of(rm.CONFIG), "RUNWAY_MCP_POLL_INTERVAL": "5"})
+    task = rm.wait_for(task_id, 44, task={"id": task_id, "status": "PENDING"},
+                       on_poll=lambda t, e: reports.append((t["status"], e)), sleep=clock.sleep, clock=clock)
+    assert task["status"] == "RUNNING"
+    assert len(api.calls) == 8                      # at 5, 10, ... 40 s: the next would pass 44 s
+    assert clock.now == 40
+    api.reset()                                     # the unused replies are expected
+
+
+def test_wait_for_stops_at_a_terminal_status(api):
+    task_id = str(uuid.uuid4())
+    url = f"https://runway.test/v1/tasks/{task_id}"
+    api.get(url, json={"id": task_id, "status": "RUNNING", "progress": 0.5})
+    api.get(url, json={"id": task_id, "status": "SUCCEEDED", "output": []})
+    clock = FakeClock()
+    task = rm.wait_for(task_id, 100, sleep=clock.sleep, clock=clock)
+    assert task["status"] == "SUCCEEDED" and len(api.calls) == 2
+
+
+def test_wait_for_survives_failed_polls_and_backs_off(api):
+    task_id = str(uuid.uuid4())
+    url = f"https://runway.test/v1/tasks/{task_id}"
+    api.get(url, status=503)
+    api.get(url, status=429, headers={"Retry-After": "7"})
+    api.get(url, body=requests.ConnectionError("reset"))
+    api.get(url, body="{not json")
+    api.get(url, json={"id": task_id, "status": "SUCCEEDED", "output": []})
+    clock = FakeClock()
+    task = rm.wait_for(task_id, 1000, task={"id": task_id, "status": "PENDING"}, sleep=clock.sleep, clock=clock)
+    assert task["status"] == "SUCCEEDED" and len(api.calls) == 5
+    assert clock.now >= 7                           # Retry-After was honoured
+
+
+def test_wait_for_gives_up_on_a_vanished_task(api):
+    task_id = str(uuid.uuid4())
+    api.get(f"https://runway.test/v1/tasks/{task_id}", status=404, json={"error": "Task not found"})
+    with pytest.raises(rm.RunwayError, match="no task") as caught:
+        rm.wait_for(task_id, 10, sleep=lambda s: None)
+    assert caught.value.task_id == task_id
+
+
+def _env_of(config):
+    return {"RUNWAYML_API_SECRET": config.api_key, "RUNWAYML_BASE_URL": config.base_url,
+            "RUNWAY_MCP_OUTPUT_DIR": str(config.output_dir)}
+
+
+def test_ledger_skips_a_line_cut_short_by_a_crash(api, tmp_path):
+    rm.LEDGER.append(task_id="a", created_at="2026-01-01T00:00:00+00:00", status="PENDING")
+    rm.LEDGER.append(task_id="b", created_at="2026-01-02T00:00:00+00:00", status="PENDING")
+    rm.LEDGER.append(task_id="a", status="SUCCEEDED")
+    with open(tmp_path / "tasks.jsonl", "a") as f:
+        f.write('{"task_id": "c", "creat')
+    tasks = rm.LEDGER.tasks()
+    assert [t["task_id"] for t in tasks] == ["b", "a"] and tasks[1]["status"] == "SUCCEEDED"
+
+
+def test_ledger_appends_from_many_threads_never_interleave(api, tmp_path):
+    def write(n):
+        for i in range(50):
+            rm.LEDGER.append(task_id=f"{n}-{i}", created_at=rm._now(), prompt="x" * 3000)
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = (tmp_path / "tasks.jsonl").read_text().splitlines()
+    assert len(lines) == 400 and all(json.loads(line)["prompt"] == "x" * 3000 for line in lines)
+
+
+##############################################################################
+# Fake Runway API
+##############################################################################
+
+@dataclass
+class Plan:
+    """How the next task behaves: `polls` GETs until it ends with `outcome`."""
+
+    polls: int = 2
+    outcome: str = "SUCCEEDED"
+    outputs: int = 1
+    mime: str = "image/png"
+    throttled: int = 0
+    failure: str = "The output was flagged by moderation"
+    failure_code: str = "SAFETY.OUTPUT.IMAGE"
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str                  # prefix
+    status: int | None = None
+    action: str | None = None  # reset | hang | garbage
+    headers: dict = field(default_factory=dict)
+    body: dict | None = None
+    times: int = 1
+
+
+class FakeRunway:
+    """A stateful stand-in for the Runway API: tasks advance one state per GET."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.url = ""
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.tasks: dict[str, dict] = {}
+            self.requests: list[dict] = []
+            self.faults: list[Fault] = []
+            self.files: dict[str, tuple[bytes, str]] = {}
+            self.plans: list[Plan] = []
+            self.balance = 1000
+
+    # Scripting ------------------------------------------------------------------------------------
+    def plan(self, **kwargs):
+        self.plans.append(Plan(**kwargs))
+
+    def fail(self, method, path, status=None, *, action=None, headers=None, body=None, times=1):
+        self.faults.append(Fault(method, path, status, action, headers or {}, body, times))
+
+    def finish(self, task_id):
+        with self.lock:
+            self.tasks[task_id]["plan"].polls = self.tasks[task_id]["gets"] + 1
+
+    def seen(self, method=None, prefix=""):
+        return [r for r in self.requests if (method is None or r["method"] == method) and r["path"].startswith(prefix)]
+
+    def bodies(self, endpoint):
+        return [r["json"] for r in self.seen("POST", f"/v1/{endpoint}")]
+
+    # Serving --------------------------------------------------------------------------------------
+    def handle(self, method, path, headers, raw):
+        with self.lock:
+            record = {"method": method, "path": path, "headers": headers, "raw": raw, "json": None}
+            self.requests.append(record)
+            if raw and headers.get("Content-Type", "").startswith("application/json"):
+                record["json"] = json.loads(raw)
+            for fault in self.faults:
+                if fault.method == method and path.startswith(fault.path) and fault.times > 0:
+                    fault.times -= 1
+                    if fault.action:
+                        return fault.action, fault.headers, b""
+                    return fault.status, fault.headers, json.dumps(fault.body or {"error": "scripted"}).encode()
+            if path.startswith("/files/"):
+                content, mime = self.files.get(path[len("/files/"):], (None, None))
+                return (200, {"Content-Type": mime}, content) if content else (404, {}, b"")
+            if headers.get("Authorization") != f"Bearer {KEY}":
+                return 401, {}, b'{"error": "Unauthorized"}'
+            if headers.get("X-Runway-Version") != "2024-11-06":
+                return 400, {}, b'{"error": "Missing X-Runway-Version"}'
+            return self.route(method, path, record["json"])
+
+    def route(self, method, path, body):
+        parts = path.strip("/").split("/")
+        if method == "POST" and len(parts) == 2:
+            return self.create(parts[1], body)
+        if parts[:2] == ["v1", "tasks"] and len(parts) == 3:
+            task = self.tasks.get(parts[2])
+            if task is None or (method == "DELETE" and task["deleted"]):
+                return 404, {}, b'{"error": "Task not found"}'
+            if method == "DELETE":
+                task["deleted"] = True
+                return 204, {}, b""
+            return 200, {}, json.dumps(self.advance(task)).encode()
+        if path == "/v1/organization" and method == "GET":
+            return 200, {}, json.dumps({
+                "creditBalance": self.balance,
+                "tier": {"maxMonthlyCreditSpend": 10000,
+                         "models": {"gen4.5": {"maxConcurrentGenerations": 2, "maxDailyGenerations": 200}}},
+                "usage": {"models": {"gen4.5": {"dailyGenerations": len(self.tasks)}}}}).encode()
+        return 404, {}, b'{"error": "Not found"}'
+
+    def create(self, endpoint, body):
+        if not isinstance(body, dict) or "model" not in body:
+            return 400, {}, json.dumps({"error": "Validation failed",
+                                        "issues": [{"path": ["model"], "message": "Required"}]}).encode()
+        task_id = str(uuid.uuid4())
+        plan = self.plans.pop(0) if self.plans else Plan(mime="video/mp4" if "video" in endpoint else "image/png")
+        self.tasks[task_id] = {"id": task_id, "endpoint": endpoint, "body": body, "plan": plan, "gets": 0,
+                               "deleted": False, "created": time.time()}
+        return 200, {}, json.dumps({"id": task_id, "estimatedCost": {"credits": 60}}).encode()
+
+    def advance(self, task):
+        task["gets"] += 1
+        plan, n = task["plan"], task["gets"]
+        base = {"id": task["id"], "createdAt": "2026-11-21T00:00:00.000Z"}
+        if task["deleted"]:
+            return {**base, "status": "CANCELLED", "cost": {"credits": 0}}
+        if n < plan.polls:
+            if n <= plan.throttled:
+                return {**base, "status": "THROTTLED", "estimatedCost": {"credits": 60}}
+            return {**base, "status": "RUNNING", "progress": round(min(0.99, n / min(plan.polls, 20)), 3),
+                    "estimatedCost": {"credits": 60}}
+        if plan.outcome == "FAILED":
+            return {**base, "status": "FAILED", "failure": plan.failure, "failureCode": plan.failure_code,
+                    "cost": {"credits": 0}}
+        urls = []
+        for i in range(1, plan.outputs + 1):
+            name = f"{task['id']}_{i}.{rm.EXTENSIONS[plan.mime]}"
+            self.files.setdefault(name, (PNG if plan.mime.startswith("image") else MP4, plan.mime))
+            urls.append(f"{self.url}/files/{name}?sig=abc")
+        return {**base, "status": plan.outcome, "output": urls, "cost": {"credits": 50}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fake: FakeRunway
+
+    def log_message(self, *args):
+        pass
+
+    def _serve(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, headers, body = self.fake.handle(self.command, urlsplit(self.path).path, dict(self.headers), raw)
+        if status == "reset":
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if status == "hang":
+            time.sleep(float(headers.get("seconds", 3)))
+            self.close_connection = True
+            return
+        if status == "garbage":
+            status, body = 200, b"<html>not json"
+        self.send_response(status)
+        headers = {"Content-Type": "application/json", **headers}
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = _serve
+
+
+@pytest.fixture(scope="session")
+def fake_server():
+    fake = FakeRunway()
+    handler = type("Handler", (_Handler,), {"fake": fake})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield fake
+    httpd.shutdown()
+
+
+@pytest.fixture
+def fake(fake_server):
+    fake_server.reset()
+    return fake_server
+
+
+##############################################################################
+# End to end: a real MCP client drives runway_mcp.py over stdio
+##############################################################################
+
+@pytest.fixture(scope="module")
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("outputs")
+
+
+def server_env(fake, out_dir, **extra):
+    env = {"RUNWAYML_API_SECRET": KEY, "RUNWAYML_BASE_URL": fake.url, "RUNWAY_MCP_OUTPUT_DIR": str(out_dir),
+           "RUNWAY_MCP_POLL_INTERVAL": "0.01", "RUNWAY_MCP_MAX_WAIT": "10"}
+    env.update({k: v for k, v in extra.items() if v is not None})
+    return {k: v for k, v in env.items() if v != ""}
+
+
+def spawn(env):
+    return Client(StdioServerParameters(command=sys.executable, args=[SERVER], env=env, cwd=str(HERE)),
+                  mode="legacy")
+
+
+@pytest.fixture(scope="module")
+async def stdio(fake_server, out_dir):
+    """One runway_mcp.py subprocess shared by the end-to-end tests of this module."""
+    async with spawn(server_env(fake_server, out_dir)) as client:
+        yield client
+
+
+async def call(client, tool, args=None, progress=None):
+    result = await client.call_tool(tool, args or {}, progress_callback=progress)
+    return result, result.structured_content
+
+
+EXPECTED_TOOLS = {"generate_image", "generate_video", "get_task", "wait_for_task", "cancel_task", "list_tasks",
+                  "list_models", "get_account"}
+
+
+@pytest.mark.anyio
+async def test_tools_are_listed_with_schemas(stdio):
+    tools = {t.name: t for t in (await stdio.list_tools()).tools}
+    assert EXPECTED_TOOLS <= set(tools)
+    assert tools["generate_image"].input_schema["required"] == ["prompt"]
+    assert tools["get_task"].input_schema["required"] == ["task_id"]
+    for name in ("generate_image", "generate_video", "get_task", "wait_for_task", "cancel_task"):
+        assert set(tools[name].output_schema["required"]) >= {"task_id", "status", "progress", "outputs",
+                                                               "estimated_credits", "cost_credits", "next"}
+    for name in ("generate_image", "generate_video"):
+        assert "credits" in tools[name].description and tools[name].annotations.open_world_hint
+        assert {"wait", "max_wait_s", "model", "seed"} <= set(tools[name].input_schema["properties"])
+    video = tools["generate_video"].input_schema["properties"]
+    assert {"prompt", "image", "last_image", "ratio", "duration"} <= set(video)
+
+
+@pytest.mark.anyio
+async def test_image_is_generated_and_saved(stdio, fake, out_dir):
+    result, data = await call(stdio, "generate_image", {"prompt": "a red fox in snow"})
+    assert not result.is_error, result.content
+    body = fake.bodies("text_to_image")[0]
+    assert body == {"model": "gen4_image", "promptText": "a red fox in snow", "ratio": "1920:1080"}
+    assert data["status"] == "SUCCEEDED" and data["estimated_credits"] == 60 and data["cost_credits"] == 50
+    [output] = data["outputs"]
+    path = Path(output["path"])
+    assert path.is_absolute() and path.parent == out_dir and path.read_bytes() == PNG
+    assert output["mime_type"] == "image/png" and output["bytes"] == len(PNG)
+    assert str(path) in result.content[0].text and data["task_id"] in result.content[0].text
+    assert not list(out_dir.glob("*.part"))
+
+
+@pytest.mark.anyio
+async def test_image_to_video_sends_first_and_last_frames(stdio, fake):
+    result, data = await call(stdio, "generate_video", {
+        "prompt": "the door opens", "model": "veo3.1_fast", "image": "https://example.com/a.png",
+        "last_image": "https://example.com/b.png", "duration": 8, "options": {"audio": False}})
+    assert not result.is_error, result.content
+    assert fake.bodies("image_to_video") == [{
+        "model": "veo3.1_fast", "promptText": "the door opens", "ratio": "1280:720", "duration": 8, "audio": False,
+        "promptImage": [{"uri": "https://example.com/a.png", "position": "first"},
+                        {"uri": "https://example.com/b.png", "position": "last"}]}]
+    assert data["outputs"][0]["path"].endswith(".mp4")
+
+
+@pytest.mark.anyio
+async def test_text_to_video_defaults_to_gen4_5_five_seconds_landscape(stdio, fake):
+    result, _ = await call(stdio, "generate_video", {"prompt": "waves at dusk", "wait": False})
+    assert not result.is_error
+    assert fake.bodies("text_to_video") == [{"model": "gen4.5", "promptText": "waves at dusk", "ratio": "1280:720",
+                                             "duration": 5}]
+
+
+@pytest.mark.anyio
+async def test_a_long_video_returns_a_handle_and_wait_for_task_finishes_it(fake, out_dir):
+    fake.plan(polls=10**6, mime="video/mp4")
+    async with spawn(server_env(fake, out_dir, RUNWAY_MCP_MAX_WAIT="0.3")) as client:
+        started = time.monotonic()
+        result, data = await call(client, "generate_video", {"prompt": "a long take"})
+        assert time.monotonic() - started < 5
+        assert not result.is_error and data["status"] == "RUNNING" and 0 < data["progress"] < 1
+        assert "wait_for_task" in data["next"] and data["task_id"] in data["next"] and data["outputs"] == []
+        listed = (await client.call_tool("list_tasks", {})).structured_content["result"]
+        assert listed[0]["task_id"] == data["task_id"] and listed[0]["status"] == "RUNNING"
+        fake.finish(data["task_id"])
+        result, done = await call(client, "wait_for_task", {"task_id": data["task_id"]})
+        assert not result.is_error and done["status"] == "SUCCEEDED"
+        assert Path(done["outputs"][0]["path"]).read_bytes() == MP4
+
+
+@pytest.mark.anyio
+async def test_progress_arrives_and_never_decreases(stdio, fake):
+    fake.plan(polls=8, throttled=2, mime="video/mp4")
+    seen = []
+
+    async def progress(value, total, message):
+        seen.append((value, total, message))
+    result, _ = await call(stdio, "generate_video", {"prompt": "x"}, progress=progress)
+    await anyio.sleep(0.05)                     # callbacks may land just after the result
+    assert not result.is_error and len(seen) >= 8
+    values = [v for v, _, _ in seen]
+    assert values == sorted(values) and values[-1] == 1.0 and all(t == 1.0 for _, t, _ in seen)
+    messages = " ".join(m for _, _, m in seen)
+    assert "THROTTLED" in messages and "RUNNING" in messages and "SUCCEEDED" in messages and "s" in messages
+
+
+@pytest.mark.anyio
+async def test_failed_task_is_an_error_with_the_failure_and_task_id(stdio, fake):
+    fake.plan(polls=2, outcome="FAILED")
+    result, data = await call(stdio, "generate_image", {"prompt": "x"})
+    assert result.is_error
+    assert data["status"] == "FAILED" and data["failure_code"] == "SAFETY.OUTPUT.IMAGE"
+    assert "moderation" in data["failure"] and data["task_id"] in result.content[0].text
+    assert "prompt" in data["next"]
+
+
+@pytest.mark.anyio
+async def test_cancel_task_sends_delete_and_a_second_cancel_is_fine(stdio, fake):
+    _, data = await call(stdio, "generate_video", {"prompt": "x", "wait": False})
+    for expected in ("cancelled", "already cancelled"):
+        result, cancelled = await call(stdio, "cancel_task", {"task_id": data["task_id"]})
+        assert not result.is_error and cancelled["status"] == "CANCELLED" and expected in cancelled["notes"][0]
+    assert [r["path"] for r in fake.seen("DELETE")] == [f"/v1/tasks/{data['task_id']}"] * 2
+
+
+@pytest.mark.anyio
+async def test_a_client_cancel_stops_polling_at_once(stdio, fake):
+    fake.plan(polls=10**6, mime="video/mp4")
+    with anyio.move_on_after(0.5):
+        await stdio.call_tool("generate_video", {"prompt": "x", "max_wait_s": 60})
+    polls = len(fake.seen("GET", "/v1/tasks/"))
+    assert polls > 5                             # it was polling every 10 ms...
+    await anyio.sleep(0.4)
+    assert len(fake.seen("GET", "/v1/tasks/")) <= polls + 1     # ...and stopped (one may be in flight)
+    result, _ = await call(stdio, "list_models", {"kind": "image"})
+    assert not result.is_error                   # the server is still serving
+
+
+@pytest.mark.anyio
+async def test_polling_survives_503_and_429(stdio, fake):
+    fake.plan(polls=4, mime="video/mp4")
+    fake.fail("GET", "/v1/tasks/", 503, times=2)
+    fake.fail("GET", "/v1/tasks/", 429, headers={"Retry-After": "0"}, times=1)
+    result, data = await call(stdio, "generate_video", {"prompt": "x"})
+    assert not result.is_error and data["status"] == "SUCCEEDED"
+    assert len(fake.seen("GET", "/v1/tasks/")) == 4 + 3
+
+
+@pytest.mark.anyio
+async def test_a_500_on_create_is_not_resent(stdio, fake):
+    fake.fail("POST", "/v1/text_to_image", 500)
+    result, _ = await call(stdio, "generate_image", {"prompt": "x"})
+    assert result.is_error and len(fake.seen("POST")) == 1
+    assert "may have been created" in result.content[0].text and "list_tasks" in result.content[0].text
+
+
+@pytest.mark.anyio
+async def test_an_invalid_ratio_sends_nothing(stdio, fake):
+    result, _ = await call(stdio, "generate_image", {"prompt": "x", "ratio": "4:3"})
+    assert result.is_error and fake.requests == []
+    text = result.content[0].text
+    assert "ratio='4:3'" in text and "1920:1080" in text and "\n" not in text
+
+
+@pytest.mark.anyio
+async def test_get_account_reports_balance_limits_and_usage(stdio, fake):
+    result, data = await call(stdio, "get_account")
+    assert not result.is_error
+    assert data["credit_balance"] == 1000 and data["max_monthly_credit_spend"] == 10000
+    assert data["models"] == [{"model": "gen4.5", "used_today": 0, "daily_limit": 200, "concurrency_limit": 2}]
+
+
+@pytest.mark.anyio
+async def test_list_models_marks_the_defaults(stdio):
+    _, data = await call(stdio, "list_models", {"kind": "video"})
+    models = {m["model"]: m for m in data["result"]}
+    assert models["gen4.5"]["default_for"] == ["image_to_video", "text_to_video"]
+    assert models["gen4.5"]["durations"] == "2-10" and "1280:720" in models["gen4.5"]["ratios"]["text_to_video"]
+    assert all(m["kind"] == "video" for m in models.values())
+
+
+@pytest.mark.anyio
+async def test_no_key_lists_tools_and_calls_say_which_variable(fake, out_dir):
+    async with spawn(server_env(fake, out_dir, RUNWAYML_API_SECRET="")) as client:
+        assert EXPECTED_TOOLS <= {t.name for t in (await client.list_tools()).tools}
+        result, _ = await call(client, "generate_image", {"prompt": "x"})
+        assert result.is_error and "RUNWAYML_API_SECRET" in result.content[0].text
+        assert fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_hundred_waits_run_together(stdio, fake):
+    """The SDK's default 40 worker threads would leave 60 of these queued; all must poll at once."""
+    for _ in range(100):
+        fake.plan(polls=10**6, mime="video/mp4")
+    results = []
+
+    async def generate():
+        results.append(await stdio.call_tool("generate_video", {"prompt": "x", "max_wait_s": 30}))
+    async with anyio.create_task_group() as group:
+        for _ in range(100):
+            group.start_soon(generate)
+        with anyio.fail_after(20):
+            while len({r["path"] for r in fake.seen("GET", "/v1/tasks/")}) < 100:
+                await anyio.sleep(0.05)
+            started = time.monotonic()
+            await stdio.list_tools()
+            assert time.monotonic() - started < 1
+        for task_id in list(fake.tasks):
+            fake.finish(task_id)
+    assert len(results) == 100 and not any(r.is_error for r in results)
+
+
+def test_stdout_carries_nothing_but_protocol(fake, tmp_path):
+    """Hosts other than the SDK choke on a stray line: read the raw stdout of a whole session."""
+    import subprocess
+    process = subprocess.Popen([sys.executable, SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=server_env(fake, tmp_path), text=True)
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "generate_image", "arguments": {"prompt": "x"}, "_meta": {"progressToken": "p"}}},
+    ]
+    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+    process.stdin.flush()
+    lines = []
+    while not lines or json.loads(lines[-1]).get("id") != 3:       # keep stdin open until the call answers
+        lines.append(process.stdout.readline())
+        assert lines[-1], "the server closed stdout early"
+    stdout, stderr = process.communicate(timeout=30)
+    lines += stdout.splitlines()
+    assert all(json.loads(line)["jsonrpc"] == "2.0" for line in lines)
+    answers = {m["id"]: m for m in map(json.loads, lines) if "id" in m}
+    assert answers[3]["result"]["isError"] is False and answers[3]["result"]["structuredContent"]["outputs"]
+    assert any(json.loads(line).get("method") == "notifications/progress" for line in lines)
+    assert "created text_to_image task" in stderr and KEY not in stderr
+
+
+##############################################################################
+# Command line
+##############################################################################
+
+def run_cli(*args, env=None):
+    import subprocess
+    return subprocess.run([sys.executable, SERVER, *args], capture_output=True, text=True, timeout=30, check=False,
+                          env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
+                               **(env or {})})
+
+
+def test_cli_version_and_help():
+    assert run_cli("--version").stdout.strip() == f"runway-mcp {rm.__version__}"
+    assert "RUNWAYML_API_SECRET" in run_cli("--help").stdout
+
+
+def test_cli_check_prints_the_balance(fake, tmp_path):
+    done = run_cli("--check", env=server_env(fake, tmp_path))
+    assert done.returncode == 0 and "1000" in done.stdout
+    assert fake.seen("GET", "/v1/organization")
+
+
+def test_cli_check_fails_on_a_wrong_key(fake, tmp_path):
+    done = run_cli("--check", env=server_env(fake, tmp_path, RUNWAYML_API_SECRET="key_" + "f" * 128))
+    assert done.returncode == 1 and "RUNWAYML_API_SECRET" in done.stderr and "f" * 128 not in done.stderr
