@@ -43,7 +43,7 @@ import requests
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 log = logging.getLogger("runway_mcp")
@@ -224,7 +224,10 @@ def _raise_for(response: requests.Response, *, task_id: str | None = None, creat
 ##############################################################################
 
 # Endpoints that create tasks (POST /v1/<endpoint>).
-T2I, I2V, T2V = "text_to_image", "image_to_video", "text_to_video"
+T2I, I2V, T2V, V2V = "text_to_image", "image_to_video", "text_to_video", "video_to_video"
+ACT, SFX, STS, TTS = "character_performance", "sound_effect", "speech_to_speech", "text_to_speech"
+DUB, ISOLATE, V2A, HDR = "voice_dubbing", "voice_isolation", "video_to_audio", "video_to_hdr"
+VIDEO_UP, IMAGE_UP = "video_upscale", "image_upscale"
 
 # Ratios, named once. Values are Runway's exact enums (runway-api.md section 3).
 WIDE_TALL = ("1280:720", "720:1280")
@@ -324,6 +327,19 @@ class AnySize(tuple):
         return f"any W:H of {self.pixels[0] / 1e6:.1f}-{self.pixels[1] / 1e6:.1f} MP, e.g. {', '.join(self[:4])}"
 
 
+class Between(NamedTuple):
+    """A closed interval of numbers, for options such as a speed of 0.7-1.2."""
+
+    low: float
+    high: float
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        return f"{self.low:g}-{self.high:g}"
+
+
 SEEDREAM_LITE = AnySize(("2048:2048", "2304:1728", "1728:2304", "2848:1600", "1600:2848", "2496:1664", "1664:2496",
                          "3136:1344", "3072:3072", "3456:2592", "2592:3456", "4096:2304", "2304:4096", "3744:2496",
                          "2496:3744", "4704:2016"), 3_686_400, 16_777_216)
@@ -335,8 +351,23 @@ GEN4_5_FORMATS = ("mp4", "prores", "png_sequence", "hdr10", "hlg", "sdr_rec709_1
                   "hdr_exr_acescg_sequence_2_0")
 PNG_JPEG = ("png", "jpeg")
 GPT_QUALITY = ("low", "medium", "high", "xhigh", "max")
+PERCENT = range(101)
+UNIT = Between(0, 1)
+SEED_AUDIO_CHOICES = {"outputFormat": ("wav", "mp3", "ogg_opus"),
+                      "sampleRate": (8000, 16000, 24000, 32000, 44100, 48000),
+                      "speechRate": range(-50, 101), "loudnessRate": range(-50, 101), "pitchRate": range(-12, 13)}
+ELEVEN_TUNING = {"speed": Between(0.7, 1.2), "similarityBoost": UNIT, "stability": UNIT, "style": UNIT}
+# Runway's voice presets for text_to_speech and speech_to_speech (case-sensitive).
+VOICES = ("Maya", "Arjun", "Serene", "Bernard", "Billy", "Mark", "Clint", "Mabel", "Chad", "Leslie", "Eleanor",
+          "Elias", "Elliot", "Grungle", "Brodie", "Sandra", "Kirk", "Kylie", "Lara", "Lisa", "Malachi", "Marlene",
+          "Martin", "Miriam", "Monster", "Paula", "Pip", "Rusty", "Ragnar", "Xylar", "Maggie", "Jack", "Katie",
+          "Noah", "James", "Rina", "Ella", "Mariah", "Frank", "Claudia", "Niki", "Vincent", "Kendrick", "Myrna",
+          "Tom", "Wanda", "Benjamin", "Kiana", "Rachel")
+DUBBING_LANGUAGES = ("en", "hi", "pt", "zh", "es", "fr", "de", "ja", "ar", "ru", "ko", "id", "it", "nl", "tr", "pl",
+                     "sv", "fil", "ms", "ro", "uk", "el", "cs", "da", "fi", "bg", "hr", "sk", "ta")
+FRAME_RATES = ("24", "25", "30", "48", "50", "60", "120", "23_98", "29_97", "59_94")
 
-# Optional body fields that many models share, as space-separated API names.
+# Optional body fields that several models share, as space-separated API names.
 GEN4_5_TAKES = "contentModeration outputFormat proresProfile seed"
 VEO_TAKES = "audio duration negativePrompt seed"
 KLING_TAKES = "audio duration promptText providerSettings"
@@ -347,28 +378,47 @@ T2I_NEEDS = "promptText ratio"
 
 
 class Use(NamedTuple):
-    """How one model is called on one endpoint."""
+    """How one model is called on one endpoint (or in one `mode` of it: key "endpoint:mode")."""
 
     ratios: tuple[str, ...] = ()   # allowed `ratio` values; () = not checked here (free-form or absent)
     needs: str = ""                # body fields it cannot do without (API names, space-separated)
     takes: str = ""                # optional body fields it accepts; anything else is refused before sending
+    durations: Container | None = None  # replaces the model's durations in this use
 
 
 class Model(NamedTuple):
     """One Runway model: what list_models shows and what validation checks before credits are spent."""
 
-    kind: str                                   # image | video | audio: what list_models filters on
-    about: str                                  # what it is good for, one line
-    uses: dict[str, Use]                        # endpoint -> how it is called there
-    durations: Container = ()                   # allowed `duration` values; () = not checked here
-    choices: dict[str, tuple] = {}              # option field -> allowed values
-    credits: str = ""                           # hint only: the create response's estimate is the authority
-    last_frame: bool = False                    # image_to_video accepts a last keyframe besides the first
+    kind: str                           # image | video | audio: what list_models filters on
+    about: str                          # what it is good for, one line
+    uses: dict[str, Use]                # endpoint -> how it is called there
+    durations: Container = ()           # allowed `duration` values; () = not checked here
+    choices: dict[str, Container] = {}  # body field -> allowed values
+    credits: str = ""                   # "N[-M] per <unit>"; a hint: the create response's estimate is the authority
+    last_frame: bool = False            # image_to_video takes a last keyframe besides the first
+    max_items: dict[str, int] = {}      # list field -> the most items it takes
 
 
 def _i2v(ratios: tuple[str, ...] = (), needs: str = "", takes: str = "") -> Use:
     return Use(ratios, f"promptImage {needs}".strip(), takes)
 
+
+def _seedance(ratios: tuple[str, ...], extra: str = "") -> dict[str, Use]:
+    return {I2V: _i2v(ratios, "", f"{SEEDANCE_TAKES} promptText {extra}".strip()),
+            T2V: Use(ratios, "promptText", f"{SEEDANCE_TAKES} {SEEDANCE_REFS} {extra}".strip()),
+            V2V: Use(ratios, "promptVideo", f"{SEEDANCE_TAKES} promptText {SEEDANCE_REFS} {extra}".strip())}
+
+
+def _kling(ratios: tuple[str, ...], i2v_extra: str, t2v_extra: str = "") -> dict[str, Use]:
+    return {I2V: _i2v(ratios, "", f"{KLING_TAKES} ratio {i2v_extra}"),
+            T2V: Use(ratios, "ratio", f"{KLING_TAKES} {t2v_extra}".strip())}
+
+
+KLING_EDIT = Use((), "promptText promptVideo", "providerSettings references")
+
+
+# Seedance 2.5's modes of video_to_video: extend and edit need a prompt and take no ratio; edit keeps the length.
+SEEDANCE_2_5_EDIT = f"audio draft duration mode outputFormat referenceAudio seed {SEEDANCE_REFS}"
 
 MODELS: dict[str, Model] = {
     # Video ------------------------------------------------------------------------------------------------
@@ -376,91 +426,90 @@ MODELS: dict[str, Model] = {
         "video", "Runway's flagship: cinematic motion, strong prompt following; text or first frame",
         {I2V: _i2v(GEN4_VIDEO, "promptText ratio duration", GEN4_5_TAKES),
          T2V: Use(WIDE_TALL, "promptText ratio duration", GEN4_5_TAKES)},
-        range(2, 11), {"outputFormat": GEN4_5_FORMATS, "proresProfile": PRORES}, "12/s"),
+        range(2, 11), {"outputFormat": GEN4_5_FORMATS, "proresProfile": PRORES}, "12 per second"),
     "gen4_turbo": Model(
         "video", "Fast, cheap image-to-video for drafts and iteration",
         {I2V: _i2v(GEN4_VIDEO, "ratio", "contentModeration duration promptText seed")},
-        range(2, 11), credits="5/s"),
+        range(2, 11), credits="5 per second"),
     "veo3.1": Model(
         "video", "Google Veo 3.1: realistic video with generated sound; first or first+last frame",
         {I2V: _i2v(VEO, "ratio", VEO_TAKES + " promptText"), T2V: Use(VEO, "promptText ratio", VEO_TAKES)},
-        (4, 6, 8), credits="20-40/s", last_frame=True),
+        (4, 6, 8), credits="20-40 per second", last_frame=True),
     "veo3.1_fast": Model(
         "video", "Veo 3.1 Fast: cheaper, quicker Veo with sound",
         {I2V: _i2v(VEO, "ratio", VEO_TAKES + " promptText"), T2V: Use(VEO, "promptText ratio", VEO_TAKES)},
-        (4, 6, 8), credits="10-15/s", last_frame=True),
+        (4, 6, 8), credits="10-15 per second", last_frame=True),
     "kling2.5_turbo_pro": Model(
         "video", "Kling 2.5 Turbo Pro: dynamic motion; keyframes; output follows the input image",
         {I2V: _i2v((), "promptText", "cfgScale duration"),
          T2V: Use(KLING_2_5, "promptText", "cfgScale duration ratio")},
-        (5, 10), last_frame=True),
+        (5, 10), {"cfgScale": UNIT}, last_frame=True),
     "kling3.0_standard": Model(
         "video", "Kling 3.0 Standard (720p): multi-shot prompts, optional audio",
-        {I2V: _i2v(KLING_STANDARD, "", KLING_TAKES + " cfgScale ratio"),
-         T2V: Use(KLING_STANDARD, "ratio", KLING_TAKES + " cfgScale")}, last_frame=True),
+        _kling(KLING_STANDARD, "cfgScale", "cfgScale"), choices={"cfgScale": UNIT}, last_frame=True),
     "kling3.0_pro": Model(
         "video", "Kling 3.0 Pro (1080p): multi-shot prompts, optional audio",
-        {I2V: _i2v(KLING_PRO, "", KLING_TAKES + " cfgScale ratio"),
-         T2V: Use(KLING_PRO, "ratio", KLING_TAKES + " cfgScale")}, last_frame=True),
+        _kling(KLING_PRO, "cfgScale", "cfgScale"), choices={"cfgScale": UNIT}, last_frame=True),
     "kling3.0_4k": Model(
         "video", "Kling 3.0 at 4K: multi-shot prompts, optional audio",
-        {I2V: _i2v(KLING_4K, "", KLING_TAKES + " cfgScale ratio"),
-         T2V: Use(KLING_4K, "ratio", KLING_TAKES + " cfgScale")}, last_frame=True),
+        _kling(KLING_4K, "cfgScale", "cfgScale"), choices={"cfgScale": UNIT}, last_frame=True),
     "klingO3_standard": Model(
-        "video", "Kling O3 Standard (720p): reference images, video editing",
-        {I2V: _i2v(KLING_STANDARD, "", KLING_TAKES + " ratio references"),
-         T2V: Use(KLING_STANDARD, "ratio", KLING_TAKES)}, last_frame=True),
+        "video", "Kling O3 Standard (720p): reference images; edits videos",
+        {**_kling(KLING_STANDARD, "references"), V2V: KLING_EDIT}, last_frame=True),
     "klingO3_pro": Model(
-        "video", "Kling O3 Pro (1080p): reference images, video editing",
-        {I2V: _i2v(KLING_PRO, "", KLING_TAKES + " ratio references"),
-         T2V: Use(KLING_PRO, "ratio", KLING_TAKES)}, last_frame=True),
+        "video", "Kling O3 Pro (1080p): reference images; edits videos",
+        {**_kling(KLING_PRO, "references"), V2V: KLING_EDIT}, last_frame=True),
     "klingO3_4k": Model(
-        "video", "Kling O3 at 4K: reference images, video editing",
-        {I2V: _i2v(KLING_4K, "", KLING_TAKES + " ratio references"),
-         T2V: Use(KLING_4K, "ratio", KLING_TAKES)}, last_frame=True),
+        "video", "Kling O3 at 4K: reference images; edits videos",
+        {**_kling(KLING_4K, "references"), V2V: KLING_EDIT}, last_frame=True),
     "kling_4": Model(
-        "video", "Kling 4: keeps the input framing; reference images and videos",
+        "video", "Kling 4: keeps the input framing; reference images and videos; prompt-driven edits",
         {I2V: _i2v(AUTO_720_1080, "", "duration promptText ratio referenceVideos references"),
-         T2V: Use(KLING_4, "promptText", "duration ratio referenceVideos references")}),
+         T2V: Use(KLING_4, "promptText", "duration ratio referenceVideos references"),
+         V2V: Use(AUTO_720_1080, "promptText videoUri", "ratio references")}, max_items={"references": 10}),
     "hailuo3": Model(
-        "video", "MiniMax Hailuo 3: expressive motion, up to 2K, reference audio",
+        "video", "MiniMax Hailuo 3: expressive motion, up to 2K, reference audio; edits videos",
         {I2V: _i2v(ASPECTS, "promptText", "duration ratio referenceAudio resolution"),
-         T2V: Use(ASPECTS, "promptText", "duration ratio resolution " + SEEDANCE_REFS)},
-        range(5, 16), {"resolution": ("768p", "2k", "768P", "2K")}, last_frame=True),
+         T2V: Use(ASPECTS, "promptText", f"duration ratio resolution {SEEDANCE_REFS}"),
+         V2V: Use(ASPECTS, "promptText promptVideo", f"duration ratio resolution {SEEDANCE_REFS}")},
+        range(5, 16), {"resolution": ("768p", "2k", "768P", "2K")}, last_frame=True,
+        max_items={"references": 9, "referenceAudio": 3}),
     "happyhorse_1_0": Model(
         "video", "HappyHorse 1.0: 720p/1080p, output aspect follows the image",
         {I2V: _i2v((), "", "duration promptText resolution"), T2V: Use(HAPPYHORSE, "promptText", "duration ratio")},
         range(3, 16), {"resolution": ("720p", "1080p", "720P", "1080P")}),
     "seedance2": Model(
-        "video", "ByteDance Seedance 2: up to 4K, native audio, reference images/videos/audio",
-        {I2V: _i2v(SEEDANCE, "", SEEDANCE_TAKES + " promptText"),
-         T2V: Use(SEEDANCE, "promptText", SEEDANCE_TAKES + " " + SEEDANCE_REFS)},
-        (*range(4, 16), "auto"), last_frame=True),
+        "video", "ByteDance Seedance 2: up to 4K, native audio, reference images/videos/audio; edits videos",
+        _seedance(SEEDANCE), (*range(4, 16), "auto"), last_frame=True,
+        max_items={"references": 9, "referenceAudio": 3}),
     "seedance2_fast": Model(
         "video", "Seedance 2 Fast: quicker and cheaper, up to 720p",
-        {I2V: _i2v(SEEDANCE_720, "", SEEDANCE_TAKES + " promptText"),
-         T2V: Use(SEEDANCE_720, "promptText", SEEDANCE_TAKES + " " + SEEDANCE_REFS)},
-        (*range(4, 16), "auto"), last_frame=True),
+        _seedance(SEEDANCE_720), (*range(4, 16), "auto"), last_frame=True,
+        max_items={"references": 9, "referenceAudio": 3}),
     "seedance2_mini": Model(
         "video", "Seedance 2 Mini: cheapest Seedance, up to 720p",
-        {I2V: _i2v(SEEDANCE_720, "", SEEDANCE_TAKES + " promptText"),
-         T2V: Use(SEEDANCE_720, "promptText", SEEDANCE_TAKES + " " + SEEDANCE_REFS)},
-        (*range(4, 16), "auto"), last_frame=True),
+        _seedance(SEEDANCE_720), (*range(4, 16), "auto"), last_frame=True,
+        max_items={"references": 9, "referenceAudio": 3}),
     "seedance2_5": Model(
-        "video", "Seedance 2.5: up to 30 s, cheap 480p drafts you can enhance later, reference media",
-        {I2V: _i2v(SEEDANCE_2_5, "", SEEDANCE_TAKES + " draft outputFormat promptText"),
-         T2V: Use(SEEDANCE_2_5, "", SEEDANCE_TAKES + " draft draftTaskId outputFormat promptText "
-                  + SEEDANCE_REFS)},
-        (*range(4, 31), "auto"), {"outputFormat": ("mp4", "mov")}, last_frame=True),
+        "video", "Seedance 2.5: up to 30 s, cheap 480p drafts, extends and edits videos (mode)",
+        {**_seedance(SEEDANCE_2_5, "draft outputFormat"),
+         T2V: Use(SEEDANCE_2_5, "", f"{SEEDANCE_TAKES} {SEEDANCE_REFS} draft draftTaskId outputFormat promptText"),
+         V2V: Use(SEEDANCE_2_5, "promptVideo", f"{SEEDANCE_TAKES} {SEEDANCE_REFS} draft mode outputFormat promptText"),
+         f"{V2V}:extend": Use((), "promptVideo promptText", SEEDANCE_2_5_EDIT),
+         f"{V2V}:edit": Use((), "promptVideo promptText", SEEDANCE_2_5_EDIT, durations=("auto",))},
+        (*range(4, 31), "auto"), {"outputFormat": ("mp4", "mov"), "mode": ("reference", "extend", "edit")},
+        last_frame=True, max_items={"references": 30, "referenceAudio": 10}),
     "gemini_omni_flash": Model(
         "video", "Google Gemini Omni Flash video: quick 720p clips and instruction-based edits",
-        {I2V: _i2v(WIDE_TALL, "", "duration promptText ratio"), T2V: Use(WIDE_TALL, "promptText", "duration ratio")},
+        {I2V: _i2v(WIDE_TALL, "", "duration promptText ratio"), T2V: Use(WIDE_TALL, "promptText", "duration ratio"),
+         V2V: Use((), "promptText videoUri", "references")},
         range(3, 11)),
     "gemini_omni_flash_1.1": Model(
-        "video", "Gemini Omni Flash 1.1: up to 4K, first+last frame, extend and edit videos",
+        "video", "Gemini Omni Flash 1.1: up to 4K, first+last frame; extends and edits videos (mode)",
         {I2V: _i2v(GEMINI_VIDEO, "promptText", "duration ratio"),
-         T2V: Use(GEMINI_VIDEO, "promptText", "duration ratio referenceVideos references")},
-        (*range(3, 11), "auto"), last_frame=True),
+         T2V: Use(GEMINI_VIDEO, "promptText", "duration ratio referenceVideos references"),
+         V2V: Use(GEMINI_VIDEO, "promptText videoUri", "duration mode ratio references")},
+        (*range(3, 11), "auto"), {"mode": ("reference", "extend", "edit")}, last_frame=True),
     "grok_imagine_1_5": Model(
         "video", "xAI Grok Imagine 1.5: 1-15 s, image references, reference audio",
         {I2V: _i2v((), "", "duration promptText resolution"),
@@ -472,65 +521,98 @@ MODELS: dict[str, Model] = {
     "wan3": Model(
         "video", "Alibaba Wan 3: up to 30 s, reference videos and audio",
         {I2V: _i2v(WAN, "promptText", WAN_TAKES), T2V: Use(WAN, "promptText", WAN_TAKES + " references")},
-        range(2, 31), last_frame=True),
+        range(2, 31), last_frame=True, max_items={"references": 10, "referenceAudio": 5, "referenceVideos": 5}),
     "wan3_prime": Model(
         "video", "Wan 3 Prime: higher-quality Wan 3",
         {I2V: _i2v(WAN, "promptText", WAN_TAKES), T2V: Use(WAN, "promptText", WAN_TAKES + " references")},
-        last_frame=True),
+        last_frame=True, max_items={"references": 10, "referenceAudio": 5, "referenceVideos": 5}),
     "h3_max": Model(
         "video", "H3 Max: prompt expansion modes, repeatable seeds",
         {I2V: _i2v((), "promptText", "duration promptExpansionMode resolution seed"),
          T2V: Use((), "promptText", "duration promptExpansionMode resolution seed")},
         choices={"promptExpansionMode": ("disabled", "balanced", "quality"), "resolution": ("480p", "768p")},
         last_frame=True),
+    "aleph2": Model(
+        "video", "Runway Aleph 2: edit a video (up to 30 s) by prompt and keyframe images; restyle, relight, outpaint",
+        {V2V: Use((), "videoUri", "contentModeration keyframes outputFormat promptText proresProfile ratio seed "
+                                  "targetAspectRatio")},
+        choices={"outputFormat": ("mp4", "prores", "png_sequence", "sdr_rec709_10bit"), "proresProfile": PRORES,
+                 "targetAspectRatio": ("16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "21:9")},
+        max_items={"keyframes": 5}),
+    "act_two": Model(
+        "video", "Runway Act-Two: a character image or video performs what an actor does in a reference video",
+        {ACT: Use(GEN4_VIDEO, "character reference", "bodyControl contentModeration expressionIntensity ratio seed")},
+        choices={"expressionIntensity": range(1, 6)}, credits="5 per second"),
+    "magnific_video_upscaler_creative": Model(
+        "video", "Magnific creative upscaler: video (up to 30 s) to 720p-4K, with added detail",
+        {VIDEO_UP: Use((), "videoUri", "creativity flavor fpsBoost resolution sharpen smartGrain")},
+        choices={"flavor": ("vivid", "natural"), "resolution": ("720p", "1k", "2k", "4k"), "creativity": PERCENT,
+                 "sharpen": PERCENT, "smartGrain": PERCENT}),
+    "enhance_frame_rate": Model(
+        "video", "Frame interpolation to a target frame rate (24-120 fps)",
+        {VIDEO_UP: Use((), "targetFramerate videoUri")}, choices={"targetFramerate": FRAME_RATES}),
+    "ruby": Model(
+        "video", "Runway Ruby: convert SDR video to HDR (HDR10, HLG, ProRes, EXR)",
+        {HDR: Use((), "videoUri", "outputFormat proresProfile")},
+        choices={"outputFormat": ("hdr10", "hlg", "hdr_prores", "hdr_exr_sequence", "hdr_exr_acescg_sequence_1_3",
+                                  "hdr_exr_acescg_sequence_2_0"), "proresProfile": ("422", "4444", "422 HQ")},
+        credits="20-40 per second of input"),
     # Images -----------------------------------------------------------------------------------------------
     "gen4_image": Model(
         "image", "Runway Gen-4 Image: consistent characters and places from up to 3 tagged references",
         {T2I: Use(GEN4_IMAGE, T2I_NEEDS, "contentModeration referenceImages seed")},
-        credits="5 (720p) / 8 (1080p) per image"),
+        credits="5-8 per image", max_items={"referenceImages": 3}),
     "gen4_image_turbo": Model(
         "image", "Gen-4 Image Turbo: cheap, fast edits; needs 1-3 reference images",
-        {T2I: Use(GEN4_IMAGE, T2I_NEEDS + " referenceImages", "contentModeration seed")}, credits="2 per image"),
+        {T2I: Use(GEN4_IMAGE, T2I_NEEDS + " referenceImages", "contentModeration seed")}, credits="2 per image",
+        max_items={"referenceImages": 3}),
     "gpt_image_2": Model(
         "image", "OpenAI GPT Image 2: text rendering, transparent backgrounds, up to 16 references",
         {T2I: Use(GPT_IMAGE, T2I_NEEDS, "background outputCount quality referenceImages")},
-        choices={"background": ("transparent", "opaque", "auto"), "quality": ("low", "medium", "high", "auto")}),
+        choices={"background": ("transparent", "opaque", "auto"), "quality": ("low", "medium", "high", "auto"),
+                 "outputCount": range(1, 11)}, max_items={"referenceImages": 16}),
     "gpt_image_2_5_flare": Model(
         "image", "GPT Image 2.5 Flare: highest-quality GPT images (no transparency)",
         {T2I: Use(GPT_IMAGE, T2I_NEEDS, "background outputCount quality referenceImages")},
-        choices={"background": ("opaque", "auto"), "quality": GPT_QUALITY}),
+        choices={"background": ("opaque", "auto"), "quality": GPT_QUALITY, "outputCount": range(1, 11)},
+        max_items={"referenceImages": 16}),
     "gpt_image_2_5_sunburst": Model(
         "image", "GPT Image 2.5 Sunburst: GPT images with transparent backgrounds",
         {T2I: Use(GPT_IMAGE, T2I_NEEDS, "background outputCount quality referenceImages")},
-        choices={"background": ("transparent", "opaque", "auto"), "quality": GPT_QUALITY}),
+        choices={"background": ("transparent", "opaque", "auto"), "quality": GPT_QUALITY,
+                 "outputCount": range(1, 11)}, max_items={"referenceImages": 16}),
     "gemini_2.5_flash": Model(
         "image", "Google Gemini 2.5 Flash Image: quick edits with up to 3 references",
-        {T2I: Use(GEMINI_2_5_IMAGE, T2I_NEEDS, "referenceImages")}, credits="5 per image"),
+        {T2I: Use(GEMINI_2_5_IMAGE, T2I_NEEDS, "referenceImages")}, credits="5 per image",
+        max_items={"referenceImages": 3}),
     "gemini_image3_pro": Model(
         "image", "Gemini 3 Pro Image: up to 4K, 14 references for character consistency",
-        {T2I: Use(GEMINI_3_PRO_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)}),
+        {T2I: Use(GEMINI_3_PRO_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)},
+        max_items={"referenceImages": 14}),
     "gemini_image3.1_flash": Model(
         "image", "Gemini 3.1 Flash Image: fast, extreme aspect ratios up to 8K",
-        {T2I: Use(GEMINI_3_1_FLASH_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)}),
+        {T2I: Use(GEMINI_3_1_FLASH_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)},
+        max_items={"referenceImages": 14}),
     "gemini_image3.1_flash_lite": Model(
         "image", "Gemini 3.1 Flash Lite Image: cheapest Gemini images, 1K",
-        {T2I: Use(GEMINI_LITE_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)}),
+        {T2I: Use(GEMINI_LITE_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)},
+        max_items={"referenceImages": 14}),
     "nano_banana_2.1": Model(
         "image", "Nano Banana 2.1: Gemini-based editing with up to 14 tagged references, thinking levels",
         {T2I: Use(NANO_BANANA, T2I_NEEDS, "outputCount referenceImages thinkingLevel")},
-        choices={"thinkingLevel": ("minimal", "medium", "high")}),
+        choices={"thinkingLevel": ("minimal", "medium", "high")}, max_items={"referenceImages": 14}),
     "muse_image": Model(
         "image", "Muse Image: edit or combine up to 10 references; webp/png/jpeg",
         {T2I: Use(MUSE, T2I_NEEDS, "outputCount outputFormat referenceImages")},
-        choices={"outputFormat": ("webp", "png", "jpeg")}, credits="1 per image"),
+        choices={"outputFormat": ("webp", "png", "jpeg")}, credits="1 per image", max_items={"referenceImages": 10}),
     "seedream5_pro": Model(
         "image", "ByteDance Seedream 5 Pro: optional live web grounding",
         {T2I: Use(SEEDREAM_PRO, T2I_NEEDS, "grounding outputCount outputFormat referenceImages")},
-        choices={"outputFormat": PNG_JPEG}),
+        choices={"outputFormat": PNG_JPEG, "outputCount": range(1, 5)}),
     "seedream5_lite": Model(
         "image", "Seedream 5 Lite: 2K-4K sizes, also free-form W:H (3.7-16.8 MP)",
         {T2I: Use(SEEDREAM_LITE, T2I_NEEDS, "grounding outputCount outputFormat referenceImages")},
-        choices={"outputFormat": PNG_JPEG}),
+        choices={"outputFormat": PNG_JPEG, "outputCount": range(1, 5)}),
     "seedream5_flash": Model(
         "image", "Seedream 5 Flash: fastest Seedream",
         {T2I: Use(SEEDREAM_FLASH, T2I_NEEDS, "outputCount outputFormat referenceImages")},
@@ -538,23 +620,24 @@ MODELS: dict[str, Model] = {
     "grok_imagine_image_2": Model(
         "image", "xAI Grok Imagine Image 2: edit one reference directly with edit=true",
         {T2I: Use(GROK_IMAGE, T2I_NEEDS, "edit outputCount quality referenceImages")},
-        choices={"quality": ("low", "medium")}),
+        choices={"quality": ("low", "medium")}, max_items={"referenceImages": 3}),
     "bria_fibo_1_5": Model(
         "image", "Bria FIBO 1.5: licensed-data images, 1 MP or 4 MP",
         {T2I: Use(BRIA, T2I_NEEDS, "outputFormat referenceImages seed")},
-        choices={"outputFormat": PNG_JPEG}, credits="5 (1 MP) / 10 (4 MP) per image"),
+        choices={"outputFormat": PNG_JPEG}, credits="5-10 per image", max_items={"referenceImages": 1}),
     "bria_fibo_edit_1_5": Model(
         "image", "Bria FIBO Edit 1.5: edit 1-4 reference images",
         {T2I: Use(BRIA_1K + ("auto",), "promptText", "outputFormat ratio referenceImages seed")},
-        choices={"outputFormat": PNG_JPEG}),
+        choices={"outputFormat": PNG_JPEG}, max_items={"referenceImages": 4}),
     "ideogram_4_0": Model(
         "image", "Ideogram 4.0: typography and design, remix one image",
         {T2I: Use(IDEOGRAM_4_0, "promptText", "outputCount quality ratio referenceImages")},
-        choices={"quality": ("low", "medium", "high")}, credits="4/7/11 per image (low/medium/high)"),
+        choices={"quality": ("low", "medium", "high")}, credits="4-11 per image", max_items={"referenceImages": 1}),
     "ideogram_4_5": Model(
         "image", "Ideogram 4.5: typography, masks and precise edits of a reference",
         {T2I: Use(IDEOGRAM_4_5, "promptText", "maskUri outputCount preciseEdit quality ratio referenceImages")},
-        choices={"quality": ("very_low", "low", "medium", "high")}, credits="1/4/8/25 per image by quality"),
+        choices={"quality": ("very_low", "low", "medium", "high")}, credits="1-25 per image",
+        max_items={"referenceImages": 5}),
     "recraft_v4_1_flash": Model(
         "image", "Recraft V4.1 Flash: brand colours and design styles; webp/png",
         {T2I: Use(RECRAFT, T2I_NEEDS, "backgroundColor colors outputCount outputFormat seed")},
@@ -562,18 +645,65 @@ MODELS: dict[str, Model] = {
     "recraft_v4_1_vector": Model(
         "image", "Recraft V4.1 Vector: SVG illustrations and icons",
         {T2I: Use(RECRAFT_VECTOR, "promptText", "backgroundColor colors ratio")}),
+    "magnific_precision_upscaler_v2": Model(
+        "image", "Magnific precision upscaler: 2-16x; inputs 300-8000 px a side, output at most 25.3 MP",
+        {IMAGE_UP: Use((), "imageUri", "flavor scaleFactor sharpen smartGrain ultraDetail")},
+        choices={"flavor": ("sublime", "photo", "photo_denoiser"), "scaleFactor": (2, 4, 8, 16),
+                 "sharpen": PERCENT, "smartGrain": PERCENT, "ultraDetail": PERCENT}),
+    # Audio ------------------------------------------------------------------------------------------------
+    "eleven_multilingual_v2": Model(
+        "audio", "ElevenLabs Multilingual v2: natural speech in 29 languages, up to 1000 characters",
+        {TTS: Use((), "promptText voice")}, credits="1 per 50 characters"),
+    "eleven_v3": Model(
+        "audio", "ElevenLabs v3: expressive speech with inline tags such as [laughs] or [whispers]",
+        {TTS: Use((), "promptText voice", "applyTextNormalization languageCode seed similarityBoost speed "
+                                          "stability style useSpeakerBoost")},
+        choices={"applyTextNormalization": ("auto", "on", "off"), **ELEVEN_TUNING}),
+    "eleven_v4": Model(
+        "audio", "ElevenLabs v4: newest voices; previous/next text keeps long reads continuous",
+        {TTS: Use((), "promptText voice", "languageCode nextText previousText seed similarityBoost speed stability "
+                                          "style useSpeakerBoost")}),
+    "seed_audio": Model(
+        "audio", "ByteDance Seed Audio: speech, dialogue, music and effects from one description; voice cloning",
+        {TTS: Use((), "promptText", "loudnessRate outputFormat pitchRate sampleRate speechRate voice"),
+         SFX: Use((), "promptText", "loudnessRate outputFormat pitchRate referenceAudios sampleRate speechRate")},
+        choices=SEED_AUDIO_CHOICES, max_items={"referenceAudios": 3}),
+    "eleven_text_to_sound_v2": Model(
+        "audio", "ElevenLabs sound effects: foley, ambience, UI sounds; 0.5-30 s, loopable",
+        {SFX: Use((), "promptText", "duration loop")}, Between(0.5, 30), credits="1-2 per sound"),
+    "mirelo_sfx_2_0": Model(
+        "audio", "Mirelo SFX 2.0: sound effects from text, or synchronised to a video",
+        {SFX: Use((), "duration promptText", "format negativePrompt numVariants seed"),
+         V2A: Use((), "duration videoUri", "format negativePrompt numVariants preserveSpeech promptText seed")},
+        choices={"format": ("mp3", "wav", "flac")}),
+    "eleven_multilingual_sts_v2": Model(
+        "audio", "ElevenLabs speech-to-speech: say the same words in another voice",
+        {STS: Use((), "media voice", "removeBackgroundNoise")}, credits="1 per 3 s of input"),
+    "eleven_voice_dubbing": Model(
+        "audio", "ElevenLabs dubbing: translate speech into 29 languages, keeping the voices",
+        {DUB: Use((), "audioUri targetLang", "disableVoiceCloning dropBackgroundAudio numSpeakers")},
+        choices={"targetLang": DUBBING_LANGUAGES}, credits="1 per 2 s of input"),
+    "eleven_voice_isolation": Model(
+        "audio", "ElevenLabs voice isolation: remove background noise from speech (4.6 s to 1 h)",
+        {ISOLATE: Use((), "audioUri")}, credits="1 per 6 s of input"),
 }
 
-# The defaults of generate_image and generate_video.
-DEFAULT_MODEL = {T2I: "gen4_image", I2V: "gen4.5", T2V: "gen4.5"}
+# The model each tool uses when none is given.
+DEFAULT_MODEL = {T2I: "gen4_image", I2V: "gen4.5", T2V: "gen4.5", V2V: "aleph2", ACT: "act_two",
+                 VIDEO_UP: "magnific_video_upscaler_creative", IMAGE_UP: "magnific_precision_upscaler_v2",
+                 TTS: "eleven_multilingual_v2", SFX: "eleven_text_to_sound_v2", STS: "eleven_multilingual_sts_v2",
+                 DUB: "eleven_voice_dubbing", ISOLATE: "eleven_voice_isolation", V2A: "mirelo_sfx_2_0", HDR: "ruby"}
 # Ratio chosen when a model needs one and none is given: landscape, in this order of preference.
 PREFERRED_RATIOS = {"image": ("1920:1080", "1920:1088", "2560:1440", "1344:768", "1376:768", "1360:768",
                               "1280:720", "16:9", "auto"),
                     "video": ("1280:720", "16:9", "1920:1080", "auto_720p", "auto_1080p")}
 
-# Body fields named after the tool argument that fills them, for error messages.
+# Body fields named after the tool argument that usually fills them, for error messages.
 ARGUMENT_NAMES = {"promptText": "prompt", "promptImage": "image", "referenceImages": "reference_images",
-                  "ratio": "ratio", "duration": "duration", "seed": "seed"}
+                  "ratio": "ratio", "duration": "duration", "seed": "seed", "videoUri": "video", "promptVideo": "video",
+                  "references": "references", "mode": "mode", "imageUri": "image", "audioUri": "audio",
+                  "voice": "voice"}
+COST = re.compile(r"(?P<low>[\d.]+)(?:-(?P<high>[\d.]+))? per (?P<unit>.+)")
 
 
 def _argument(api_field: str, names: Mapping[str, str]) -> str:
@@ -584,7 +714,7 @@ def _describe(allowed: Container) -> str:
     """Allowed values for an error message or list_models: runs of integers shortened to 'a-b'."""
     if isinstance(allowed, range):
         return f"{allowed.start}-{allowed.stop - 1}"
-    if isinstance(allowed, AnySize):
+    if isinstance(allowed, AnySize | Between):
         return str(allowed)
     items, out = list(allowed), []
     while items:
@@ -604,17 +734,22 @@ def models_for(endpoint: str) -> list[str]:
     return [name for name, model in MODELS.items() if endpoint in model.uses]
 
 
+def _use(model: Model, endpoint: str, body: dict) -> Use:
+    return model.uses.get(f"{endpoint}:{body.get('mode')}") or model.uses[endpoint]
+
+
 def apply_defaults(endpoint: str, body: dict) -> None:
     """Fill a ratio or duration the model requires but the caller left out."""
     model = MODELS.get(body.get("model"))
     if model is None or endpoint not in model.uses:
         return
-    use = model.uses[endpoint]
+    use = _use(model, endpoint, body)
     if "ratio" in _fields(use.needs) and "ratio" not in body and use.ratios:
         preferred = PREFERRED_RATIOS.get(model.kind, ())
         body["ratio"] = next((r for r in preferred if r in use.ratios), use.ratios[0])
-    if "duration" in _fields(use.needs) and "duration" not in body and model.durations:
-        body["duration"] = 5 if 5 in model.durations else next(iter(model.durations))
+    durations = model.durations if use.durations is None else use.durations
+    if "duration" in _fields(use.needs) and "duration" not in body and durations:
+        body["duration"] = 5 if 5 in durations else next(iter(durations))
 
 
 def check_model(endpoint: str, body: dict, names: Mapping[str, str] = {}) -> list[str]:
@@ -622,29 +757,52 @@ def check_model(endpoint: str, body: dict, names: Mapping[str, str] = {}) -> lis
     name = body["model"]
     model = MODELS.get(name)
     if model is None:
-        note = f"model {name!r} is not in this server's catalog, so nothing was checked locally; Runway checks it"
-        return [note]
+        return [f"model {name!r} is not in this server's catalog, so nothing was checked locally; Runway checks it"]
     if endpoint not in model.uses:
         others = ", ".join(models_for(endpoint))
-        raise RunwayError(f"model {name!r} does not work on {endpoint} (it works on {', '.join(model.uses)}); "
-                          f"models for {endpoint}: {others}")
-    use = model.uses[endpoint]
+        raise RunwayError(f"model {name!r} does not work on {endpoint} (it works on "
+                          f"{', '.join(e for e in model.uses if ':' not in e)}); models for {endpoint}: {others}")
+    use = _use(model, endpoint, body)
     needs, takes = _fields(use.needs), _fields(use.takes)
+    where = f"{endpoint}" + (f" in mode {body['mode']!r}" if f"{endpoint}:{body.get('mode')}" in model.uses else "")
     missing = sorted(needs - body.keys())
     if missing:
-        raise RunwayError(f"{name} needs {', '.join(_argument(f, names) for f in missing)} on {endpoint}")
+        raise RunwayError(f"{name} needs {', '.join(_argument(f, names) for f in missing)} on {where}")
     extra = sorted(body.keys() - needs - takes - {"model"})
     if extra:
         accepted = ", ".join(_argument(f, names) for f in sorted(needs | takes)) or "nothing else"
         raise RunwayError(f"{name} does not take {', '.join(_argument(f, names) for f in extra)} on "
-                          f"{endpoint}; it takes: {accepted}")
-    rules = {"ratio": use.ratios, "duration": model.durations, **model.choices}
-    for api_field, allowed in rules.items():
+                          f"{where}; it takes: {accepted}")
+    durations = model.durations if use.durations is None else use.durations
+    for api_field, allowed in {"ratio": use.ratios, "duration": durations, **model.choices}.items():
         value = body.get(api_field)
         if allowed and value is not None and value not in allowed:
-            raise RunwayError(f"{_argument(api_field, names)}={value!r} is not valid for {name} on {endpoint}; "
+            raise RunwayError(f"{_argument(api_field, names)}={value!r} is not valid for {name} on {where}; "
                               f"allowed: {_describe(allowed)}")
+    for api_field, most in model.max_items.items():
+        value = body.get(api_field)
+        if isinstance(value, list) and len(value) > most:
+            raise RunwayError(f"{_argument(api_field, names)} has {len(value)} items; {name} takes at most {most}")
     return []
+
+
+def estimate_credits(body: dict) -> float | None:
+    """The most a request may cost by the catalog's price hint, or None where it depends on the input."""
+    model = MODELS.get(body.get("model"))
+    price = COST.fullmatch(model.credits) if model else None
+    if price is None:
+        return None
+    most, unit = float(price["high"] or price["low"]), price["unit"]
+    duration = body.get("duration")
+    if unit == "second":
+        return most * duration if isinstance(duration, int | float) else None
+    if unit == "image":
+        return most * int(body.get("outputCount") or 1)
+    if unit == "50 characters":
+        return most * -(-len(str(body.get("promptText", ""))) // 50)
+    if unit == "sound":
+        return most
+    return None                                     # priced by the length of an input, unknown here
 
 
 ##############################################################################
@@ -942,38 +1100,79 @@ MIME_TYPES = {ext: mime for mime, ext in reversed(EXTENSIONS.items())}
 CHUNK = 1 << 20
 
 
+DATA_URI_LIMIT = 5 * 1024 * 1024   # characters: the safe limit of runway-api.md section 6 for every media kind
+DATA_URI = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
+
+
 class Media(NamedTuple):
-    """A media argument as the caller gave it; resolved to a URI just before the request is sent."""
+    """A media argument as the caller gave it; turned into a URI only after every check has passed."""
 
     value: str
-    kind: str          # image | video | audio
-    argument: str      # the tool argument it came from, for error messages
+    kinds: tuple[str, ...]   # what the argument takes: image, video, audio
+    argument: str            # the tool argument it came from, for error messages
+
+    @property
+    def what(self) -> str:
+        return " or ".join(self.kinds)
+
+
+def media_kind(value: str) -> str | None:
+    """image, video or audio, judged from a data: URI's type or a URL's file extension; None if unclear."""
+    match = DATA_URI.match(value.strip())
+    mime = match["mime"].lower() if match else MIME_TYPES.get(Path(urlsplit(value).path).suffix[1:].lower())
+    return _kind(mime, None)
+
+
+def check_media(media: Media) -> None:
+    """Refuse, before anything is sent, a media argument Runway could not use."""
+    value = media.value.strip()
+    scheme = urlsplit(value).scheme.lower()
+    if scheme == "https":
+        if len(value) > 2048:
+            raise RunwayError(f"{media.argument}: the URL is {len(value)} characters; Runway accepts at most 2048")
+    elif scheme == "data":
+        match = DATA_URI.match(value)
+        if len(value) > DATA_URI_LIMIT:
+            raise RunwayError(f"{media.argument}: the data: URI is {len(value) / 1048576:.1f} MB; Runway takes at "
+                              f"most {DATA_URI_LIMIT // 1048576} MB that way; use an https:// URL or runway:// URI")
+        if not match:
+            raise RunwayError(f"{media.argument}: not a base64 data: URI (expected data:<type>/<subtype>;base64,...)")
+        if _kind(match["mime"].lower(), None) not in media.kinds:
+            raise RunwayError(f"{media.argument} takes {media.what}; this data: URI holds {match['mime']}")
+    elif scheme != "runway":
+        raise RunwayError(f"{media.argument}: {value[:80]!r} is not an https:// URL, a data: URI or a runway:// "
+                          "URI (Runway fetches only https)")
+
+
+def describe_media(media: Media) -> str:
+    """What a dry run shows for a media argument: the URL itself, or a short note instead of base64."""
+    value = media.value.strip()
+    if value.lower().startswith("data:"):
+        return f"<{value.split(';')[0]} URI, {len(value) // 1024} KB>"
+    return value
 
 
 def media_uri(media: Media) -> str:
-    """An HTTPS URL, data: URI or runway:// URI Runway can fetch."""
-    value = media.value.strip()
-    scheme = urlsplit(value).scheme.lower()
-    if scheme == "https" or scheme == "runway":
-        if len(value) > 2048 and scheme == "https":
-            raise RunwayError(f"{media.argument}: URL is {len(value)} characters; Runway accepts at most 2048")
-        return value
-    if scheme == "data":
-        if not value.lower().startswith(f"data:{media.kind}/"):
-            raise RunwayError(f"{media.argument}: expected a data:{media.kind}/... URI, got "
-                              f"{value[:40]!r}")
-        return value
-    raise RunwayError(f"{media.argument}: {value[:80]!r} is not an https:// URL, data: URI or runway:// URI")
+    """The URI to send for a checked media argument."""
+    return media.value.strip()
 
 
-def resolve_media(value: Any) -> Any:
-    """Replace every Media in a request body with a URI."""
+def _media_in(value: Any) -> list[Media]:
     if isinstance(value, Media):
-        return media_uri(value)
+        return [value]
+    if isinstance(value, dict | list):
+        return [m for v in (value.values() if isinstance(value, dict) else value) for m in _media_in(v)]
+    return []
+
+
+def _replace_media(value: Any, convert: Callable[[Media], str]) -> Any:
+    """The request body with every Media converted: to a URI to send, or to a dry run's description."""
+    if isinstance(value, Media):
+        return convert(value)
     if isinstance(value, dict):
-        return {k: resolve_media(v) for k, v in value.items()}
+        return {k: _replace_media(v, convert) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve_media(v) for v in value]
+        return [_replace_media(v, convert) for v in value]
     return value
 
 
@@ -1045,6 +1244,12 @@ class Output(TypedDict):
     bytes: int | None
 
 
+class Request(TypedDict):
+    method: str
+    url: str
+    body: dict[str, Any]
+
+
 class TaskResult(TypedDict):
     """What every task tool returns as structured content."""
 
@@ -1059,6 +1264,7 @@ class TaskResult(TypedDict):
     elapsed_s: float
     next: str | None
     notes: list[str]
+    request: NotRequired[Request]          # dry runs only: what would have been sent
 
 
 TaskReply = Annotated[CallToolResult, TaskResult]
@@ -1076,7 +1282,36 @@ async def _lifespan(server: MCPServer):
     yield {}
 
 
-mcp = MCPServer("runway", version=__version__, instructions=INSTRUCTIONS, lifespan=_lifespan)
+def _invalid_arguments(error: ValidationError) -> str:
+    """Pydantic's report on the arguments as one line: each bad argument once, by name, with the reason."""
+    seen: dict[str, str] = {}
+    for problem in error.errors():
+        parts = [str(p) for p in problem["loc"] if isinstance(p, int) or str(p).isidentifier() and str(p).islower()]
+        path = ".".join(parts) or "arguments"
+        top = parts[0] if parts else path
+        if top in seen:
+            continue
+        if problem["type"] == "missing":
+            seen[top] = f"{path} is required"
+        else:
+            got = repr(problem.get("input"))
+            seen[top] = f"{path}: {problem['msg']} (got {got if len(got) <= 60 else got[:57] + '...'})"
+    return "; ".join(seen.values())
+
+
+class _Server(MCPServer):
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None):
+        """As MCPServer's, with argument errors as one readable line instead of pydantic's report."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as error:
+            if isinstance(error.__cause__, ValidationError):
+                raise ToolError(f"Error executing tool {name}: {_invalid_arguments(error.__cause__)}; see the "
+                                "tool's input schema") from error.__cause__
+            raise
+
+
+mcp = _Server("runway", version=__version__, instructions=INSTRUCTIONS, lifespan=_lifespan)
 
 PAID = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
@@ -1101,13 +1336,15 @@ def tool(annotations: ToolAnnotations, title: str | None = None):
 
 Prompt = Annotated[str, Field(description="What to generate, in plain words", min_length=1, max_length=32000)]
 MediaArg = Annotated[str, Field(description="An https:// URL, a data: URI or a runway:// URI",
-                                min_length=1, max_length=2048)]
+                                min_length=1, max_length=4 * DATA_URI_LIMIT)]
 Seed = Annotated[int | None, Field(description="0-4294967295; the same seed gives similar results",
                                    ge=0, le=4294967295)]
 Options = Annotated[dict[str, Any] | None, Field(
     description="Model-specific fields by their Runway API name, e.g. {\"audio\": false}; "
                 "list_models shows what each model takes")]
 Wait = Annotated[bool, Field(description="Wait for the result (up to max_wait_s); false returns the task id at once")]
+DryRun = Annotated[bool, Field(description="Check the request and show it, with a credit estimate, without "
+                                           "sending it (free)")]
 MaxWait = Annotated[float | None, Field(description="Seconds to wait before returning a resumable handle; "
                                                     "default RUNWAY_MCP_MAX_WAIT (45)", ge=0, le=3600)]
 
@@ -1140,8 +1377,8 @@ def _reporter(ctx: Context | None) -> Callable[[dict, float], None]:
     return report
 
 
-def run_task(endpoint: str, body: dict, *, tool_name: str, wait: bool, max_wait_s: float | None,
-             ctx: Context | None, names: Mapping[str, str] = {}, options: dict | None = None) -> CallToolResult:
+def run_task(endpoint: str, body: dict, *, tool_name: str, options: dict | None, dry_run: bool, wait: bool,
+             max_wait_s: float | None, ctx: Context | None, names: Mapping[str, str] = {}) -> CallToolResult:
     """Validate, create, record, wait, collect: the one path of every generation tool."""
     body = {k: v for k, v in body.items() if v is not None}     # never send fields a model doesn't list
     for key, value in (options or {}).items():
@@ -1150,7 +1387,11 @@ def run_task(endpoint: str, body: dict, *, tool_name: str, wait: bool, max_wait_
         body[key] = value
     apply_defaults(endpoint, body)
     notes = check_model(endpoint, body, names)          # nothing has been sent yet
-    body = resolve_media(body)
+    for media in _media_in(body):
+        check_media(media)
+    if dry_run:
+        return _dry_run_reply(endpoint, _replace_media(body, describe_media), notes)
+    body = _replace_media(body, media_uri)
     started = time.monotonic()
     created = create_task(endpoint, body)
     task_id = created["id"]
@@ -1165,6 +1406,20 @@ def run_task(endpoint: str, body: dict, *, tool_name: str, wait: bool, max_wait_
     if wait:
         task = _wait(task_id, max_wait_s, ctx, task=task)
     return task_reply(task, time.monotonic() - started, notes=notes)
+
+
+def _dry_run_reply(endpoint: str, body: dict, notes: list[str]) -> CallToolResult:
+    estimate = estimate_credits(body)
+    notes.append("estimate from the catalog's price hint" if estimate is not None else
+                 "no local estimate for this request; Runway reports one when the task is created")
+    result = TaskResult(task_id=None, status="DRY_RUN", progress=None, outputs=[], estimated_credits=estimate,
+                        cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0,
+                        next="Nothing was sent. Call again without dry_run to create the task (spends credits).",
+                        notes=notes, request=Request(method="POST", url=f"{CONFIG.base_url}/v1/{endpoint}", body=body))
+    text = f"DRY_RUN: POST /v1/{endpoint} {json.dumps(body, ensure_ascii=False)}"
+    if estimate is not None:
+        text += f" · at most about {estimate:g} credits"
+    return CallToolResult(content=[TextContent(text=redact(text))], structured_content=redact(result))
 
 
 def _wait(task_id: str, max_wait_s: float | None, ctx: Context | None, task: dict | None = None) -> dict:
@@ -1268,21 +1523,57 @@ def _summary(result: TaskResult) -> str:
 
 def _reference(ref: ReferenceImage | str, argument: str) -> dict:
     if isinstance(ref, str):
-        return {"uri": Media(ref, "image", argument)}
-    return {"uri": Media(ref["uri"], "image", f"{argument}.uri"), **({"tag": ref["tag"]} if "tag" in ref else {})}
+        return {"uri": Media(ref, ("image",), argument)}
+    return {"uri": Media(ref["uri"], ("image",), f"{argument}.uri"), **({"tag": ref["tag"]} if "tag" in ref else {})}
+
+
+def _images(uris: list[str] | None, argument: str) -> list[dict] | None:
+    """[{uri}] items for a list of reference images, or None when there are none."""
+    return [{"uri": Media(u, ("image",), f"{argument}[{i}]")} for i, u in enumerate(uris or [])] or None
+
+
+def _typed(value: str, kinds: tuple[str, ...], argument: str, kind: str | None) -> dict:
+    """{type, uri} for an argument that takes one of several media kinds, e.g. a character image or video."""
+    kind = kind or media_kind(value)
+    if kind not in kinds:
+        raise RunwayError(f"{argument}: cannot tell whether {value[:80]!r} is {' or '.join(kinds)}; "
+                          f"pass {argument}_kind")
+    return {"type": kind, "uri": Media(value, (kind,), argument)}
+
+
+def _preset(voice: str, argument: str = "voice") -> dict:
+    """A Runway voice preset, matched without regard to case."""
+    name = next((v for v in VOICES if v.lower() == voice.strip().lower()), None)
+    if name is None:
+        raise RunwayError(f"{argument}={voice!r} is not a Runway voice preset; choose one of: {', '.join(VOICES)}")
+    return {"type": "runway-preset", "presetId": name}
+
+
+def _video_field(model: str) -> str:
+    """video_to_video names its input videoUri or promptVideo, depending on the model."""
+    known = MODELS.get(model)
+    return "promptVideo" if known and "promptVideo" in _fields(known.uses.get(V2V, Use()).needs) else "videoUri"
+
+
+Kind = Literal["image", "video"]
+MediaKind = Literal["audio", "video"]
+Voice = Annotated[str, Field(description=f"A Runway voice preset: {', '.join(VOICES)}", min_length=1, max_length=40)]
+Duration = Annotated[int | Literal["auto"] | None, Field(description="Seconds of video; list_models shows each "
+                                                                     "model's range; default 5 where one is needed")]
 
 
 @tool(PAID, "Generate image")
 def generate_image(
     prompt: Prompt,
     model: Annotated[str, Field(description="Image model; list_models(kind='image') lists them")] = "gen4_image",
-    ratio: Annotated[str | None, Field(description="Width:height, e.g. 1920:1080; default: a landscape "
+    ratio: Annotated[str | None, Field(description="Width:height in pixels, e.g. 1920:1080; default: a landscape "
                                                    "size the model supports")] = None,
     reference_images: Annotated[list[ReferenceImage | MediaArg] | None, Field(
-        description="Reference images as {uri, tag?} or plain URIs; gen4_image takes up to 3 and "
-                    "gen4_image_turbo needs 1-3", max_length=16)] = None,
+        description="Reference images as {uri, tag?} or plain URIs; mention a tag in the prompt as @tag. "
+                    "gen4_image takes up to 3, gen4_image_turbo needs 1-3", max_length=16)] = None,
     seed: Seed = None,
     options: Options = None,
+    dry_run: DryRun = False,
     wait: Wait = True,
     max_wait_s: MaxWait = None,
     ctx: Context = None,
@@ -1293,8 +1584,8 @@ def generate_image(
     """
     refs = [_reference(r, f"reference_images[{i}]") for i, r in enumerate(reference_images or [])]
     body = {"model": model, "promptText": prompt, "ratio": ratio, "referenceImages": refs or None, "seed": seed}
-    return run_task(T2I, body, tool_name="generate_image", wait=wait, max_wait_s=max_wait_s, ctx=ctx,
-                    options=options)
+    return run_task(T2I, body, tool_name="generate_image", options=options, dry_run=dry_run, wait=wait,
+                    max_wait_s=max_wait_s, ctx=ctx)
 
 
 @tool(PAID, "Generate video")
@@ -1305,10 +1596,10 @@ def generate_video(
     last_image: Annotated[MediaArg | None, Field(description="Last frame (needs image; veo3.1, kling, "
                                                              "seedance and others)")] = None,
     ratio: Annotated[str | None, Field(description="Width:height, e.g. 1280:720; default: landscape")] = None,
-    duration: Annotated[int | Literal["auto"] | None, Field(description="Seconds; default 5 where the model "
-                                                                         "needs one")] = None,
+    duration: Duration = None,
     seed: Seed = None,
     options: Options = None,
+    dry_run: DryRun = False,
     wait: Wait = True,
     max_wait_s: MaxWait = None,
     ctx: Context = None,
@@ -1320,21 +1611,311 @@ def generate_video(
     """
     if last_image and not image:
         raise RunwayError(f"last_image needs image (the first frame) too: {model} has no last-frame-only mode")
-    endpoint = I2V if image else T2V
-    frames: Any = None
-    if image:
-        frames = Media(image, "image", "image")
-        if last_image:
-            known = MODELS.get(model)
-            if known and not known.last_frame:
-                raise RunwayError(f"{model} takes only a first frame; drop last_image or use a model with "
-                                  f"keyframes: {', '.join(n for n in models_for(I2V) if MODELS[n].last_frame)}")
-            frames = [{"uri": frames, "position": "first"},
-                      {"uri": Media(last_image, "image", "last_image"), "position": "last"}]
+    frames: Any = Media(image, ("image",), "image") if image else None
+    if last_image:
+        known = MODELS.get(model)
+        if known and not known.last_frame:
+            raise RunwayError(f"{model} takes only a first frame; drop last_image or use a model with keyframes: "
+                              f"{', '.join(n for n in models_for(I2V) if MODELS[n].last_frame)}")
+        frames = [{"uri": frames, "position": "first"},
+                  {"uri": Media(last_image, ("image",), "last_image"), "position": "last"}]
     body = {"model": model, "promptText": prompt, "promptImage": frames, "ratio": ratio, "duration": duration,
             "seed": seed}
-    return run_task(endpoint, body, tool_name="generate_video", wait=wait, max_wait_s=max_wait_s, ctx=ctx,
-                    options=options)
+    return run_task(I2V if image else T2V, body, tool_name="generate_video", options=options, dry_run=dry_run,
+                    wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Edit video")
+def edit_video(
+    video: Annotated[MediaArg, Field(description="The video to edit, restyle or extend")],
+    prompt: Annotated[str | None, Field(description="What to change, e.g. 'make it snow'", max_length=32000)] = None,
+    model: Annotated[str, Field(description="aleph2 (default), seedance2_5 and gemini_omni_flash_1.1 (which can "
+                                            "extend), kling, hailuo3, ...; list_models shows them")] = "aleph2",
+    references: Annotated[list[MediaArg] | None, Field(description="Reference images, where the model takes "
+                                                                   "them", max_length=30)] = None,
+    mode: Annotated[Literal["reference", "extend", "edit"] | None, Field(
+        description="seedance2_5 and gemini_omni_flash_1.1: extend continues the video, edit changes it in "
+                    "place, reference (default) makes a new one guided by it")] = None,
+    ratio: Annotated[str | None, Field(description="Width:height, where the model takes one")] = None,
+    duration: Duration = None,
+    seed: Seed = None,
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Edit, restyle, relight or extend an existing video with a prompt (video_to_video), saved to disk.
+
+    Costs Runway credits per second of video. aleph2 edits up to 30 s of input; to extend a clip use
+    model seedance2_5 or gemini_omni_flash_1.1 with mode='extend'. aleph2 keyframe images go in
+    options.keyframes.
+    """
+    body = {"model": model, _video_field(model): Media(video, ("video",), "video"), "promptText": prompt,
+            "references": _images(references, "references"), "mode": mode, "ratio": ratio, "duration": duration,
+            "seed": seed}
+    return run_task(V2V, body, tool_name="edit_video", options=options, dry_run=dry_run, wait=wait,
+                    max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Upscale video")
+def upscale_video(
+    video: Annotated[MediaArg, Field(description="The video to upscale (at most 30 s for the Magnific model)")],
+    model: Annotated[str, Field(description="magnific_video_upscaler_creative (resolution) or enhance_frame_rate "
+                                            "(frame_rate)")] = "magnific_video_upscaler_creative",
+    resolution: Annotated[Literal["720p", "1k", "2k", "4k"] | None, Field(
+        description="Target resolution for magnific_video_upscaler_creative (default 2k)")] = None,
+    frame_rate: Annotated[Literal[FRAME_RATES] | None, Field(  # type: ignore[valid-type]
+        description="Target frames per second for enhance_frame_rate; 23_98 means 23.976")] = None,
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Upscale a video (up to 4K, adding detail) or raise its frame rate by interpolation; saved to disk.
+
+    Costs Runway credits. Creative options (creativity, sharpen, smartGrain 0-100; flavor vivid or
+    natural; fpsBoost) go in options.
+    """
+    if frame_rate and model == DEFAULT_MODEL[VIDEO_UP]:
+        model = "enhance_frame_rate"           # a frame rate only makes sense for the interpolation model
+    body = {"model": model, "videoUri": Media(video, ("video",), "video"), "resolution": resolution,
+            "targetFramerate": frame_rate}
+    return run_task(VIDEO_UP, body, tool_name="upscale_video", names={"targetFramerate": "frame_rate"},
+                    options=options, dry_run=dry_run, wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Upscale image")
+def upscale_image(
+    image: Annotated[MediaArg, Field(description="The image to upscale (300-8000 px a side)")],
+    scale_factor: Annotated[Literal[2, 4, 8, 16] | None, Field(description="How many times larger (default 2); "
+                                                                           "the result may have at most 25.3 MP")] = None,
+    flavor: Annotated[Literal["sublime", "photo", "photo_denoiser"] | None, Field(
+        description="sublime for illustration, photo for photographs, photo_denoiser for noisy photos")] = None,
+    model: str = "magnific_precision_upscaler_v2",
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Upscale an image 2-16x with added detail (Magnific precision upscaler); saved to disk.
+
+    Costs Runway credits. sharpen, smartGrain and ultraDetail (0-100) go in options.
+    """
+    body = {"model": model, "imageUri": Media(image, ("image",), "image"), "scaleFactor": scale_factor,
+            "flavor": flavor}
+    return run_task(IMAGE_UP, body, tool_name="upscale_image", names={"scaleFactor": "scale_factor",
+                    "flavor": "flavor"}, options=options, dry_run=dry_run, wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Generate speech")
+def generate_speech(
+    text: Annotated[str, Field(description="The words to speak", min_length=1, max_length=5000)],
+    voice: Annotated[str | None, Field(description=f"A Runway voice preset (default Maya): {', '.join(VOICES)}",
+                                       max_length=40)] = None,
+    model: Annotated[str, Field(description="eleven_multilingual_v2 (default), eleven_v3 (tags such as "
+                                            "[laughs]), eleven_v4, seed_audio (clones voice_sample)")
+                     ] = "eleven_multilingual_v2",
+    voice_sample: Annotated[MediaArg | None, Field(description="seed_audio only: a clip of the voice to "
+                                                               "clone, instead of a preset")] = None,
+    language: Annotated[str | None, Field(description="ISO 639-1 language code, e.g. 'de' (eleven_v3, "
+                                                      "eleven_v4)", max_length=10)] = None,
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Turn text into spoken audio with a Runway voice preset (text_to_speech); saved as an audio file.
+
+    Costs Runway credits (eleven_multilingual_v2: about 1 per 50 characters). Voice tuning (speed,
+    stability, style, similarityBoost) goes in options for eleven_v3 and eleven_v4.
+    """
+    if voice_sample and voice:
+        raise RunwayError("pass voice (a preset) or voice_sample (a clip to clone), not both")
+    if voice and model == "seed_audio":
+        raise RunwayError("seed_audio does not take a preset voice; pass voice_sample (a clip to clone) or neither")
+    if voice_sample:
+        spoken = {"type": "reference-audio", "audioUri": Media(voice_sample, ("audio",), "voice_sample")}
+    else:       # seed_audio speaks in its own default voice; the ElevenLabs models need a preset
+        spoken = None if model == "seed_audio" else _preset(voice or "Maya")
+    body = {"model": model, "promptText": text, "voice": spoken, "languageCode": language}
+    return run_task(TTS, body, tool_name="generate_speech", names={"promptText": "text", "languageCode": "language"},
+                    options=options, dry_run=dry_run, wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Generate sound effect")
+def generate_sound_effect(
+    prompt: Annotated[str, Field(description="The sound, e.g. 'heavy wooden door creaking open'", min_length=1,
+                                 max_length=3000)],
+    duration: Annotated[float | None, Field(description="Seconds (0.5-30 for the default model); omit to let "
+                                                        "the model choose")] = None,
+    loop: Annotated[bool | None, Field(description="Make the sound loop seamlessly (default model)")] = None,
+    model: Annotated[str, Field(description="eleven_text_to_sound_v2 (default), mirelo_sfx_2_0 (needs duration), "
+                                            "seed_audio")] = "eleven_text_to_sound_v2",
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Create a sound effect from a text description and save it as an audio file.
+
+    For foley, ambience and UI sounds; for spoken words use generate_speech. Costs Runway credits
+    (about 1-2 per effect with the default model).
+    """
+    body = {"model": model, "promptText": prompt, "duration": duration, "loop": loop}
+    return run_task(SFX, body, tool_name="generate_sound_effect", names={"loop": "loop"}, options=options,
+                    dry_run=dry_run, wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Animate character")
+def animate_character(
+    character: Annotated[MediaArg, Field(description="Image or video of the character (a face must be visible)")],
+    reference: Annotated[MediaArg, Field(description="Video (3-30 s) of a performer whose face and gestures "
+                                                     "the character copies")],
+    character_kind: Annotated[Kind | None, Field(description="Whether character is an image or a video; "
+                                                             "default: judged from the file")] = None,
+    ratio: Annotated[str | None, Field(description="Width:height, e.g. 1280:720")] = None,
+    body_control: Annotated[bool | None, Field(description="Also copy body and hand gestures")] = None,
+    expression_intensity: Annotated[int | None, Field(description="1 (subtle) to 5 (strong)", ge=1, le=5)] = None,
+    seed: Seed = None,
+    model: str = "act_two",
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Make a character (image or video) perform what an actor does in a reference video (Act-Two).
+
+    Costs Runway credits (act_two: about 5 per second of the reference). Saved to disk as video.
+    """
+    body = {"model": model, "character": _typed(character, ("image", "video"), "character", character_kind),
+            "reference": {"type": "video", "uri": Media(reference, ("video",), "reference")}, "ratio": ratio,
+            "bodyControl": body_control, "expressionIntensity": expression_intensity, "seed": seed}
+    return run_task(ACT, body, tool_name="animate_character", names={
+        "character": "character", "reference": "reference", "bodyControl": "body_control",
+        "expressionIntensity": "expression_intensity"}, options=options, dry_run=dry_run, wait=wait,
+        max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Change voice")
+def change_voice(
+    media: Annotated[MediaArg, Field(description="Audio or video with speech to re-voice")],
+    voice: Voice,
+    media_kind: Annotated[MediaKind | None, Field(description="Whether media is audio or video; default: judged "
+                                                              "from the file")] = None,
+    remove_background_noise: bool | None = None,
+    model: str = "eleven_multilingual_sts_v2",
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Say the same words in another voice (speech_to_speech); saved as an audio file.
+
+    Costs Runway credits (about 1 per 3 s of input).
+    """
+    body = {"model": model, "media": _typed(media, ("audio", "video"), "media", media_kind),
+            "voice": _preset(voice), "removeBackgroundNoise": remove_background_noise}
+    return run_task(STS, body, tool_name="change_voice", names={
+        "media": "media", "removeBackgroundNoise": "remove_background_noise"}, options=options, dry_run=dry_run,
+        wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Dub audio")
+def dub_audio(
+    audio: Annotated[MediaArg, Field(description="Audio (or video) with the speech to translate")],
+    target_language: Annotated[Literal[DUBBING_LANGUAGES], Field(  # type: ignore[valid-type]
+        description="Language code to dub into")],
+    num_speakers: Annotated[int | None, Field(description="How many people speak; default: detected", ge=1,
+                                              le=32)] = None,
+    model: str = "eleven_voice_dubbing",
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Translate the speech in a recording into another language, keeping the speakers' voices (dubbing).
+
+    Costs Runway credits (about 1 per 2 s of input). disableVoiceCloning and dropBackgroundAudio go in
+    options. Saved as an audio file.
+    """
+    body = {"model": model, "audioUri": Media(audio, ("audio", "video"), "audio"), "targetLang": target_language,
+            "numSpeakers": num_speakers}
+    return run_task(DUB, body, tool_name="dub_audio", names={"targetLang": "target_language",
+                    "numSpeakers": "num_speakers"}, options=options, dry_run=dry_run, wait=wait,
+                    max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Isolate voice")
+def isolate_voice(
+    audio: Annotated[MediaArg, Field(description="Audio with speech and noise (4.6 s to 1 h)")],
+    model: str = "eleven_voice_isolation",
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Remove background noise and music from speech (voice isolation); saved as an audio file.
+
+    Costs Runway credits (about 1 per 6 s of input).
+    """
+    body = {"model": model, "audioUri": Media(audio, ("audio",), "audio")}
+    return run_task(ISOLATE, body, tool_name="isolate_voice", options=options, dry_run=dry_run, wait=wait,
+                    max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Generate sound for video")
+def generate_sound_for_video(
+    video: Annotated[MediaArg, Field(description="The video to add sound effects to")],
+    duration: Annotated[float, Field(description="Seconds of audio to make, usually the video's length", gt=0,
+                                     le=600)],
+    prompt: Annotated[str | None, Field(description="Optional guidance, e.g. 'gravel footsteps, distant "
+                                                    "traffic'", max_length=3000)] = None,
+    model: str = "mirelo_sfx_2_0",
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Generate sound effects synchronised to a video (video_to_audio); returns audio only, saved to disk.
+
+    Costs Runway credits. preserveSpeech, negativePrompt, numVariants and format go in options.
+    """
+    body = {"model": model, "videoUri": Media(video, ("video",), "video"), "duration": duration,
+            "promptText": prompt}
+    return run_task(V2A, body, tool_name="generate_sound_for_video", options=options, dry_run=dry_run, wait=wait,
+                    max_wait_s=max_wait_s, ctx=ctx)
+
+
+@tool(PAID, "Convert video to HDR")
+def convert_to_hdr(
+    video: Annotated[MediaArg, Field(description="An SDR video")],
+    output_format: Annotated[Literal["hdr10", "hlg", "hdr_prores", "hdr_exr_sequence", "hdr_exr_acescg_sequence_1_3",
+                                     "hdr_exr_acescg_sequence_2_0"] | None, Field(
+        description="hdr10 (default, HEVC PQ), hlg, hdr_prores (.mov), or EXR frame sequences (.zip)")] = None,
+    model: str = "ruby",
+    options: Options = None,
+    dry_run: DryRun = False,
+    wait: Wait = True,
+    max_wait_s: MaxWait = None,
+    ctx: Context = None,
+) -> TaskReply:
+    """Convert an SDR video to HDR at the same resolution (Ruby); saved to disk.
+
+    Costs Runway credits: about 20 per second of video (40 above 4 MP). proresProfile goes in options.
+    """
+    body = {"model": model, "videoUri": Media(video, ("video",), "video"), "outputFormat": output_format}
+    return run_task(HDR, body, tool_name="convert_to_hdr", names={"outputFormat": "output_format"},
+                    options=options, dry_run=dry_run, wait=wait, max_wait_s=max_wait_s, ctx=ctx)
 
 
 @tool(READ_ONLY, "Get task")
@@ -1412,7 +1993,7 @@ class ModelInfo(TypedDict):
     durations: str | None
     required: dict[str, list[str]]
     options: dict[str, list[str]]
-    choices: dict[str, list]
+    choices: dict[str, list | str]
     credits: str | None
     default_for: list[str]
 
@@ -1422,15 +2003,16 @@ def list_models(kind: Annotated[Literal["image", "video", "audio"] | None,
                                 Field(description="Only models of this kind")] = None) -> list[ModelInfo]:
     """List the Runway models this server knows: endpoints, ratios, durations, required inputs, options, cost.
 
-    Free and local. Required inputs and options use Runway's API field names (pass options by those names).
+    Free and local. Required inputs and options use Runway's API field names (pass options by those
+    names); keys such as "video_to_video:extend" describe a mode. credits is a price hint.
     """
     return [ModelInfo(
-        model=name, kind=m.kind, about=m.about, endpoints=list(m.uses),
+        model=name, kind=m.kind, about=m.about, endpoints=[ep for ep in m.uses if ":" not in ep],
         ratios={ep: list(u.ratios) for ep, u in m.uses.items() if u.ratios},
         durations=_describe(m.durations) or None,
         required={ep: sorted(_fields(u.needs)) for ep, u in m.uses.items()},
         options={ep: sorted(_fields(u.takes)) for ep, u in m.uses.items()},
-        choices={k: list(v) for k, v in m.choices.items()},
+        choices={k: _describe(v) if isinstance(v, range | Between) else list(v) for k, v in m.choices.items()},
         credits=m.credits or None,
         default_for=[ep for ep, default in DEFAULT_MODEL.items() if default == name])
         for name, m in MODELS.items() if kind in (None, m.kind)]

@@ -6,8 +6,10 @@ stateful stand-in for the Runway API served on 127.0.0.1 by this file. Nothing n
 """
 
 import base64
+import inspect
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -243,11 +245,23 @@ def test_downloads_never_carry_the_key(api, tmp_path):
 # Catalog
 ##############################################################################
 
+def valid_value(model, field_name):
+    """A value the catalog accepts for a field: its first allowed choice, or a placeholder."""
+    allowed = model.choices.get(field_name)
+    return next(iter(allowed)) if allowed else f"<{field_name}>"
+
+
 @pytest.mark.parametrize("name", list(rm.MODELS))
 def test_every_model_accepts_its_own_defaults(name):
     model = rm.MODELS[name]
-    for endpoint, use in model.uses.items():
-        body = {"model": name, **{f: f"<{f}>" for f in rm._fields(use.needs) - {"ratio", "duration"}}}
+    for key, use in model.uses.items():
+        endpoint, _, mode = key.partition(":")
+        body = {"model": name, **({"mode": mode} if mode else {})}
+        defaulted = {"ratio"} if use.ratios else set()
+        defaulted |= {"duration"} if model.durations else set()
+        body.update({f: valid_value(model, f) for f in rm._fields(use.needs) - defaulted - set(body)})
+        if body.get("duration") == "<duration>":
+            body["duration"] = 3                    # e.g. mirelo_sfx_2_0: required, no range stated
         rm.apply_defaults(endpoint, body)
         assert rm.check_model(endpoint, body) == []
         if use.ratios and "ratio" in body:
@@ -284,6 +298,78 @@ def test_catalog_rules_name_the_argument():
         with pytest.raises(rm.RunwayError) as caught:
             rm.check_model(endpoint, body)
         assert expected in str(caught.value), str(caught.value)
+
+
+REFERENCE_DOC = HERE.parent / "shared" / "runway-api.md"
+
+
+def load_reference() -> dict[tuple[str, str], dict]:
+    """Runway's request bodies as runway-api.md section 3 states them: (model, endpoint) -> fields.
+
+    An independent source for the catalog and for FakeRunway's checks: its tables were extracted from
+    Runway's own SDK. {} when the document is not beside this checkout (a vendored copy).
+    """
+    if not REFERENCE_DOC.exists():
+        return {}
+    sections = re.split(r"\n### 3\.(\d+) `POST /v1/(\w+)`", REFERENCE_DOC.read_text())
+    reference = {}
+    for number, endpoint, text in zip(sections[1::3], sections[2::3], sections[3::3]):
+        text = text.split("\n### ")[0]             # up to the next heading
+        for model, block in re.findall(r"\*\*model `([^`]+)`\*\*\n(.*?)(?=\n\n)", text, re.S):
+            fields, required = {}, set()
+            for line in block.splitlines():
+                if line.startswith(("Required", "Optional")):
+                    mandatory = line.startswith("Required")
+                elif match := re.match(r"\s*- `(\w+)`: (.*)", line):
+                    fields[match[1]] = match[2]
+                    if mandatory:
+                        required.add(match[1])
+            reference[model, endpoint] = {"fields": fields, "required": required}
+    return reference
+
+
+REFERENCE = load_reference()
+needs_reference = pytest.mark.skipif(not REFERENCE, reason=f"{REFERENCE_DOC} is not here")
+
+
+def enum_of(type_text: str, listed: bool = False) -> set | None:
+    """The values of a plain enum type such as '"a"|"b"' or '4|6|8'; None for anything else.
+
+    `listed` also reads the enum of '"a"|"b" OR string' (listed values, though any string is allowed).
+    """
+    if listed and type_text.endswith(" OR string"):
+        type_text = type_text.removesuffix(" OR string")
+    if type_text.startswith(("{", "[", "string OR")) or " OR " in type_text:
+        return None
+    if re.fullmatch(r'("[^"]*"\|)*"[^"]*"', type_text):
+        return set(re.findall(r'"([^"]*)"', type_text))
+    if re.fullmatch(r"(\d+\|)+\d+", type_text):
+        return {int(v) for v in type_text.split("|")}
+    return None
+
+
+@needs_reference
+def test_catalog_covers_every_model_of_the_api_reference():
+    assert {model for model, _ in REFERENCE} == set(rm.MODELS)
+    for name, model in rm.MODELS.items():
+        assert {e for e in model.uses if ":" not in e} == {e for m, e in REFERENCE if m == name}, name
+
+
+@needs_reference
+@pytest.mark.parametrize("model, endpoint", sorted(REFERENCE))
+def test_catalog_agrees_with_the_api_reference(model, endpoint):
+    spec, entry = REFERENCE[model, endpoint], rm.MODELS[model]
+    use = entry.uses[endpoint]
+    assert rm._fields(use.needs) == spec["required"]
+    assert rm._fields(use.takes) == set(spec["fields"]) - spec["required"]
+    for field_name, type_text in spec["fields"].items():
+        allowed = enum_of(type_text, listed=True)
+        if field_name == "ratio":
+            assert set(use.ratios) == (allowed or set()), "ratios"
+        elif field_name == "duration" and allowed:
+            assert set(entry.durations) == allowed
+        elif allowed:
+            assert set(entry.choices[field_name]) == allowed, field_name
 
 
 def test_unknown_models_pass_through_with_a_note():
@@ -494,14 +580,34 @@ class FakeRunway:
         return 404, {}, b'{"error": "Not found"}'
 
     def create(self, endpoint, body):
-        if not isinstance(body, dict) or "model" not in body:
-            return 400, {}, json.dumps({"error": "Validation failed",
-                                        "issues": [{"path": ["model"], "message": "Required"}]}).encode()
+        issues = self.check(endpoint, body)
+        if issues:
+            return 400, {}, json.dumps({"error": "Validation failed", "issues": issues}).encode()
         task_id = str(uuid.uuid4())
         plan = self.plans.pop(0) if self.plans else Plan(mime="video/mp4" if "video" in endpoint else "image/png")
         self.tasks[task_id] = {"id": task_id, "endpoint": endpoint, "body": body, "plan": plan, "gets": 0,
                                "deleted": False, "created": time.time()}
         return 200, {}, json.dumps({"id": task_id, "estimatedCost": {"credits": 60}}).encode()
+
+    @staticmethod
+    def check(endpoint, body):
+        """Runway's validation, as far as the API reference states it: Zod-style issues, or []."""
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return [{"code": "invalid_type", "path": ["model"], "message": "Required"}]
+        issues = [{"code": "invalid_type", "path": [k], "message": "Expected a value, received null"}
+                  for k, v in body.items() if v is None]
+        spec = REFERENCE.get((body["model"], endpoint))
+        if spec is None:
+            return issues + ([{"code": "invalid_union_discriminator", "path": ["model"],
+                               "message": f"Invalid model for {endpoint}"}] if REFERENCE else [])
+        issues += [{"code": "invalid_type", "path": [k], "message": "Required"} for k in spec["required"] - set(body)]
+        issues += [{"code": "unrecognized_keys", "path": [k], "message": f"Unrecognized key: {k}"}
+                   for k in set(body) - set(spec["fields"]) - {"model"}]
+        for key, value in body.items():
+            allowed = enum_of(spec["fields"].get(key, ""))
+            if allowed and value not in allowed:
+                issues.append({"code": "invalid_enum_value", "path": [key], "message": f"Invalid enum value {value!r}"})
+        return issues
 
     def advance(self, task):
         task["gets"] += 1
@@ -612,8 +718,11 @@ async def call(client, tool, args=None, progress=None):
     return result, result.structured_content
 
 
-EXPECTED_TOOLS = {"generate_image", "generate_video", "get_task", "wait_for_task", "cancel_task", "list_tasks",
-                  "list_models", "get_account"}
+GENERATION_TOOLS = {"generate_image", "generate_video", "edit_video", "upscale_video", "upscale_image",
+                    "generate_speech", "generate_sound_effect", "animate_character", "change_voice", "dub_audio",
+                    "isolate_voice", "generate_sound_for_video", "convert_to_hdr"}
+EXPECTED_TOOLS = GENERATION_TOOLS | {"get_task", "wait_for_task", "cancel_task", "list_tasks", "list_models",
+                                     "get_account"}
 
 
 @pytest.mark.anyio
@@ -625,9 +734,9 @@ async def test_tools_are_listed_with_schemas(stdio):
     for name in ("generate_image", "generate_video", "get_task", "wait_for_task", "cancel_task"):
         assert set(tools[name].output_schema["required"]) >= {"task_id", "status", "progress", "outputs",
                                                                "estimated_credits", "cost_credits", "next"}
-    for name in ("generate_image", "generate_video"):
+    for name in GENERATION_TOOLS:
         assert "credits" in tools[name].description and tools[name].annotations.open_world_hint
-        assert {"wait", "max_wait_s", "model", "seed"} <= set(tools[name].input_schema["properties"])
+        assert {"wait", "max_wait_s", "model", "options", "dry_run"} <= set(tools[name].input_schema["properties"])
     video = tools["generate_video"].input_schema["properties"]
     assert {"prompt", "image", "last_image", "ratio", "duration"} <= set(video)
 
@@ -759,6 +868,144 @@ async def test_an_invalid_ratio_sends_nothing(stdio, fake):
     assert "ratio='4:3'" in text and "1920:1080" in text and "\n" not in text
 
 
+IMAGE, VIDEO, AUDIO = "https://example.com/in.png", "https://example.com/in.mp4", "https://example.com/in.mp3"
+# endpoint -> (tool, {API field it needs: (argument, value given, value Runway must receive)})
+RECIPES = {
+    "text_to_image": ("generate_image", {"promptText": ("prompt", "a fox", "a fox"),
+                                         "referenceImages": ("reference_images", [IMAGE], [{"uri": IMAGE}])}),
+    "image_to_video": ("generate_video", {"promptImage": ("image", IMAGE, IMAGE), "promptText": ("prompt", "go", "go")}),
+    "text_to_video": ("generate_video", {"promptText": ("prompt", "waves", "waves")}),
+    "video_to_video": ("edit_video", {"videoUri": ("video", VIDEO, VIDEO), "promptVideo": ("video", VIDEO, VIDEO),
+                                      "promptText": ("prompt", "snow", "snow")}),
+    "character_performance": ("animate_character", {
+        "character": ("character", IMAGE, {"type": "image", "uri": IMAGE}),
+        "reference": ("reference", VIDEO, {"type": "video", "uri": VIDEO})}),
+    "sound_effect": ("generate_sound_effect", {"promptText": ("prompt", "a door", "a door"),
+                                               "duration": ("duration", 3, 3)}),
+    "text_to_speech": ("generate_speech", {"promptText": ("text", "Hello", "Hello"),
+                                           "voice": ("voice", "noah", {"type": "runway-preset", "presetId": "Noah"})}),
+    "speech_to_speech": ("change_voice", {"media": ("media", AUDIO, {"type": "audio", "uri": AUDIO}),
+                                          "voice": ("voice", "Maggie", {"type": "runway-preset", "presetId": "Maggie"})}),
+    "voice_dubbing": ("dub_audio", {"audioUri": ("audio", AUDIO, AUDIO), "targetLang": ("target_language", "es", "es")}),
+    "voice_isolation": ("isolate_voice", {"audioUri": ("audio", AUDIO, AUDIO)}),
+    "video_to_audio": ("generate_sound_for_video", {"videoUri": ("video", VIDEO, VIDEO), "duration": ("duration", 8, 8)}),
+    "video_to_hdr": ("convert_to_hdr", {"videoUri": ("video", VIDEO, VIDEO)}),
+    "video_upscale": ("upscale_video", {"videoUri": ("video", VIDEO, VIDEO),
+                                        "targetFramerate": ("frame_rate", "60", "60")}),
+    "image_upscale": ("upscale_image", {"imageUri": ("image", IMAGE, IMAGE)}),
+}
+USES = [(name, key) for name, model in rm.MODELS.items() for key in model.uses]
+
+
+def minimal_request(name, key):
+    """The smallest valid call for one use of a model: (tool, arguments, the body Runway must receive)."""
+    endpoint, _, mode = key.partition(":")
+    model, use = rm.MODELS[name], rm.MODELS[name].uses[key]
+    tool, recipe = RECIPES[endpoint]
+    args, body = {"model": name, "wait": False}, {"model": name}
+    if mode:
+        args["mode"] = body["mode"] = mode
+    for api_field in sorted(rm._fields(use.needs)):
+        if api_field == "ratio":
+            args["ratio"] = body["ratio"] = use.ratios[-1]
+        elif api_field == "duration" and model.durations:
+            args["duration"] = body["duration"] = max(d for d in model.durations if isinstance(d, int))
+        elif api_field != "mode":
+            argument, given, sent = recipe[api_field]
+            args[argument], body[api_field] = given, sent
+    return tool, args, body
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name, key", USES)
+async def test_every_model_is_reachable_and_sends_exactly_the_right_body(stdio, fake, name, key):
+    tool, args, expected = minimal_request(name, key)
+    result, data = await call(stdio, tool, args)
+    assert not result.is_error, result.content[0].text
+    assert data["status"] == "PENDING" and data["estimated_credits"] == 60
+    [sent] = fake.bodies(key.partition(":")[0])
+    assert sent == expected
+
+
+def invalid_requests():
+    """For every model: a wrong ratio, a wrong duration and a missing input, each with what the error names."""
+    for name, key in USES:
+        model, use = rm.MODELS[name], rm.MODELS[name].uses[key]
+        tool, args, _ = minimal_request(name, key)
+        if use.ratios:
+            yield pytest.param(tool, {**args, "ratio": "7:3"}, "ratio='7:3'", id=f"{name}-{key}-ratio")
+        if model.durations and key.startswith(("image_to", "text_to_video")):
+            yield pytest.param(tool, {**args, "duration": 99}, "duration=99", id=f"{name}-{key}-duration")
+        endpoint_recipe = RECIPES[key.partition(":")[0]][1]
+        for api_field in sorted(rm._fields(use.needs) & {"promptText", "referenceImages"}):
+            argument = endpoint_recipe[api_field][0]
+            required_by_schema = inspect.signature(getattr(rm, tool)).parameters[argument].default is inspect._empty
+            yield pytest.param(tool, {k: v for k, v in args.items() if k != argument},
+                               f"{argument} is required" if required_by_schema else f"needs {argument}",
+                               id=f"{name}-{key}-missing-{argument}")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tool, args, expected", list(invalid_requests()))
+async def test_invalid_requests_send_nothing_and_name_the_argument(stdio, fake, tool, args, expected):
+    result, _ = await call(stdio, tool, args)
+    assert result.is_error and expected in result.content[0].text
+    assert fake.requests == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tool, args, expected", [
+    ("generate_video", {"prompt": "x", "model": "veo3.1", "last_image": IMAGE}, "last_image needs image"),
+    ("generate_video", {"prompt": "x", "model": "gen4.5", "image": IMAGE, "last_image": IMAGE},
+     "gen4.5 takes only a first frame"),
+    ("generate_video", {"prompt": "x", "model": "gen4_turbo"}, "does not work on text_to_video"),
+    ("generate_image", {"prompt": "x", "options": {"outputFormat": "png"}}, "does not take options.outputFormat"),
+    ("generate_image", {"prompt": "x", "options": {"promptText": "y"}}, "options.promptText repeats the prompt"),
+    ("generate_image", {"prompt": "x", "reference_images": [IMAGE] * 4}, "takes at most 3"),
+    ("edit_video", {"video": VIDEO, "model": "seedance2_5", "mode": "extend"}, "needs prompt"),
+    ("edit_video", {"video": VIDEO, "model": "seedance2_5", "mode": "edit", "prompt": "x", "duration": 5},
+     "allowed: auto"),
+    ("edit_video", {"video": VIDEO, "model": "seedance2_5", "mode": "extend", "prompt": "x", "ratio": "1280:720"},
+     "does not take ratio"),
+    ("generate_speech", {"text": "hi", "voice": "Darth"}, "not a Runway voice preset"),
+    ("generate_speech", {"text": "hi", "model": "seed_audio", "voice": "Maya"}, "voice_sample"),
+    ("generate_sound_effect", {"prompt": "boom", "duration": 45}, "allowed: 0.5-30"),
+    ("animate_character", {"character": "https://example.com/who", "reference": VIDEO}, "pass character_kind"),
+    ("upscale_image", {"image": IMAGE, "options": {"sharpen": 101}}, "options.sharpen=101"),
+    ("upscale_video", {"video": VIDEO, "model": "enhance_frame_rate"}, "needs frame_rate"),
+    ("generate_image", {"prompt": "x", "reference_images": ["http://example.com/a.png"]}, "not an https:// URL"),
+    ("generate_video", {"prompt": "x", "image": "data:audio/mpeg;base64,AAAA"}, "image takes image"),
+])
+async def test_rules_beyond_ratio_and_duration(stdio, fake, tool, args, expected):
+    result, _ = await call(stdio, tool, args)
+    assert result.is_error and expected in result.content[0].text, result.content[0].text
+    assert fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_dry_run_shows_the_exact_body_and_an_estimate_and_sends_nothing(stdio, fake):
+    data_uri = "data:image/png;base64," + base64.b64encode(PNG * 40).decode()
+    result, data = await call(stdio, "generate_video", {
+        "prompt": "a slow pan", "image": data_uri, "duration": 8, "dry_run": True})
+    assert not result.is_error and fake.requests == []
+    assert data["status"] == "DRY_RUN" and data["task_id"] is None and data["estimated_credits"] == 96
+    request = data["request"]
+    assert request["method"] == "POST" and request["url"] == f"{fake.url}/v1/image_to_video"
+    assert request["body"] == {"model": "gen4.5", "promptText": "a slow pan", "promptImage": "<data:image/png URI, 3 KB>",
+                               "ratio": "1280:720", "duration": 8}
+    assert "base64" not in result.content[0].text and "96" in result.content[0].text
+
+
+@pytest.mark.anyio
+async def test_unknown_models_pass_through_and_runway_issues_come_back_with_paths(stdio, fake):
+    result, data = await call(stdio, "generate_video", {"prompt": "x", "model": "gen5_preview", "dry_run": True})
+    assert not result.is_error and "nothing was checked locally" in data["notes"][0]
+    result, _ = await call(stdio, "generate_video", {"prompt": "x", "model": "gen5_preview"})
+    assert result.is_error and len(fake.seen("POST")) == 1
+    if REFERENCE:                                   # FakeRunway validates against the reference
+        assert "model: Invalid model for text_to_video" in result.content[0].text
+
+
 @pytest.mark.anyio
 async def test_get_account_reports_balance_limits_and_usage(stdio, fake):
     result, data = await call(stdio, "get_account")
@@ -768,12 +1015,22 @@ async def test_get_account_reports_balance_limits_and_usage(stdio, fake):
 
 
 @pytest.mark.anyio
-async def test_list_models_marks_the_defaults(stdio):
+async def test_list_models_shows_every_model_and_marks_the_defaults(stdio):
+    _, everything = await call(stdio, "list_models")
+    assert {m["model"] for m in everything["result"]} == set(rm.MODELS)
+    defaults = {ep for m in everything["result"] for ep in m["default_for"]}
+    assert defaults == {e for m in rm.MODELS.values() for e in m.uses if ":" not in e}   # one per endpoint
     _, data = await call(stdio, "list_models", {"kind": "video"})
     models = {m["model"]: m for m in data["result"]}
-    assert models["gen4.5"]["default_for"] == ["image_to_video", "text_to_video"]
-    assert models["gen4.5"]["durations"] == "2-10" and "1280:720" in models["gen4.5"]["ratios"]["text_to_video"]
-    assert all(m["kind"] == "video" for m in models.values())
+    assert all(m["kind"] == "video" for m in models.values()) and "gen4_image" not in models
+    gen45 = models["gen4.5"]
+    assert gen45["default_for"] == ["image_to_video", "text_to_video"] and gen45["credits"] == "12 per second"
+    assert gen45["durations"] == "2-10" and gen45["ratios"]["text_to_video"] == ["1280:720", "720:1280"]
+    assert gen45["required"]["text_to_video"] == ["duration", "promptText", "ratio"]
+    assert "outputFormat" in gen45["options"]["text_to_video"] and "prores" in gen45["choices"]["outputFormat"]
+    assert models["seedance2_5"]["required"]["video_to_video:extend"] == ["promptText", "promptVideo"]
+    _, audio = await call(stdio, "list_models", {"kind": "audio"})
+    assert "eleven_v3" in {m["model"] for m in audio["result"]}
 
 
 @pytest.mark.anyio
