@@ -14,8 +14,12 @@ Runtime dependencies: requests, mcp>=2.3,<3.
 __version__ = "0.1.0"
 
 import argparse
+import base64
 import contextlib
+import dataclasses
+import errno
 import functools
+import hashlib
 import inspect
 import ipaddress
 import json
@@ -23,18 +27,19 @@ import logging
 import os
 import random
 import re
+import shutil
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Container, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, NotRequired
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import anyio
 import anyio.from_thread
@@ -42,7 +47,7 @@ import anyio.to_thread
 import requests
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
@@ -68,7 +73,7 @@ MAX_BACKOFF_S = 30.0        # ceiling for the pause after a failed poll or reque
 WORKER_THREADS = 256        # the SDK's default of 40 starves progress once 40 waits block
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Settings read once from the environment; see load_config."""
 
@@ -78,6 +83,8 @@ class Config:
     download: bool = True
     max_wait: float = 45.0
     poll_interval: float = 5.0
+    input_root: Path | None = None      # over HTTP, local files are read only below this directory
+    transport: str = "stdio"            # set by the command line: stdio | http
     problems: tuple[str, ...] = ()      # one line each; calls to Runway refuse while any exists
     warnings: tuple[str, ...] = ()      # logged at start-up, nothing refused
 
@@ -126,6 +133,9 @@ def load_config(env: Mapping[str, str]) -> Config:
                         "localhost); unset it to use the Runway API")
 
     output_dir = Path(env.get("RUNWAY_MCP_OUTPUT_DIR") or Path.home() / "Runway").expanduser()
+    input_root = Path(env["RUNWAY_MCP_INPUT_ROOT"]).expanduser().resolve() if env.get("RUNWAY_MCP_INPUT_ROOT") else None
+    if input_root and not input_root.is_dir():
+        problems.append(f"RUNWAY_MCP_INPUT_ROOT={str(input_root)!r} is not a directory")
     download = env.get("RUNWAY_MCP_DOWNLOAD", "1").strip().lower() not in {"0", "false", "no", "off"}
     return Config(
         api_key=key,
@@ -134,6 +144,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         download=download,
         max_wait=_number(env, "RUNWAY_MCP_MAX_WAIT", 45.0, 0, 3600, problems),
         poll_interval=_number(env, "RUNWAY_MCP_POLL_INTERVAL", 5.0, 0.001, 300, problems),
+        input_root=input_root,
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
@@ -1096,12 +1107,34 @@ EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "im
               "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/wav": "wav", "audio/x-wav": "wav",
               "audio/wave": "wav", "audio/ogg": "ogg", "audio/flac": "flac", "audio/aac": "aac",
               "audio/mp4": "m4a", "application/zip": "zip"}
-MIME_TYPES = {ext: mime for mime, ext in reversed(EXTENSIONS.items())}
+MIME_TYPES = {ext: mime for mime, ext in reversed(EXTENSIONS.items())} | {"jpeg": "image/jpeg", "m4v": "video/mp4"}
+# File signatures, checked in order: (offset, bytes, media type). The content decides, not the name.
+SIGNATURES = ((0, b"\x89PNG\r\n\x1a\n", "image/png"), (0, b"\xff\xd8\xff", "image/jpeg"), (0, b"GIF8", "image/gif"),
+              (8, b"WEBP", "image/webp"), (8, b"WAVE", "audio/wav"), (8, b"AVI ", "video/x-msvideo"),
+              (0, b"fLaC", "audio/flac"), (0, b"OggS", "audio/ogg"), (0, b"ID3", "audio/mpeg"),
+              (0, b"\x1aE\xdf\xa3", "video/webm"), (4, b"ftypqt", "video/quicktime"), (4, b"ftypM4A", "audio/mp4"),
+              (4, b"ftyp", "video/mp4"), (0, b"\xff\xfb", "audio/mpeg"), (0, b"\xff\xf3", "audio/mpeg"),
+              (0, b"\xff\xf2", "audio/mpeg"), (0, b"\xff\xf1", "audio/aac"), (0, b"\xff\xf9", "audio/aac"))
+# What Runway takes from a local file (runway-api.md section 6); GIF, for one, it refuses.
+ACCEPTED = {"image/png", "image/jpeg", "image/webp", "video/mp4", "video/quicktime", "video/webm", "audio/mpeg",
+            "audio/wav", "audio/flac", "audio/ogg", "audio/aac", "audio/mp4"}
 CHUNK = 1 << 20
-
-
-DATA_URI_LIMIT = 5 * 1024 * 1024   # characters: the safe limit of runway-api.md section 6 for every media kind
+DATA_URI_LIMIT = 5 * 1024 * 1024    # characters: the safe data: URI limit for every media kind (section 6)
+UPLOAD_MIN, UPLOAD_MAX = 512, 200 * 1024 * 1024
+UPLOAD_TIMEOUT = (10.0, 300.0)
+UPLOAD_LIFETIME_S = 24 * 3600
+PREVIEW_MAX_BYTES = 900 * 1024      # images up to this size are shown to the model in the result
+PREVIEWABLE = {"image/png", "image/jpeg", "image/webp", "image/gif"}
 DATA_URI = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
+
+
+def _kind(mime: str | None, fallback: str | None) -> str | None:
+    top = (mime or "").split("/")[0]
+    return top if top in ("image", "video", "audio") else fallback
+
+
+def _size(size: int) -> str:
+    return f"{size / 1048576:.1f} MB" if size >= 1048576 else f"{size / 1024:.0f} KB"
 
 
 class Media(NamedTuple):
@@ -1116,15 +1149,80 @@ class Media(NamedTuple):
         return " or ".join(self.kinds)
 
 
-def media_kind(value: str) -> str | None:
-    """image, video or audio, judged from a data: URI's type or a URL's file extension; None if unclear."""
-    match = DATA_URI.match(value.strip())
-    mime = match["mime"].lower() if match else MIME_TYPES.get(Path(urlsplit(value).path).suffix[1:].lower())
-    return _kind(mime, None)
+class LocalFile(NamedTuple):
+    path: Path
+    mime: str
+    size: int
+
+
+def _local_path(value: str) -> Path | None:
+    """The path a media argument names (a path, ~/path or file:// URI), or None for a URI to send as it is."""
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme == "file":
+        return Path(url2pathname(parts.path))
+    if len(parts.scheme) > 1:                            # https:, data:, runway:, http:... ("C:" is a drive)
+        return None
+    return Path(value).expanduser()
+
+
+def sniff(path: Path) -> str | None:
+    """A file's media type from its first bytes, else from its extension."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    for offset, signature, mime in SIGNATURES:
+        if head[offset:offset + len(signature)] == signature:
+            return mime
+    return MIME_TYPES.get(path.suffix[1:].lower())
+
+
+def local_file(media: Media) -> LocalFile | None:
+    """Check the local file a media argument names; None when the argument is a URI."""
+    path = _local_path(media.value)
+    if path is None:
+        return None
+    name = media.argument
+    if CONFIG.transport == "http":
+        path = _inside_input_root(path, name)
+    path = path.absolute()
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise RunwayError(f"{name}: no file at {path}; pass an absolute path, an https:// URL or a data: URI") from None
+    except OSError as error:
+        raise RunwayError(f"{name}: cannot read {path} ({error.strerror})") from None
+    if not path.is_file():
+        raise RunwayError(f"{name}: {path} is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise RunwayError(f"{name}: {path} is not readable by the server (permission denied)")
+    if info.st_size > UPLOAD_MAX:
+        raise RunwayError(f"{name}: {path} is {_size(info.st_size)}; Runway takes files up to 200 MB")
+    mime = sniff(path)
+    if mime is None or _kind(mime, None) not in media.kinds:
+        found = f"holds {mime}" if mime else "is not a recognised image, video or audio file"
+        raise RunwayError(f"{name} takes {media.what}; {path} {found}")
+    if mime not in ACCEPTED:
+        raise RunwayError(f"{name}: Runway does not take {mime} files; convert {path.name} to PNG, JPEG or WebP "
+                          "(images), MP4 or MOV (video), or MP3, WAV or FLAC (audio)")
+    return LocalFile(path, mime, info.st_size)
+
+
+def _inside_input_root(path: Path, argument: str) -> Path:
+    """Over HTTP a local path is read only below RUNWAY_MCP_INPUT_ROOT, after resolving symlinks and '..'."""
+    root = CONFIG.input_root
+    if root is None:
+        raise RunwayError(f"{argument}: this server does not read local files for HTTP clients; pass an https:// "
+                          "URL, a data: URI or a runway:// URI (or set RUNWAY_MCP_INPUT_ROOT on the server)")
+    resolved = (root / path).resolve()               # an absolute path replaces root here
+    if not resolved.is_relative_to(root):
+        raise RunwayError(f"{argument}: {path} is outside the input root {root}; only files below it can be read")
+    return resolved
 
 
 def check_media(media: Media) -> None:
     """Refuse, before anything is sent, a media argument Runway could not use."""
+    if local_file(media):
+        return
     value = media.value.strip()
     scheme = urlsplit(value).scheme.lower()
     if scheme == "https":
@@ -1133,28 +1231,53 @@ def check_media(media: Media) -> None:
     elif scheme == "data":
         match = DATA_URI.match(value)
         if len(value) > DATA_URI_LIMIT:
-            raise RunwayError(f"{media.argument}: the data: URI is {len(value) / 1048576:.1f} MB; Runway takes at "
-                              f"most {DATA_URI_LIMIT // 1048576} MB that way; use an https:// URL or runway:// URI")
+            raise RunwayError(f"{media.argument}: the data: URI is {_size(len(value))}; Runway takes at most "
+                              f"{_size(DATA_URI_LIMIT)} that way; pass the file's path to have it uploaded")
         if not match:
             raise RunwayError(f"{media.argument}: not a base64 data: URI (expected data:<type>/<subtype>;base64,...)")
         if _kind(match["mime"].lower(), None) not in media.kinds:
             raise RunwayError(f"{media.argument} takes {media.what}; this data: URI holds {match['mime']}")
     elif scheme != "runway":
-        raise RunwayError(f"{media.argument}: {value[:80]!r} is not an https:// URL, a data: URI or a runway:// "
-                          "URI (Runway fetches only https)")
+        raise RunwayError(f"{media.argument}: {value[:80]!r} is not an https:// URL, a data: URI, a runway:// URI "
+                          "or a local file (Runway fetches only https)")
+
+
+def media_kind(value: str) -> str | None:
+    """image, video or audio, judged from a local file's content, a data: URI's type or a URL's extension."""
+    path = _local_path(value)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            return _kind(sniff(path.absolute()), None)
+        return None
+    match = DATA_URI.match(value.strip())
+    mime = match["mime"].lower() if match else MIME_TYPES.get(Path(urlsplit(value).path).suffix[1:].lower())
+    return _kind(mime, None)
+
+
+def _fits_data_uri(size: int, mime: str) -> bool:
+    return len(f"data:{mime};base64,") + 4 * -(-size // 3) <= DATA_URI_LIMIT
 
 
 def describe_media(media: Media) -> str:
-    """What a dry run shows for a media argument: the URL itself, or a short note instead of base64."""
+    """What a dry run shows for a media argument: the URL itself, or a short note instead of bytes."""
+    local = local_file(media)
+    if local:
+        how = "sent as a data: URI" if _fits_data_uri(local.size, local.mime) else "uploaded to a runway:// URI first"
+        return f"<{local.path}: {local.mime}, {_size(local.size)}, {how}>"
     value = media.value.strip()
     if value.lower().startswith("data:"):
-        return f"<{value.split(';')[0]} URI, {len(value) // 1024} KB>"
+        return f"<{value.split(';')[0]} URI, {_size(len(value))}>"
     return value
 
 
 def media_uri(media: Media) -> str:
-    """The URI to send for a checked media argument."""
-    return media.value.strip()
+    """The URI to send: a URI as given, or a local file as a data: URI (small) or an upload (large)."""
+    local = local_file(media)
+    if local is None:
+        return media.value.strip()
+    if _fits_data_uri(local.size, local.mime):
+        return f"data:{local.mime};base64," + base64.b64encode(local.path.read_bytes()).decode()
+    return upload(local)["uri"]
 
 
 def _media_in(value: Any) -> list[Media]:
@@ -1176,6 +1299,110 @@ def _replace_media(value: Any, convert: Callable[[Media], str]) -> Any:
     return value
 
 
+def elide_blobs(value: Any) -> Any:
+    """JSON for records and logs: data: URIs shortened to their type and size."""
+    if isinstance(value, str) and value[:5].lower() == "data:":
+        return f"<{value.split(';')[0]} URI, {_size(len(value))}>"
+    if isinstance(value, dict):
+        return {k: elide_blobs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [elide_blobs(v) for v in value]
+    return value
+
+
+class Multipart:
+    """A multipart/form-data body streamed from disk, its length known up front (presigned POSTs need it)."""
+
+    def __init__(self, fields: Mapping[str, str], local: LocalFile):
+        boundary = uuid.uuid4().hex
+        name = re.sub(r'[^\w.-]+', "_", local.path.name)
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        self.head = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                            for k, v in fields.items()).encode()
+        self.head += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                      f"Content-Type: {local.mime}\r\n\r\n").encode()
+        self.tail = f"\r\n--{boundary}--\r\n".encode()
+        self.path, self.length = local.path, len(self.head) + local.size + len(self.tail)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        yield self.head
+        with open(self.path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+        yield self.tail
+
+
+class UploadCache:
+    """.uploads.json in the output directory: runway:// URIs by file content, reused while they are valid."""
+
+    _lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        return CONFIG.output_dir / ".uploads.json"
+
+    def get(self, digest: str) -> dict | None:
+        entry = self._read().get(digest)
+        # Reuse only with an hour to spare: a task created with the URI must still be able to fetch it.
+        return entry if entry and entry.get("expires_at", 0) > time.time() + 3600 else None
+
+    def put(self, digest: str, entry: dict) -> None:
+        with self._lock:
+            entries = {k: v for k, v in self._read().items() if v.get("expires_at", 0) > time.time()}
+            entries[digest] = entry
+            with contextlib.suppress(OSError):
+                _write_atomically(self.path, json.dumps(entries, indent=1).encode())
+
+    def _read(self) -> dict:
+        try:
+            entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+
+UPLOADS = UploadCache()
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def upload(local: LocalFile) -> dict:
+    """Put a local file on Runway (POST /v1/uploads, then the presigned POST); cached by content for 24 h."""
+    if local.size < UPLOAD_MIN:
+        raise RunwayError(f"{local.path} is {local.size} bytes; Runway uploads need at least {UPLOAD_MIN}")
+    digest = _digest(local.path)
+    if cached := UPLOADS.get(digest):
+        return {**cached, "reused": True}
+    slot = api("POST", "/v1/uploads", body={"filename": re.sub(r"[^\w.-]+", "_", local.path.name),
+                                           "type": "ephemeral"})
+    url, fields, uri = slot.get("uploadUrl"), slot.get("fields") or {}, slot.get("runwayUri")
+    parts = urlsplit(url or "")
+    if not (isinstance(uri, str) and (parts.scheme == "https" or parts.scheme == "http" and _is_loopback(
+            parts.hostname))):
+        raise RunwayError("Runway's upload reply had no usable upload URL; try again")
+    body = Multipart(fields, local)
+    # The presigned URL gets the file and its form fields only: no Runway key.
+    response = request("POST", url, data=body, headers={"Content-Type": body.content_type}, timeout=UPLOAD_TIMEOUT)
+    if response.status_code >= 300:
+        raise RunwayError(f"uploading {local.path.name} failed with HTTP {response.status_code}; try again")
+    entry = {"uri": uri, "expires_at": time.time() + UPLOAD_LIFETIME_S, "bytes": local.size, "mime_type": local.mime}
+    UPLOADS.put(digest, entry)
+    log.info("uploaded %s (%s) as %s", local.path.name, _size(local.size), uri)
+    return {**entry, "reused": False}
+
+
+# Outputs ----------------------------------------------------------------------------------------------
+
+
 def _extension(mime: str | None, url: str) -> str:
     if mime in EXTENSIONS:
         return EXTENSIONS[mime]
@@ -1183,39 +1410,61 @@ def _extension(mime: str | None, url: str) -> str:
     return suffix if re.fullmatch(r"[a-z0-9]{1,5}", suffix) else "bin"
 
 
-def _kind(mime: str | None, fallback: str) -> str:
-    top = (mime or "").split("/")[0]
-    return top if top in ("image", "video", "audio") else fallback
+def _short(task_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "", task_id)[:8] or "x"
 
 
 def output_name(kind: str, task_id: str, n: int, ext: str) -> str:
-    """`{kind}_{short task id}_{n}.{ext}`: sortable, unique per task, safe on every filesystem."""
-    safe = lambda s: re.sub(r"[^A-Za-z0-9]+", "", s)[:12] or "x"
-    return f"{safe(kind)}_{safe(task_id)[:8]}_{n}.{safe(ext)}"
+    """`{kind}_{short task id}_{n}.{ext}`: unique per task, safe on every filesystem."""
+    return f"{re.sub(r'[^a-z]+', '', kind)[:8] or 'output'}_{_short(task_id)}_{n}.{re.sub(r'[^a-z0-9]+', '', ext)}"
+
+
+def is_output(path: Path) -> bool:
+    """A saved output, as opposed to a sidecar, the ledger, a partial download or anything hidden."""
+    return (path.is_file() and not path.is_symlink() and not path.name.startswith(".")
+            and path.suffix not in (".json", ".jsonl", ".part"))
 
 
 def saved_output(task_id: str, n: int) -> Path | None:
     """The file already saved for output n of a task, if any."""
-    pattern = f"*_{re.sub(r'[^A-Za-z0-9]+', '', task_id)[:8]}_{n}.*"
-    return next((p for p in CONFIG.output_dir.glob(pattern)
-                 if p.suffix not in (".json", ".part") and p.is_file()), None)
+    return next((p for p in CONFIG.output_dir.glob(f"*_{_short(task_id)}_{n}.*") if is_output(p)), None)
+
+
+class Truncated(Exception):
+    """A download that ended before Content-Length said it would."""
 
 
 def download(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | None, int]:
-    """Stream one output into the output directory: a temporary file, renamed into place when complete."""
+    """Stream one output into the output directory, trying a broken transfer again from the start."""
     parts = urlsplit(url)
     if not (parts.scheme == "https" or parts.scheme == "http" and _is_loopback(parts.hostname)):
         raise RunwayError(f"output {n} has a URL that is not https; not downloaded", task_id=task_id)
-    out_dir = CONFIG.output_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    CONFIG.output_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(3):
+        try:
+            return _download_once(url, task_id, n, kind)
+        except (requests.RequestException, Truncated) as error:
+            if attempt == 2:
+                raise RunwayError(f"downloading output {n} failed ({type(error).__name__}: {error}); call get_task "
+                                  "to try again", task_id=task_id) from None
+            log.info("download of output %d of task %s broke off (%s); starting again", n, task_id, error)
+            pause(backoff(attempt))
+    raise AssertionError("unreachable")
+
+
+def _download_once(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | None, int]:
+    """GET one output into a temporary file, renamed into place only when every byte has arrived."""
     with request("GET", url, timeout=DOWNLOAD_TIMEOUT, stream=True) as response:
         if response.status_code >= 400:
             raise RunwayError(f"downloading output {n} failed with HTTP {response.status_code}", task_id=task_id,
                               status=response.status_code)
         mime = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower() or None
         expected = int(response.headers.get("Content-Length") or -1)
-        final = out_dir / output_name(_kind(mime, kind), task_id, n, _extension(mime, url))
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{final.name}.", suffix=".part")
+        final = CONFIG.output_dir / output_name(_kind(mime, kind) or "output", task_id, n, _extension(mime, url))
+        free = shutil.disk_usage(CONFIG.output_dir).free
+        if expected > free:
+            raise OSError(errno.ENOSPC, f"output {n} needs {_size(expected)} and only {_size(free)} is free")
+        fd, tmp = tempfile.mkstemp(dir=CONFIG.output_dir, prefix=f".{final.name}.", suffix=".part")
         try:
             size = 0
             with os.fdopen(fd, "wb") as f:
@@ -1223,14 +1472,49 @@ def download(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | Non
                     f.write(chunk)
                     size += len(chunk)
             if expected >= 0 and size != expected:
-                raise RunwayError(f"downloading output {n} stopped after {size} of {expected} bytes; "
-                                  "call get_task to try again", task_id=task_id)
+                raise Truncated(f"got {size} of {expected} bytes")
             os.replace(tmp, final)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
     return final, mime, size
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_sidecar(path: Path, record: dict) -> None:
+    """`<file>.json` beside a saved output: where it came from and what it cost."""
+    _write_atomically(path.with_name(path.name + ".json"),
+                      json.dumps(redact(record), indent=2, ensure_ascii=False, default=str).encode())
+
+
+def read_sidecar(path: Path) -> dict:
+    try:
+        record = json.loads(path.with_name(path.name + ".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def output_path(name: str) -> Path:
+    """A saved output named by the caller: a plain file name inside the output directory, nothing else."""
+    if not name or name != Path(name).name or name in (".", ".."):
+        raise RunwayError(f"name={name!r} must be a file name from list_outputs, without a directory")
+    path = CONFIG.output_dir / name
+    if not is_output(path):
+        raise RunwayError(f"name={name!r} is not a saved output in {CONFIG.output_dir}; list_outputs shows them")
+    return path
 
 
 ##############################################################################
@@ -1389,17 +1673,19 @@ def run_task(endpoint: str, body: dict, *, tool_name: str, options: dict | None,
     notes = check_model(endpoint, body, names)          # nothing has been sent yet
     for media in _media_in(body):
         check_media(media)
+    described = _replace_media(body, describe_media)    # local files and data: URIs as short notes
     if dry_run:
-        return _dry_run_reply(endpoint, _replace_media(body, describe_media), notes)
-    body = _replace_media(body, media_uri)
+        return _dry_run_reply(endpoint, described, notes)
     started = time.monotonic()
+    body = _replace_media(body, media_uri)              # data: URIs and uploads
     created = create_task(endpoint, body)
     task_id = created["id"]
     estimate = (created.get("estimatedCost") or {}).get("credits")
     log.info("created %s task %s with %s (estimate %s credits)", endpoint, task_id, body["model"], estimate)
     try:
         LEDGER.append(task_id=task_id, created_at=_now(), tool=tool_name, endpoint=endpoint, model=body["model"],
-                      prompt=str(body.get("promptText", ""))[:500], status="PENDING", estimated_credits=estimate)
+                      prompt=str(body.get("promptText", ""))[:2000], status="PENDING", estimated_credits=estimate,
+                      arguments=elide_blobs(described))
     except OSError as error:
         notes.append(f"could not record the task in {LEDGER.path} ({error.strerror}); keep this task_id")
     task = {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
@@ -1429,26 +1715,46 @@ def _wait(task_id: str, max_wait_s: float | None, ctx: Context | None, task: dic
 
 def _collect(task: dict, notes: list[str]) -> list[Output]:
     """Outputs of a task, downloaded unless RUNWAY_MCP_DOWNLOAD=0 or already saved."""
-    urls = [u for u in task.get("output") or [] if isinstance(u, str)]
-    outputs: list[Output] = []
-    kind = LEDGER.find(task["id"]).get("endpoint", "")
-    fallback = "image" if kind.endswith("image") else "video" if kind.endswith("video") else "output"
-    for n, url in enumerate(urls, 1):
-        output = Output(url=url, path=None, mime_type=None, bytes=None)
-        if CONFIG.download:
-            try:
-                path = saved_output(task["id"], n)
-                if path is None:
-                    path, output["mime_type"], output["bytes"] = download(url, task["id"], n, fallback)
-                else:
-                    output["mime_type"], output["bytes"] = MIME_TYPES.get(path.suffix[1:]), path.stat().st_size
-                output["path"] = str(path)
-            except (RunwayError, OSError, requests.RequestException) as error:
-                reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-                notes.append(f"output {n} was not saved ({reason}); its link works for 24-48 h, "
-                             "call get_task to try again")
-        outputs.append(output)
+    outputs = [Output(url=u, path=None, mime_type=None, bytes=None) for u in task.get("output") or []
+               if isinstance(u, str)]
+    if not CONFIG.download:
+        return outputs
+    record = LEDGER.find(task["id"])
+    for n, output in enumerate(outputs, 1):
+        try:
+            path = saved_output(task["id"], n) or _save(task, n, output, record)
+        except (RunwayError, OSError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            notes.append(f"output {n} was not saved ({reason}); its link works for 24-48 h, call get_task to "
+                         "try again")
+            continue
+        output.update(path=str(path), bytes=path.stat().st_size,
+                      mime_type=output["mime_type"] or MIME_TYPES.get(path.suffix[1:]))
     return outputs
+
+
+def _save(task: dict, n: int, output: Output, record: dict) -> Path:
+    """Download output n with a sidecar beside it; an expired link is refreshed from the task once."""
+    model = MODELS.get(record.get("model", ""))
+    kind = model.kind if model else "output"
+    try:
+        path, output["mime_type"], _ = download(output["url"], task["id"], n, kind)
+    except RunwayError as error:
+        if error.status not in (403, 404):
+            raise
+        fresh = fetch_task(task["id"]).get("output") or []       # links expire after 24-48 h
+        if len(fresh) < n:
+            raise
+        output["url"] = fresh[n - 1]
+        path, output["mime_type"], _ = download(output["url"], task["id"], n, kind)
+    with contextlib.suppress(OSError):
+        write_sidecar(path, {
+            "file": path.name, "task_id": task["id"], "output": n, "tool": record.get("tool"),
+            "model": record.get("model"), "endpoint": record.get("endpoint"), "prompt": record.get("prompt"),
+            "arguments": record.get("arguments"), "created_at": record.get("created_at"), "saved_at": _now(),
+            "estimated_credits": record.get("estimated_credits"), "cost_credits": (task.get("cost") or {}).get("credits"),
+            "mime_type": output["mime_type"], "bytes": path.stat().st_size, "source_url": output["url"]})
+    return path
 
 
 def _next_step(task: dict, outputs: list[Output]) -> str | None:
@@ -1483,8 +1789,23 @@ def task_reply(task: dict, elapsed: float, notes: list[str] | None = None) -> Ca
     if result["estimated_credits"] is None:
         result["estimated_credits"] = LEDGER.find(task["id"]).get("estimated_credits")
     _remember(result)
-    return CallToolResult(content=[TextContent(text=redact(_summary(result)))], structured_content=redact(result),
-                          is_error=status in ("FAILED", "CANCELLED"))
+    content = [TextContent(text=redact(_summary(result)))] + [c for o in outputs for c in _output_content(o)]
+    return CallToolResult(content=content, structured_content=redact(result), is_error=status in ("FAILED", "CANCELLED"))
+
+
+def _output_content(output: Output) -> list:
+    """A resource link per output; small images also inline, so the model can see what it made."""
+    if output["path"] is None:
+        return [ResourceLink(uri=output["url"], name=Path(urlsplit(output["url"]).path).name or "output",
+                             description="Runway's link; expires in 24-48 h")]
+    path = Path(output["path"])
+    content: list = [ResourceLink(uri=path.as_uri(), name=path.name, mime_type=output["mime_type"],
+                                  size=output["bytes"])]
+    if output["mime_type"] in PREVIEWABLE and (output["bytes"] or 0) <= PREVIEW_MAX_BYTES:
+        with contextlib.suppress(OSError):
+            content.append(ImageContent(data=base64.b64encode(path.read_bytes()).decode(),
+                                        mime_type=output["mime_type"]))
+    return content
 
 
 def _remember(result: TaskResult) -> None:
@@ -2043,6 +2364,103 @@ def get_account() -> Account:
                            daily_limit=(limits.get(m) or {}).get("maxDailyGenerations"),
                            concurrency_limit=(limits.get(m) or {}).get("maxConcurrentGenerations"))
                 for m in sorted(set(limits) | set(usage))])
+
+
+class Upload(TypedDict):
+    uri: str
+    expires_at: str
+    bytes: int
+    mime_type: str
+    reused: bool
+
+
+@tool(PAID, "Upload file")
+def upload_file(path: Annotated[str, Field(description="Absolute path of a local image, video or audio file "
+                                                       "(at most 200 MB)", min_length=1, max_length=4096)]) -> Upload:
+    """Upload a local file to Runway and get a runway:// URI for any media argument, valid for 24 hours.
+
+    Free (but Runway allows uploads only to accounts that have bought credits). Media arguments also
+    take local paths directly; this is for reusing one large file across several calls. The same
+    file is uploaded once per day.
+    """
+    media = Media(path, ("image", "video", "audio"), "path")
+    local = local_file(media)
+    if local is None:
+        raise RunwayError(f"path={path[:80]!r} is not a local file; URLs and data: URIs need no upload")
+    done = upload(local)
+    return Upload(uri=done["uri"], bytes=done["bytes"], mime_type=done["mime_type"], reused=done["reused"],
+                  expires_at=datetime.fromtimestamp(done["expires_at"], UTC).isoformat(timespec="seconds"))
+
+
+class SavedOutput(TypedDict):
+    name: str
+    path: str
+    kind: str
+    mime_type: str | None
+    bytes: int
+    saved_at: str
+    task_id: str | None
+    tool: str | None
+    model: str | None
+    prompt: str | None
+
+
+@tool(LOCAL, "List outputs")
+def list_outputs(
+    kind: Annotated[Literal["image", "video", "audio"] | None, Field(description="Only files of this kind")] = None,
+    limit: Annotated[int, Field(description="How many, newest first", ge=1, le=1000)] = 20,
+) -> list[SavedOutput]:
+    """List the files saved in the output directory, newest first, with the task and prompt each came from.
+
+    Free and local.
+    """
+    try:
+        files = [p for p in CONFIG.output_dir.iterdir() if is_output(p)]
+    except FileNotFoundError:
+        return []
+    found = []
+    for path in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True):
+        mime = MIME_TYPES.get(path.suffix[1:].lower())
+        if kind not in (None, _kind(mime, None)):
+            continue
+        sidecar, info = read_sidecar(path), path.stat()
+        found.append(SavedOutput(
+            name=path.name, path=str(path), kind=_kind(mime, "other"), mime_type=mime, bytes=info.st_size,
+            saved_at=datetime.fromtimestamp(info.st_mtime, UTC).isoformat(timespec="seconds"),
+            task_id=sidecar.get("task_id"), tool=sidecar.get("tool"), model=sidecar.get("model"),
+            prompt=sidecar.get("prompt")))
+        if len(found) == limit:
+            break
+    return found
+
+
+class Deleted(TypedDict):
+    deleted: list[str]
+    freed_bytes: int
+
+
+@tool(DESTRUCTIVE, "Delete output")
+def delete_output(
+    name: Annotated[str, Field(description="File name as list_outputs shows it", min_length=1, max_length=255)],
+    confirm: Annotated[bool, Field(description="Must be true; nothing is deleted otherwise")] = False,
+) -> Deleted:
+    """Delete one saved output file and its sidecar from the output directory. Only with confirm=true.
+
+    Local; cannot be undone (Runway keeps its own copy only for 24-48 h).
+    """
+    path = output_path(name)
+    size = path.stat().st_size
+    if not confirm:
+        raise RunwayError(f"nothing deleted: call delete_output(name={name!r}, confirm=true) to delete {path} "
+                          f"({_size(size)})")
+    sidecar = path.with_name(path.name + ".json")
+    path.unlink()
+    deleted = [name]
+    if sidecar.is_file() and not sidecar.is_symlink():
+        sidecar.unlink()
+        deleted.append(sidecar.name)
+    log.info("deleted %s", ", ".join(deleted))
+    return Deleted(deleted=deleted, freed_bytes=size)
 
 
 ##############################################################################

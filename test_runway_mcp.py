@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -315,7 +316,7 @@ def load_reference() -> dict[tuple[str, str], dict]:
     reference = {}
     for number, endpoint, text in zip(sections[1::3], sections[2::3], sections[3::3]):
         text = text.split("\n### ")[0]             # up to the next heading
-        for model, block in re.findall(r"\*\*model `([^`]+)`\*\*\n(.*?)(?=\n\n)", text, re.S):
+        for model, block in re.findall(r"\*\*model `([^`]+)`\*\*\n(.*?)(?=\n\n)", text, re.DOTALL):
             fields, required = {}, set()
             for line in block.splitlines():
                 if line.startswith(("Required", "Optional")):
@@ -476,6 +477,91 @@ def test_ledger_appends_from_many_threads_never_interleave(api, tmp_path):
 
 
 ##############################################################################
+# Media
+##############################################################################
+
+def media(value, kinds=("image",)):
+    return rm.Media(value, kinds, "image")
+
+
+def test_local_files_are_recognised_by_content_not_name(api, tmp_path):
+    disguised = tmp_path / "photo.mp4"
+    disguised.write_bytes(PNG)
+    assert rm.local_file(media(str(disguised))).mime == "image/png"
+    song = tmp_path / "song.png"
+    song.write_bytes(b"ID3" + bytes(600))
+    with pytest.raises(rm.RunwayError, match="image takes image; .*song.png holds audio/mpeg"):
+        rm.local_file(media(str(song)))
+
+
+def test_home_paths_and_file_uris_name_local_files(api, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "a.png").write_bytes(PNG)
+    assert rm.local_file(media("~/a.png")).path == tmp_path / "a.png"
+    assert rm.local_file(media((tmp_path / "a.png").as_uri())).path == tmp_path / "a.png"
+    assert rm.local_file(media("https://example.com/a.png")) is None
+
+
+def test_an_unreadable_file_is_named(api, tmp_path, monkeypatch):
+    (tmp_path / "locked.png").write_bytes(PNG)
+    monkeypatch.setattr(rm.os, "access", lambda path, mode: False)     # tests run as root, who reads anything
+    with pytest.raises(rm.RunwayError, match="locked.png is not readable"):
+        rm.local_file(media(str(tmp_path / "locked.png")))
+
+
+@pytest.fixture
+def over_http(monkeypatch, tmp_path):
+    """The module as served over HTTP with RUNWAY_MCP_INPUT_ROOT=<tmp>/root."""
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "in.png").write_bytes(PNG)
+    (tmp_path / "secret.png").write_bytes(PNG)
+    (root / "link.png").symlink_to(tmp_path / "secret.png")
+    (root / "sub" / "up").symlink_to(tmp_path)
+    config = rm.load_config({"RUNWAY_MCP_INPUT_ROOT": str(root), "RUNWAY_MCP_OUTPUT_DIR": str(tmp_path / "out")})
+    monkeypatch.setattr(rm, "CONFIG", rm.dataclasses.replace(config, transport="http"))
+    return root.resolve()
+
+
+def test_over_http_local_paths_are_read_only_below_the_input_root(over_http):
+    assert rm.local_file(media("in.png")).path == over_http / "in.png"
+    assert rm.local_file(media(str(over_http / "sub" / ".." / "in.png"))).path == over_http / "in.png"
+    for escape in ["../secret.png", str(over_http.parent / "secret.png"), "link.png", "sub/up/secret.png",
+                   (over_http.parent / "secret.png").as_uri(), "/etc/passwd"]:
+        with pytest.raises(rm.RunwayError, match="outside the input root"):
+            rm.local_file(media(escape))
+
+
+def test_over_http_without_an_input_root_no_local_file_is_read(over_http, monkeypatch):
+    monkeypatch.setattr(rm, "CONFIG", rm.dataclasses.replace(rm.CONFIG, input_root=None))
+    with pytest.raises(rm.RunwayError, match="does not read local files for HTTP clients"):
+        rm.local_file(media(str(over_http / "in.png")))
+
+
+def test_output_names_cannot_leave_the_output_directory():
+    name = rm.output_name("../video", "../../etc/passwd", 3, "/sh")
+    assert "/" not in name and ".." not in name and name.endswith("_3.sh")
+
+
+def test_delete_output_refuses_anything_but_a_saved_output(api, tmp_path):
+    (tmp_path / "tasks.jsonl").write_text("{}")
+    (tmp_path.parent / "elsewhere.png").write_bytes(PNG)
+    (tmp_path / "link.png").symlink_to(tmp_path.parent / "elsewhere.png")
+    for name in ["../elsewhere.png", "tasks.jsonl", "link.png", "missing.png", ".", "sub/x.png"]:
+        with pytest.raises(rm.RunwayError, match="name="):
+            rm.delete_output(name, confirm=True)
+    assert (tmp_path.parent / "elsewhere.png").exists() and (tmp_path / "link.png").is_symlink()
+
+
+def test_upload_bodies_stream_from_disk_with_a_known_length(tmp_path):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(MP4 * 100)
+    body = rm.Multipart({"key": "k"}, rm.LocalFile(path, "video/mp4", path.stat().st_size))
+    raw = b"".join(body)
+    assert len(raw) == len(body) and MP4 * 100 in raw and raw.count(b"Content-Disposition") == 2
+
+
+##############################################################################
 # Fake Runway API
 ##############################################################################
 
@@ -518,6 +604,7 @@ class FakeRunway:
             self.faults: list[Fault] = []
             self.files: dict[str, tuple[bytes, str]] = {}
             self.plans: list[Plan] = []
+            self.uploads: dict[str, dict] = {}
             self.balance = 1000
 
     # Scripting ------------------------------------------------------------------------------------
@@ -553,6 +640,9 @@ class FakeRunway:
             if path.startswith("/files/"):
                 content, mime = self.files.get(path[len("/files/"):], (None, None))
                 return (200, {"Content-Type": mime}, content) if content else (404, {}, b"")
+            if path.startswith("/upload/") and method == "POST":       # the presigned URL: no key needed
+                self.uploads[path] = {"content_type": headers.get("Content-Type", ""), "raw": raw}
+                return 204, {}, b""
             if headers.get("Authorization") != f"Bearer {KEY}":
                 return 401, {}, b'{"error": "Unauthorized"}'
             if headers.get("X-Runway-Version") != "2024-11-06":
@@ -561,7 +651,7 @@ class FakeRunway:
 
     def route(self, method, path, body):
         parts = path.strip("/").split("/")
-        if method == "POST" and len(parts) == 2:
+        if method == "POST" and len(parts) == 2 and parts[1] != "uploads":
             return self.create(parts[1], body)
         if parts[:2] == ["v1", "tasks"] and len(parts) == 3:
             task = self.tasks.get(parts[2])
@@ -571,6 +661,11 @@ class FakeRunway:
                 task["deleted"] = True
                 return 204, {}, b""
             return 200, {}, json.dumps(self.advance(task)).encode()
+        if path == "/v1/uploads" and method == "POST":
+            upload_id = uuid.uuid4().hex
+            return 200, {}, json.dumps({"uploadUrl": f"{self.url}/upload/{upload_id}",
+                                        "fields": {"key": f"uploads/{upload_id}", "policy": "eyJ4IjoxfQ=="},
+                                        "runwayUri": f"runway://uploads/{upload_id}"}).encode()
         if path == "/v1/organization" and method == "GET":
             return 200, {}, json.dumps({
                 "creditBalance": self.balance,
@@ -651,6 +746,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if status == "garbage":
             status, body = 200, b"<html>not json"
+        if status == "cut":                         # a download that breaks off halfway
+            content, mime = self.fake.files[urlsplit(self.path).path[len("/files/"):]]
+            self.send_response(200)
+            self.send_header("Content-Type", mime)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content[:len(content) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
         self.send_response(status)
         headers = {"Content-Type": "application/json", **headers}
         for key, value in headers.items():
@@ -722,7 +828,7 @@ GENERATION_TOOLS = {"generate_image", "generate_video", "edit_video", "upscale_v
                     "generate_speech", "generate_sound_effect", "animate_character", "change_voice", "dub_audio",
                     "isolate_voice", "generate_sound_for_video", "convert_to_hdr"}
 EXPECTED_TOOLS = GENERATION_TOOLS | {"get_task", "wait_for_task", "cancel_task", "list_tasks", "list_models",
-                                     "get_account"}
+                                     "get_account", "upload_file", "list_outputs", "delete_output"}
 
 
 @pytest.mark.anyio
@@ -991,7 +1097,7 @@ async def test_dry_run_shows_the_exact_body_and_an_estimate_and_sends_nothing(st
     assert data["status"] == "DRY_RUN" and data["task_id"] is None and data["estimated_credits"] == 96
     request = data["request"]
     assert request["method"] == "POST" and request["url"] == f"{fake.url}/v1/image_to_video"
-    assert request["body"] == {"model": "gen4.5", "promptText": "a slow pan", "promptImage": "<data:image/png URI, 3 KB>",
+    assert request["body"] == {"model": "gen4.5", "promptText": "a slow pan", "promptImage": "<data:image/png URI, 4 KB>",
                                "ratio": "1280:720", "duration": 8}
     assert "base64" not in result.content[0].text and "96" in result.content[0].text
 
@@ -1004,6 +1110,148 @@ async def test_unknown_models_pass_through_and_runway_issues_come_back_with_path
     assert result.is_error and len(fake.seen("POST")) == 1
     if REFERENCE:                                   # FakeRunway validates against the reference
         assert "model: Invalid model for text_to_video" in result.content[0].text
+
+
+@pytest.mark.anyio
+async def test_a_small_local_png_goes_as_a_data_uri(stdio, fake, tmp_path):
+    frame = tmp_path / "frame.png"
+    frame.write_bytes(PNG)
+    result, _ = await call(stdio, "generate_video", {"prompt": "x", "image": str(frame), "wait": False})
+    assert not result.is_error, result.content[0].text
+    assert fake.bodies("image_to_video")[0]["promptImage"] == "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert fake.seen("POST", "/v1/uploads") == []
+
+
+@pytest.mark.anyio
+async def test_a_large_local_video_is_uploaded_once_and_the_upload_host_never_sees_the_key(stdio, fake, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(MP4 + os.urandom(4_200_000))            # past the 5 MB data: URI limit once encoded
+    for _ in range(2):
+        result, _ = await call(stdio, "edit_video", {"video": str(clip), "prompt": "snow", "wait": False})
+        assert not result.is_error, result.content[0].text
+    assert len(fake.seen("POST", "/v1/uploads")) == 1          # the second call reuses the runway:// URI
+    [(path, upload)] = fake.uploads.items()
+    assert all("Authorization" not in r["headers"] for r in fake.seen("POST", "/upload/"))
+    assert upload["content_type"].startswith("multipart/form-data; boundary=")
+    assert b'name="key"' in upload["raw"] and b'name="file"; filename="clip.mp4"' in upload["raw"]
+    assert clip.read_bytes() in upload["raw"]
+    sent = [b["videoUri"] for b in fake.bodies("video_to_video")]
+    assert sent == [f"runway://uploads/{path.rsplit('/', 1)[1]}"] * 2
+
+
+@pytest.mark.anyio
+async def test_upload_file_returns_a_runway_uri_and_its_expiry(stdio, fake, tmp_path):
+    clip = tmp_path / "voice.wav"
+    clip.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + os.urandom(4000))
+    result, first = await call(stdio, "upload_file", {"path": str(clip)})
+    assert not result.is_error and first["uri"].startswith("runway://") and first["mime_type"] == "audio/wav"
+    expires = datetime.fromisoformat(first["expires_at"])
+    assert 23 * 3600 < (expires - datetime.now(UTC)).total_seconds() <= 24 * 3600
+    _, second = await call(stdio, "upload_file", {"path": str(clip)})
+    assert second["reused"] and second["uri"] == first["uri"] and len(fake.uploads) == 1
+
+
+def bad_inputs(tmp: Path):
+    (tmp / "notes.txt").write_text("not media")
+    (tmp / "anim.gif").write_bytes(b"GIF89a" + bytes(100))
+    (tmp / "song.mp3").write_bytes(b"ID3" + bytes(100))
+    with open(tmp / "huge.mp4", "wb") as f:                 # sparse: 201 MB on paper, nothing on disk
+        f.write(MP4)
+        f.truncate(201 * 1024 * 1024)
+    return [
+        (str(tmp / "missing.png"), f"no file at {tmp / 'missing.png'}"),
+        (str(tmp), "is a directory"),
+        (str(tmp / "notes.txt"), "is not a recognised image, video or audio file"),
+        (str(tmp / "song.mp3"), "image takes image"),
+        (str(tmp / "anim.gif"), "does not take image/gif"),
+        (str(tmp / "huge.mp4"), "up to 200 MB"),
+        ("http://example.com/a.png", "not an https:// URL"),
+        ("ftp://example.com/a.png", "not an https:// URL"),
+        ("https://example.com/" + "a" * 2100, "at most 2048"),
+        ("data:image/png;base64," + "A" * 6_000_000, "pass the file's path"),
+        ("data:image/png,rawbytes", "not a base64 data: URI"),
+    ]
+
+
+@pytest.mark.anyio
+async def test_bad_media_arguments_are_refused_by_name_and_send_nothing(stdio, fake, tmp_path):
+    for value, expected in bad_inputs(tmp_path):
+        result, _ = await call(stdio, "generate_video", {"prompt": "x", "image": value})
+        assert result.is_error and expected in result.content[0].text, (value[:60], result.content[0].text)
+        assert "image" in result.content[0].text
+    assert fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_an_image_result_carries_a_link_a_preview_and_a_sidecar(stdio, fake, out_dir):
+    result, data = await call(stdio, "generate_image", {"prompt": "a lighthouse", "seed": 7})
+    path = Path(data["outputs"][0]["path"])
+    link, preview = result.content[1], result.content[2]
+    assert link.type == "resource_link" and link.uri == path.as_uri() and link.mime_type == "image/png"
+    assert preview.type == "image" and base64.b64decode(preview.data) == PNG
+    sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+    assert sidecar["task_id"] == data["task_id"] and sidecar["tool"] == "generate_image"
+    assert sidecar["model"] == "gen4_image" and sidecar["prompt"] == "a lighthouse"
+    assert sidecar["arguments"]["seed"] == 7 and sidecar["cost_credits"] == 50 and sidecar["estimated_credits"] == 60
+    assert sidecar["source_url"].startswith(fake.url + "/files/") and sidecar["created_at"]
+
+
+@pytest.mark.anyio
+async def test_a_video_result_links_the_file_without_inlining_it(stdio, fake):
+    result, _ = await call(stdio, "generate_video", {"prompt": "x"})
+    assert [c.type for c in result.content] == ["text", "resource_link"]
+    assert result.content[1].mime_type == "video/mp4" and result.content[1].size == len(MP4)
+
+
+@pytest.mark.anyio
+async def test_with_downloads_off_only_links_come_back(fake, tmp_path):
+    async with spawn(server_env(fake, tmp_path, RUNWAY_MCP_DOWNLOAD="0")) as client:
+        result, data = await call(client, "generate_image", {"prompt": "x"})
+    assert data["outputs"][0]["path"] is None and data["outputs"][0]["url"].startswith(fake.url)
+    assert result.content[1].uri == data["outputs"][0]["url"] and fake.seen("GET", "/files/") == []
+    assert not [p for p in tmp_path.iterdir() if rm.is_output(p)]
+
+
+@pytest.mark.anyio
+async def test_an_expired_output_link_is_refreshed_from_the_task(stdio, fake):
+    fake.fail("GET", "/files/", 403)
+    result, data = await call(stdio, "generate_image", {"prompt": "x"})
+    assert not result.is_error and Path(data["outputs"][0]["path"]).read_bytes() == PNG
+    gets = [r["path"] for r in fake.seen("GET")]
+    assert gets[-3].startswith("/files/") and gets[-2].startswith("/v1/tasks/") and gets[-1].startswith("/files/")
+
+
+@pytest.mark.anyio
+async def test_a_download_cut_off_midway_is_retried_and_leaves_no_partial_file(stdio, fake, out_dir):
+    fake.plan(polls=1, mime="video/mp4")
+    fake.fail("GET", "/files/", action="cut")
+    result, data = await call(stdio, "generate_video", {"prompt": "x"})
+    assert Path(data["outputs"][0]["path"]).read_bytes() == MP4 and len(fake.seen("GET", "/files/")) == 2
+    fake.plan(polls=1, mime="video/mp4")
+    fake.fail("GET", "/files/", action="cut", times=3)
+    result, data = await call(stdio, "generate_video", {"prompt": "x"})
+    assert not result.is_error and data["status"] == "SUCCEEDED" and data["outputs"][0]["path"] is None
+    assert "not saved" in data["notes"][0] and data["task_id"] in result.content[0].text
+    assert not list(out_dir.glob(f"*_{data['task_id'][:8]}_*")) and not list(out_dir.glob(".*.part"))
+
+
+@pytest.mark.anyio
+async def test_list_outputs_and_delete_output(stdio, fake):
+    _, image = await call(stdio, "generate_image", {"prompt": "a red kite"})
+    _, video = await call(stdio, "generate_video", {"prompt": "a kite flying"})
+    _, listed = await call(stdio, "list_outputs", {"kind": "image", "limit": 5})
+    newest = listed["result"][0]
+    assert all(item["kind"] == "image" for item in listed["result"])
+    assert newest["path"] == image["outputs"][0]["path"] and newest["prompt"] == "a red kite"
+    assert newest["task_id"] == image["task_id"] and newest["bytes"] == len(PNG) and newest["model"] == "gen4_image"
+    _, everything = await call(stdio, "list_outputs", {"limit": 2})
+    assert [o["path"] for o in everything["result"]] == [video["outputs"][0]["path"], image["outputs"][0]["path"]]
+    path = Path(newest["path"])
+    result, _ = await call(stdio, "delete_output", {"name": path.name})
+    assert result.is_error and "confirm=true" in result.content[0].text and path.exists()
+    result, deleted = await call(stdio, "delete_output", {"name": path.name, "confirm": True})
+    assert not result.is_error and deleted == {"deleted": [path.name, path.name + ".json"], "freed_bytes": len(PNG)}
+    assert not path.exists() and not path.with_name(path.name + ".json").exists()
 
 
 @pytest.mark.anyio
