@@ -1,4 +1,5 @@
-# `make run` serves MCP over stdio; `make test` runs the tests. Both install into .venv on first use.
+# `make run` serves MCP over stdio, `make run-http` over HTTP; `make test` runs the tests.
+# Each installs into .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,10 @@ TEST_DEPS := "pytest>=8,<10" "responses>=0.25,<1"
 # Installing writes to stderr: under `make run`, stdout is the MCP channel.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench clean
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run run-http test bench clean
 
 $(INSTALLED): requirements.txt Makefile
 	@$(PYTHON) -m venv $(VENV) >&2
@@ -15,6 +19,9 @@ $(INSTALLED): requirements.txt Makefile
 
 run: $(INSTALLED)
 	@exec $(PY) runway_mcp.py
+
+run-http: $(INSTALLED)
+	@exec $(PY) runway_mcp.py --transport http --host $(HOST) --port $(PORT)
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q test_runway_mcp.py

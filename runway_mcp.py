@@ -20,6 +20,7 @@ import dataclasses
 import errno
 import functools
 import hashlib
+import hmac
 import inspect
 import ipaddress
 import json
@@ -63,10 +64,9 @@ API_VERSION = "2024-11-06"
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 KEY_PATTERN = re.compile(r"key_[0-9a-f]{128}")
 
-# (connect, read) seconds. Status polls read briefly so a stuck connection costs one poll,
-# not the whole wait; downloads allow a slow CDN a minute between bytes.
+# (connect, read) seconds. Downloads allow a slow CDN a minute between bytes. Status polls read
+# for at most 10 s (see poll_timeout), so a stuck connection costs one poll, not the whole wait.
 API_TIMEOUT = (5.0, 30.0)
-POLL_TIMEOUT = (5.0, 10.0)
 DOWNLOAD_TIMEOUT = (10.0, 60.0)
 HEARTBEAT_S = 5.0           # a progress notification at least this often while waiting
 MAX_BACKOFF_S = 30.0        # ceiling for the pause after a failed poll or request
@@ -84,6 +84,9 @@ class Config:
     max_wait: float = 45.0
     poll_interval: float = 5.0
     input_root: Path | None = None      # over HTTP, local files are read only below this directory
+    http_token: str = ""                # bearer token the HTTP transport requires, if set
+    allowed_hosts: tuple[str, ...] = () # extra Host names the HTTP transport accepts (behind a proxy)
+    cancel_on_abort: bool = False       # a client cancel also cancels the Runway task
     transport: str = "stdio"            # set by the command line: stdio | http
     problems: tuple[str, ...] = ()      # one line each; calls to Runway refuse while any exists
     warnings: tuple[str, ...] = ()      # logged at start-up, nothing refused
@@ -115,6 +118,16 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    return default if not raw else raw not in {"0", "false", "no", "off"}
+
+
+def poll_timeout() -> tuple[float, float]:
+    """(connect, read) for status polls: twice the poll interval, from 1 to 10 s."""
+    return (5.0, min(10.0, max(1.0, 2 * CONFIG.poll_interval)))
+
+
 def load_config(env: Mapping[str, str]) -> Config:
     """Read the RUNWAY* variables of `env`; bad values become `problems`, never exceptions."""
     problems: list[str] = []
@@ -133,10 +146,11 @@ def load_config(env: Mapping[str, str]) -> Config:
                         "localhost); unset it to use the Runway API")
 
     output_dir = Path(env.get("RUNWAY_MCP_OUTPUT_DIR") or Path.home() / "Runway").expanduser()
+    hosts = tuple(h.strip().lower() for h in env.get("RUNWAY_MCP_ALLOWED_HOSTS", "").split(",") if h.strip())
     input_root = Path(env["RUNWAY_MCP_INPUT_ROOT"]).expanduser().resolve() if env.get("RUNWAY_MCP_INPUT_ROOT") else None
     if input_root and not input_root.is_dir():
         problems.append(f"RUNWAY_MCP_INPUT_ROOT={str(input_root)!r} is not a directory")
-    download = env.get("RUNWAY_MCP_DOWNLOAD", "1").strip().lower() not in {"0", "false", "no", "off"}
+    download = _flag(env, "RUNWAY_MCP_DOWNLOAD", True)
     return Config(
         api_key=key,
         base_url=base_url,
@@ -145,6 +159,9 @@ def load_config(env: Mapping[str, str]) -> Config:
         max_wait=_number(env, "RUNWAY_MCP_MAX_WAIT", 45.0, 0, 3600, problems),
         poll_interval=_number(env, "RUNWAY_MCP_POLL_INTERVAL", 5.0, 0.001, 300, problems),
         input_root=input_root,
+        http_token=env.get("RUNWAY_MCP_HTTP_TOKEN", "").strip(),
+        allowed_hosts=hosts,
+        cancel_on_abort=_flag(env, "RUNWAY_MCP_CANCEL_ON_ABORT", False),
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
@@ -168,6 +185,17 @@ def redact(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value
+
+
+class RedactingFormatter(logging.Formatter):
+    """Every log line passes redact() on its way out, tracebacks included."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class Cancelled(BaseException):
+    """The client cancelled the tool call: raised in its worker thread at the next checkpoint."""
 
 
 class RunwayError(Exception):
@@ -718,7 +746,8 @@ COST = re.compile(r"(?P<low>[\d.]+)(?:-(?P<high>[\d.]+))? per (?P<unit>.+)")
 
 
 def _argument(api_field: str, names: Mapping[str, str]) -> str:
-    return names.get(api_field) or ARGUMENT_NAMES.get(api_field) or f"options.{api_field}"
+    """The tool argument that fills a body field; a field no argument fills comes from options."""
+    return names.get(api_field) or f"options.{api_field}"
 
 
 def _describe(allowed: Container) -> str:
@@ -763,7 +792,7 @@ def apply_defaults(endpoint: str, body: dict) -> None:
         body["duration"] = 5 if 5 in durations else next(iter(durations))
 
 
-def check_model(endpoint: str, body: dict, names: Mapping[str, str] = {}) -> list[str]:
+def check_model(endpoint: str, body: dict, names: Mapping[str, str] = ARGUMENT_NAMES) -> list[str]:
     """Refuse what a known model can't take; return notes. Unknown (newer) models pass through."""
     name = body["model"]
     model = MODELS.get(name)
@@ -833,21 +862,19 @@ def session() -> requests.Session:
 
 
 def _checkpoint() -> None:
-    """Raise the host's cancellation here when running in the SDK's worker thread; no-op elsewhere."""
-    try:
-        anyio.from_thread.check_cancelled()
-    except anyio.NoEventLoopError:
-        pass
+    """Stop here if the client cancelled the tool call running in this thread (see tool())."""
+    stop = getattr(_local, "stop", None)
+    if stop is not None and stop.is_set():
+        raise Cancelled
 
 
 def pause(seconds: float) -> None:
-    """Sleep; in the SDK's worker thread the sleep runs on the event loop, so a client cancel ends it."""
-    if seconds <= 0:
-        return _checkpoint()
-    try:
-        anyio.from_thread.run(anyio.sleep, seconds)
-    except anyio.NoEventLoopError:
-        time.sleep(seconds)
+    """Sleep, waking at once if the client cancels the tool call."""
+    stop = getattr(_local, "stop", None)
+    if stop is None:
+        time.sleep(max(0.0, seconds))
+    elif stop.wait(max(0.0, seconds)):
+        raise Cancelled
 
 
 def backoff(attempt: int, base: float = 0.5, cap: float = MAX_BACKOFF_S) -> float:
@@ -968,7 +995,7 @@ def create_task(endpoint: str, body: dict) -> dict:
 
 
 def fetch_task(task_id: str, *, attempts: int = 4) -> dict:
-    return api("GET", f"/v1/tasks/{task_id}", task_id=task_id, timeout=POLL_TIMEOUT, attempts=attempts)
+    return api("GET", f"/v1/tasks/{task_id}", task_id=task_id, timeout=poll_timeout(), attempts=attempts)
 
 
 def cancel(task_id: str) -> bool:
@@ -1029,7 +1056,8 @@ def _poll(task_id: str, last: dict, failures: int) -> tuple[dict, float]:
     try:
         task = fetch_task(task_id, attempts=1)        # the poll loop itself is the retry
     except RunwayError as error:
-        if error.status in (400, 401, 403, 404):
+        # A 404 may be a replica that has not seen a new task yet; three in a row mean it is gone.
+        if error.status in (400, 401, 403) or error.status == 404 and failures >= 2:
             raise
         log.warning("poll of task %s failed: %s", task_id, error)
         delay = error.retry_after if error.retry_after is not None else backoff(failures + 1, CONFIG.poll_interval)
@@ -1051,10 +1079,16 @@ class Ledger:
 
     A task is recorded the moment Runway returns its id, before any waiting, so a crash or a host
     timeout never loses a paid task. Each line is one os.write on an O_APPEND descriptor under a
-    lock, so concurrent waits never interleave; a line cut off by a crash is skipped when read.
+    lock, so concurrent waits never interleave; a line cut off by a crash is skipped when read, and
+    the next line starts on a line of its own. Reading is incremental (the file only grows), so
+    looking a task up stays cheap however long the ledger gets.
     """
 
-    _lock = threading.Lock()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._source: tuple = ()                # (path, device, inode) of what _tasks was read from
+        self._read_to = 0                       # bytes of it already folded into _tasks
+        self._tasks: dict[str, dict] = {}       # task id -> its latest state, in order of creation
 
     @property
     def path(self) -> Path:
@@ -1065,30 +1099,53 @@ class Ledger:
         line = (json.dumps(redact(record), ensure_ascii=False, default=str) + "\n").encode()
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line            # after a line a crash cut short
                 os.write(fd, line)
             finally:
                 os.close(fd)
 
     def tasks(self) -> list[dict]:
         """Every task in the ledger, folded to its latest state, newest first."""
+        with self._lock:
+            self._catch_up()
+            return [dict(t) for t in reversed(self._tasks.values())]
+
+    def find(self, task_id: str) -> dict:
+        with self._lock:
+            self._catch_up()
+            return dict(self._tasks.get(task_id, {}))
+
+    def _catch_up(self) -> None:
+        """Fold in the lines appended since the last read, by this process or any other."""
         try:
-            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+            info = self.path.stat()
+            source = (self.path, info.st_dev, info.st_ino)
+            if source != self._source or info.st_size < self._read_to:
+                self._source, self._read_to, self._tasks = source, 0, {}
+            if info.st_size == self._read_to:
+                return
+            with open(self.path, "rb") as f:
+                f.seek(self._read_to)
+                data = f.read()
         except FileNotFoundError:
-            return []
-        merged: dict[str, dict] = {}
-        for line in lines:
+            self._source, self._read_to, self._tasks = (), 0, {}
+            return
+        except OSError as error:
+            log.warning("cannot read the task ledger %s: %s", self.path, error.strerror)
+            return
+        complete = data[:data.rfind(b"\n") + 1]     # a line still being written waits for the next read
+        self._read_to += len(complete)
+        for line in complete.splitlines():
             try:
                 record = json.loads(line)
             except ValueError:
-                continue                    # a line cut short by a crash
+                continue                            # a line cut short by a crash
             if isinstance(record, dict) and isinstance(record.get("task_id"), str):
-                merged.setdefault(record["task_id"], {}).update(record)
-        return list(reversed(merged.values()))          # in order of creation, newest first
-
-    def find(self, task_id: str) -> dict:
-        return next((t for t in self.tasks() if t["task_id"] == task_id), {})
+                self._tasks.setdefault(record["task_id"], {}).update(record)
 
 
 LEDGER = Ledger()
@@ -1155,6 +1212,10 @@ class LocalFile(NamedTuple):
     size: int
 
 
+def _shorten(text: str, most: int = 160) -> str:
+    return text if len(text) <= most else f"{text[:most // 2]}...{text[-most // 2:]}"
+
+
 def _local_path(value: str) -> Path | None:
     """The path a media argument names (a path, ~/path or file:// URI), or None for a URI to send as it is."""
     value = value.strip()
@@ -1182,25 +1243,29 @@ def local_file(media: Media) -> LocalFile | None:
     if path is None:
         return None
     name = media.argument
+    if "\x00" in str(path):
+        raise RunwayError(f"{name}: {media.value[:80]!r} is not a usable path (it holds a NUL character)")
     if CONFIG.transport == "http":
         path = _inside_input_root(path, name)
     path = path.absolute()
+    shown = _shorten(str(path))
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise RunwayError(f"{name}: no file at {path}; pass an absolute path, an https:// URL or a data: URI") from None
+        raise RunwayError(f"{name}: no file at {shown}; pass an absolute path, an https:// URL or a data: URI") from None
     except OSError as error:
-        raise RunwayError(f"{name}: cannot read {path} ({error.strerror})") from None
+        raise RunwayError(f"{name}: cannot read {shown} ({error.strerror})") from None
     if not path.is_file():
-        raise RunwayError(f"{name}: {path} is a directory, not a file")
+        what = "a directory" if path.is_dir() else "not a regular file"
+        raise RunwayError(f"{name}: {shown} is {what}; pass a file")
     if not os.access(path, os.R_OK):
-        raise RunwayError(f"{name}: {path} is not readable by the server (permission denied)")
+        raise RunwayError(f"{name}: {shown} is not readable by the server (permission denied)")
     if info.st_size > UPLOAD_MAX:
-        raise RunwayError(f"{name}: {path} is {_size(info.st_size)}; Runway takes files up to 200 MB")
+        raise RunwayError(f"{name}: {shown} is {_size(info.st_size)}; Runway takes files up to 200 MB")
     mime = sniff(path)
     if mime is None or _kind(mime, None) not in media.kinds:
         found = f"holds {mime}" if mime else "is not a recognised image, video or audio file"
-        raise RunwayError(f"{name} takes {media.what}; {path} {found}")
+        raise RunwayError(f"{name} takes {media.what}; {shown} {found}")
     if mime not in ACCEPTED:
         raise RunwayError(f"{name}: Runway does not take {mime} files; convert {path.name} to PNG, JPEG or WebP "
                           "(images), MP4 or MOV (video), or MP3, WAV or FLAC (audio)")
@@ -1215,7 +1280,8 @@ def _inside_input_root(path: Path, argument: str) -> Path:
                           "URL, a data: URI or a runway:// URI (or set RUNWAY_MCP_INPUT_ROOT on the server)")
     resolved = (root / path).resolve()               # an absolute path replaces root here
     if not resolved.is_relative_to(root):
-        raise RunwayError(f"{argument}: {path} is outside the input root {root}; only files below it can be read")
+        raise RunwayError(f"{argument}: {_shorten(str(path))} is outside the input root {root}; only files below it "
+                          "can be read")
     return resolved
 
 
@@ -1246,7 +1312,7 @@ def media_kind(value: str) -> str | None:
     """image, video or audio, judged from a local file's content, a data: URI's type or a URL's extension."""
     path = _local_path(value)
     if path is not None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             return _kind(sniff(path.absolute()), None)
         return None
     match = DATA_URI.match(value.strip())
@@ -1605,20 +1671,45 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idemp
 
 
 def tool(annotations: ToolAnnotations, title: str | None = None):
-    """Register fn as an MCP tool: cleaned docstring as description, RunwayError -> isError result."""
+    """Register fn as an MCP tool: cleaned docstring as description, RunwayError -> isError result.
+
+    fn runs in a worker thread. When the client cancels the call, the call returns at once and the
+    thread is told through a stop event, which pause() and every request check: it sends nothing more,
+    and the process can exit while a request is still in flight (hosts expect that within a second).
+    """
     def register(fn):
         @functools.wraps(fn)                    # the SDK reads the signature through __wrapped__
-        def call(*args, **kwargs):
+        async def call(**kwargs):
+            stop = threading.Event()
             try:
-                return fn(*args, **kwargs)
+                return await anyio.to_thread.run_sync(_run_in_thread, fn, kwargs, stop, abandon_on_cancel=True)
             except RunwayError as error:
                 raise ToolError(str(error)) from None
+            finally:
+                stop.set()
         mcp.tool(title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations)(call)
         return fn
     return register
 
 
+def _run_in_thread(fn: Callable, kwargs: dict, stop: threading.Event) -> Any:
+    _local.stop = stop
+    try:
+        return fn(**kwargs)
+    finally:
+        _local.stop = None
+
+
 Prompt = Annotated[str, Field(description="What to generate, in plain words", min_length=1, max_length=32000)]
+RATIO_PATTERN = r"^([1-9][0-9]{0,4}:[1-9][0-9]{0,4}|[a-z][a-z0-9_]{1,15})$"     # 1280:720, 16:9, auto, auto_720p, adaptive
+
+
+def model_arg(description: str = "Runway model; list_models shows the others") -> Any:
+    """The `model` argument: a Runway model id (letters, digits, '.', '_', '-'), checked by the catalog if known."""
+    return Annotated[str, Field(description=description, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+ModelName = model_arg()
 MediaArg = Annotated[str, Field(description="An https:// URL, a data: URI or a runway:// URI",
                                 min_length=1, max_length=4 * DATA_URI_LIMIT)]
 Seed = Annotated[int | None, Field(description="0-4294967295; the same seed gives similar results",
@@ -1650,6 +1741,7 @@ def _reporter(ctx: Context | None) -> Callable[[dict, float], None]:
 
     def report(task: dict, elapsed: float) -> None:
         nonlocal highest
+        _checkpoint()                           # nothing more for a call the client cancelled
         status, progress = task.get("status", "PENDING"), _progress_of(task)
         highest = max(highest, progress or 0.0)
         message = f"{status} {round(progress * 100)}%" if progress is not None else status
@@ -1664,11 +1756,12 @@ def _reporter(ctx: Context | None) -> Callable[[dict, float], None]:
 def run_task(endpoint: str, body: dict, *, tool_name: str, options: dict | None, dry_run: bool, wait: bool,
              max_wait_s: float | None, ctx: Context | None, names: Mapping[str, str] = {}) -> CallToolResult:
     """Validate, create, record, wait, collect: the one path of every generation tool."""
-    body = {k: v for k, v in body.items() if v is not None}     # never send fields a model doesn't list
-    for key, value in (options or {}).items():
-        if key in body:
-            raise RunwayError(f"options.{key} repeats the {_argument(key, names)} argument; set it there")
-        body[key] = value
+    # Error messages name the tool's own arguments for the fields they fill, options.<field> otherwise.
+    names = {field: names.get(field) or ARGUMENT_NAMES.get(field, field) for field in body}
+    for key in options or {}:
+        if key in names:
+            raise RunwayError(f"options.{key} is the {names[key]} argument of this tool; set it there")
+    body = {k: v for k, v in {**body, **(options or {})}.items() if v is not None}   # send only what was given
     apply_defaults(endpoint, body)
     notes = check_model(endpoint, body, names)          # nothing has been sent yet
     for media in _media_in(body):
@@ -1710,7 +1803,24 @@ def _dry_run_reply(endpoint: str, body: dict, notes: list[str]) -> CallToolResul
 
 def _wait(task_id: str, max_wait_s: float | None, ctx: Context | None, task: dict | None = None) -> dict:
     bound = CONFIG.max_wait if max_wait_s is None else max_wait_s
-    return wait_for(task_id, bound, task=task, on_poll=_reporter(ctx))
+    try:
+        return wait_for(task_id, bound, task=task, on_poll=_reporter(ctx))
+    except Cancelled:
+        log.info("the client stopped waiting for task %s; it keeps running on Runway", task_id)
+        if CONFIG.cancel_on_abort:
+            _cancel_after_abort(task_id)
+        raise
+
+
+def _cancel_after_abort(task_id: str) -> None:
+    """RUNWAY_MCP_CANCEL_ON_ABORT: cancel the Runway task of a call the client gave up on."""
+    _local.stop = None                       # this one request still goes out
+    try:
+        cancel(task_id)
+        LEDGER.append(task_id=task_id, status="CANCELLED", note="cancelled because the client cancelled the call")
+        log.info("cancelled task %s (RUNWAY_MCP_CANCEL_ON_ABORT)", task_id)
+    except (RunwayError, OSError) as error:
+        log.warning("could not cancel task %s after the client's cancel: %s", task_id, error)
 
 
 def _collect(task: dict, notes: list[str]) -> list[Output]:
@@ -1886,9 +1996,9 @@ Duration = Annotated[int | Literal["auto"] | None, Field(description="Seconds of
 @tool(PAID, "Generate image")
 def generate_image(
     prompt: Prompt,
-    model: Annotated[str, Field(description="Image model; list_models(kind='image') lists them")] = "gen4_image",
+    model: model_arg("Image model; list_models(kind='image') lists them") = "gen4_image",
     ratio: Annotated[str | None, Field(description="Width:height in pixels, e.g. 1920:1080; default: a landscape "
-                                                   "size the model supports")] = None,
+                                                   "size the model supports", pattern=RATIO_PATTERN)] = None,
     reference_images: Annotated[list[ReferenceImage | MediaArg] | None, Field(
         description="Reference images as {uri, tag?} or plain URIs; mention a tag in the prompt as @tag. "
                     "gen4_image takes up to 3, gen4_image_turbo needs 1-3", max_length=16)] = None,
@@ -1911,12 +2021,14 @@ def generate_image(
 
 @tool(PAID, "Generate video")
 def generate_video(
-    prompt: Annotated[str | None, Field(description="What happens in the video", max_length=32000)] = None,
-    model: Annotated[str, Field(description="Video model; list_models(kind='video') lists them")] = "gen4.5",
+    prompt: Annotated[str | None, Field(description="What happens in the video", min_length=1,
+                                        max_length=32000)] = None,
+    model: model_arg("Video model; list_models(kind='video') lists them") = "gen4.5",
     image: Annotated[MediaArg | None, Field(description="First frame: makes this image_to_video")] = None,
     last_image: Annotated[MediaArg | None, Field(description="Last frame (needs image; veo3.1, kling, "
                                                              "seedance and others)")] = None,
-    ratio: Annotated[str | None, Field(description="Width:height, e.g. 1280:720; default: landscape")] = None,
+    ratio: Annotated[str | None, Field(description="Width:height, e.g. 1280:720; default: landscape",
+                                       pattern=RATIO_PATTERN)] = None,
     duration: Duration = None,
     seed: Seed = None,
     options: Options = None,
@@ -1949,15 +2061,17 @@ def generate_video(
 @tool(PAID, "Edit video")
 def edit_video(
     video: Annotated[MediaArg, Field(description="The video to edit, restyle or extend")],
-    prompt: Annotated[str | None, Field(description="What to change, e.g. 'make it snow'", max_length=32000)] = None,
-    model: Annotated[str, Field(description="aleph2 (default), seedance2_5 and gemini_omni_flash_1.1 (which can "
-                                            "extend), kling, hailuo3, ...; list_models shows them")] = "aleph2",
+    prompt: Annotated[str | None, Field(description="What to change, e.g. 'make it snow'", min_length=1,
+                                        max_length=32000)] = None,
+    model: model_arg("aleph2 (default), seedance2_5 and gemini_omni_flash_1.1 (which can extend), kling, "
+                     "hailuo3, ...; list_models shows them") = "aleph2",
     references: Annotated[list[MediaArg] | None, Field(description="Reference images, where the model takes "
                                                                    "them", max_length=30)] = None,
     mode: Annotated[Literal["reference", "extend", "edit"] | None, Field(
         description="seedance2_5 and gemini_omni_flash_1.1: extend continues the video, edit changes it in "
                     "place, reference (default) makes a new one guided by it")] = None,
-    ratio: Annotated[str | None, Field(description="Width:height, where the model takes one")] = None,
+    ratio: Annotated[str | None, Field(description="Width:height, where the model takes one",
+                                       pattern=RATIO_PATTERN)] = None,
     duration: Duration = None,
     seed: Seed = None,
     options: Options = None,
@@ -1982,8 +2096,8 @@ def edit_video(
 @tool(PAID, "Upscale video")
 def upscale_video(
     video: Annotated[MediaArg, Field(description="The video to upscale (at most 30 s for the Magnific model)")],
-    model: Annotated[str, Field(description="magnific_video_upscaler_creative (resolution) or enhance_frame_rate "
-                                            "(frame_rate)")] = "magnific_video_upscaler_creative",
+    model: model_arg("magnific_video_upscaler_creative (resolution) or enhance_frame_rate "
+                     "(frame_rate)") = "magnific_video_upscaler_creative",
     resolution: Annotated[Literal["720p", "1k", "2k", "4k"] | None, Field(
         description="Target resolution for magnific_video_upscaler_creative (default 2k)")] = None,
     frame_rate: Annotated[Literal[FRAME_RATES] | None, Field(  # type: ignore[valid-type]
@@ -2014,7 +2128,7 @@ def upscale_image(
                                                                            "the result may have at most 25.3 MP")] = None,
     flavor: Annotated[Literal["sublime", "photo", "photo_denoiser"] | None, Field(
         description="sublime for illustration, photo for photographs, photo_denoiser for noisy photos")] = None,
-    model: str = "magnific_precision_upscaler_v2",
+    model: ModelName = "magnific_precision_upscaler_v2",
     options: Options = None,
     dry_run: DryRun = False,
     wait: Wait = True,
@@ -2035,14 +2149,14 @@ def upscale_image(
 def generate_speech(
     text: Annotated[str, Field(description="The words to speak", min_length=1, max_length=5000)],
     voice: Annotated[str | None, Field(description=f"A Runway voice preset (default Maya): {', '.join(VOICES)}",
-                                       max_length=40)] = None,
-    model: Annotated[str, Field(description="eleven_multilingual_v2 (default), eleven_v3 (tags such as "
-                                            "[laughs]), eleven_v4, seed_audio (clones voice_sample)")
-                     ] = "eleven_multilingual_v2",
+                                       min_length=1, max_length=40)] = None,
+    model: model_arg("eleven_multilingual_v2 (default), eleven_v3 (tags such as [laughs]), eleven_v4, "
+                     "seed_audio (clones voice_sample)") = "eleven_multilingual_v2",
     voice_sample: Annotated[MediaArg | None, Field(description="seed_audio only: a clip of the voice to "
                                                                "clone, instead of a preset")] = None,
     language: Annotated[str | None, Field(description="ISO 639-1 language code, e.g. 'de' (eleven_v3, "
-                                                      "eleven_v4)", max_length=10)] = None,
+                                                      "eleven_v4)", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+                        ] = None,
     options: Options = None,
     dry_run: DryRun = False,
     wait: Wait = True,
@@ -2074,8 +2188,8 @@ def generate_sound_effect(
     duration: Annotated[float | None, Field(description="Seconds (0.5-30 for the default model); omit to let "
                                                         "the model choose")] = None,
     loop: Annotated[bool | None, Field(description="Make the sound loop seamlessly (default model)")] = None,
-    model: Annotated[str, Field(description="eleven_text_to_sound_v2 (default), mirelo_sfx_2_0 (needs duration), "
-                                            "seed_audio")] = "eleven_text_to_sound_v2",
+    model: model_arg("eleven_text_to_sound_v2 (default), mirelo_sfx_2_0 (needs duration), "
+                     "seed_audio") = "eleven_text_to_sound_v2",
     options: Options = None,
     dry_run: DryRun = False,
     wait: Wait = True,
@@ -2099,11 +2213,11 @@ def animate_character(
                                                      "the character copies")],
     character_kind: Annotated[Kind | None, Field(description="Whether character is an image or a video; "
                                                              "default: judged from the file")] = None,
-    ratio: Annotated[str | None, Field(description="Width:height, e.g. 1280:720")] = None,
+    ratio: Annotated[str | None, Field(description="Width:height, e.g. 1280:720", pattern=RATIO_PATTERN)] = None,
     body_control: Annotated[bool | None, Field(description="Also copy body and hand gestures")] = None,
     expression_intensity: Annotated[int | None, Field(description="1 (subtle) to 5 (strong)", ge=1, le=5)] = None,
     seed: Seed = None,
-    model: str = "act_two",
+    model: ModelName = "act_two",
     options: Options = None,
     dry_run: DryRun = False,
     wait: Wait = True,
@@ -2130,7 +2244,7 @@ def change_voice(
     media_kind: Annotated[MediaKind | None, Field(description="Whether media is audio or video; default: judged "
                                                               "from the file")] = None,
     remove_background_noise: bool | None = None,
-    model: str = "eleven_multilingual_sts_v2",
+    model: ModelName = "eleven_multilingual_sts_v2",
     options: Options = None,
     dry_run: DryRun = False,
     wait: Wait = True,
@@ -2155,7 +2269,7 @@ def dub_audio(
         description="Language code to dub into")],
     num_speakers: Annotated[int | None, Field(description="How many people speak; default: detected", ge=1,
                                               le=32)] = None,
-    model: str = "eleven_voice_dubbing",
+    model: ModelName = "eleven_voice_dubbing",
     options: Options = None,
     dry_run: DryRun = False,
     wait: Wait = True,
@@ -2177,7 +2291,7 @@ def dub_audio(
 @tool(PAID, "Isolate voice")
 def isolate_voice(
     audio: Annotated[MediaArg, Field(description="Audio with speech and noise (4.6 s to 1 h)")],
-    model: str = "eleven_voice_isolation",
+    model: ModelName = "eleven_voice_isolation",
     options: Options = None,
     dry_run: DryRun = False,
     wait: Wait = True,
@@ -2199,8 +2313,8 @@ def generate_sound_for_video(
     duration: Annotated[float, Field(description="Seconds of audio to make, usually the video's length", gt=0,
                                      le=600)],
     prompt: Annotated[str | None, Field(description="Optional guidance, e.g. 'gravel footsteps, distant "
-                                                    "traffic'", max_length=3000)] = None,
-    model: str = "mirelo_sfx_2_0",
+                                                    "traffic'", min_length=1, max_length=3000)] = None,
+    model: ModelName = "mirelo_sfx_2_0",
     options: Options = None,
     dry_run: DryRun = False,
     wait: Wait = True,
@@ -2223,7 +2337,7 @@ def convert_to_hdr(
     output_format: Annotated[Literal["hdr10", "hlg", "hdr_prores", "hdr_exr_sequence", "hdr_exr_acescg_sequence_1_3",
                                      "hdr_exr_acescg_sequence_2_0"] | None, Field(
         description="hdr10 (default, HEVC PQ), hlg, hdr_prores (.mov), or EXR frame sequences (.zip)")] = None,
-    model: str = "ruby",
+    model: ModelName = "ruby",
     options: Options = None,
     dry_run: DryRun = False,
     wait: Wait = True,
@@ -2479,22 +2593,106 @@ def _check() -> int:
     return 0
 
 
+@mcp.custom_route("/healthz", methods=["GET"])
+async def _healthz(request: Any) -> Any:
+    """For load balancers: answers without authentication and says nothing about the server."""
+    from starlette.responses import PlainTextResponse
+    return PlainTextResponse("ok")
+
+
+class BearerToken:
+    """ASGI middleware: every request but /healthz needs `Authorization: Bearer <RUNWAY_MCP_HTTP_TOKEN>`."""
+
+    def __init__(self, app: Callable, token: str):
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"] != "/healthz":
+            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            if not (scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)):
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"text/plain"), (b"www-authenticate", b'Bearer realm="runway-mcp"')]})
+                await send({"type": "http.response.body", "body": b"unauthorized"})
+                return
+        await self.app(scope, receive, send)
+
+
+def http_app(host: str) -> Callable:
+    """The streamable HTTP app at /mcp: DNS-rebinding protection on, the bearer token if one is set."""
+    from mcp.server.transport_security import TransportSecuritySettings
+    names = ["127.0.0.1", "localhost", "[::1]", *CONFIG.allowed_hosts]
+    if not _is_loopback(host) and host not in ("0.0.0.0", "::", ""):
+        names.append(f"[{host}]" if ":" in host else host)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[h for name in names for h in (name, f"{name}:*")],
+        allowed_origins=[f"{scheme}://{h}" for name in names for scheme in ("http", "https")
+                         for h in (name, f"{name}:*")])
+    # Bodies up to 16 MB: a 5 MB data: URI argument must fit.
+    app = mcp.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
+                                  max_request_body_size=16 * 1024 * 1024)
+    return BearerToken(app, CONFIG.http_token) if CONFIG.http_token else app
+
+
+def _serve_http(host: str, port: int) -> int:
+    import uvicorn  # only the HTTP transport needs it
+    if not _is_loopback(host) and not CONFIG.http_token:
+        log.error("refusing to serve HTTP on %s without RUNWAY_MCP_HTTP_TOKEN: anyone who can reach it could spend "
+                  "your credits; set the variable or bind 127.0.0.1", host)
+        return 2
+    log.info("serving MCP over streamable HTTP at http://%s:%d/mcp%s", host, port,
+             " (bearer token required)" if CONFIG.http_token else "")
+    uvicorn.run(http_app(host), host=host, port=port, log_config=None, access_log=False, log_level="warning")
+    return 0
+
+
+def _exit_promptly(grace: float = 0.5) -> None:
+    """After stdin closes: leave once in-flight requests finish, or after `grace` seconds regardless."""
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
+        logging.shutdown()
+        os._exit(0)          # a worker blocked in a slow request would keep the process alive for its timeout
+
+
+def _sweep_partial_downloads(age_s: float = 24 * 3600) -> None:
+    """Remove temporary download files left by a process that was killed mid-download."""
+    with contextlib.suppress(OSError):
+        for path in CONFIG.output_dir.glob(".*.part"):
+            if time.time() - path.stat().st_mtime > age_s:
+                path.unlink()
+
+
 def _main(argv: list[str] | None = None) -> int:
+    global CONFIG
     parser = argparse.ArgumentParser(
         prog="runway_mcp.py", description="MCP server for the Runway API. Serves stdio unless told otherwise; "
         "set RUNWAYML_API_SECRET (see README.md for every variable).")
     parser.add_argument("--version", action="version", version=f"runway-mcp {__version__}")
     parser.add_argument("--check", action="store_true", help="verify the API key, print the credit balance, exit")
+    parser.add_argument("--transport", choices=("stdio", "http"), default="stdio",
+                        help="stdio (default) or streamable HTTP at /mcp")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (default 127.0.0.1; any "
+                        "other needs RUNWAY_MCP_HTTP_TOKEN)")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP: port (default 8000)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for message in CONFIG.problems + CONFIG.warnings:
         log.warning("%s", message)
     if args.check:
         return _check()
+    CONFIG = dataclasses.replace(CONFIG, transport=args.transport)
+    _sweep_partial_downloads()
+    if args.transport == "http":
+        return _serve_http(args.host, args.port)
     mcp.run()
+    _exit_promptly()
     return 0
 
 

@@ -6,6 +6,7 @@ stateful stand-in for the Runway API served on 127.0.0.1 by this file. Nothing n
 """
 
 import base64
+import contextlib
 import inspect
 import json
 import os
@@ -440,12 +441,20 @@ def test_wait_for_survives_failed_polls_and_backs_off(api):
     assert clock.now >= 7                           # Retry-After was honoured
 
 
-def test_wait_for_gives_up_on_a_vanished_task(api):
+def test_wait_for_gives_up_on_a_task_that_stays_gone(api):
     task_id = str(uuid.uuid4())
-    api.get(f"https://runway.test/v1/tasks/{task_id}", status=404, json={"error": "Task not found"})
+    for _ in range(3):
+        api.get(f"https://runway.test/v1/tasks/{task_id}", status=404, json={"error": "Task not found"})
     with pytest.raises(rm.RunwayError, match="no task") as caught:
         rm.wait_for(task_id, 10, sleep=lambda s: None)
-    assert caught.value.task_id == task_id
+    assert caught.value.task_id == task_id and len(api.calls) == 3
+
+
+def test_wait_for_rides_out_a_passing_404(api):
+    task_id = str(uuid.uuid4())
+    api.get(f"https://runway.test/v1/tasks/{task_id}", status=404, json={"error": "Task not found"})
+    api.get(f"https://runway.test/v1/tasks/{task_id}", json={"id": task_id, "status": "SUCCEEDED", "output": []})
+    assert rm.wait_for(task_id, 10, sleep=lambda s: None)["status"] == "SUCCEEDED"
 
 
 def _env_of(config):
@@ -461,6 +470,16 @@ def test_ledger_skips_a_line_cut_short_by_a_crash(api, tmp_path):
         f.write('{"task_id": "c", "creat')
     tasks = rm.LEDGER.tasks()
     assert [t["task_id"] for t in tasks] == ["b", "a"] and tasks[1]["status"] == "SUCCEEDED"
+    rm.LEDGER.append(task_id="d", created_at="2026-01-03T00:00:00+00:00", status="PENDING")
+    assert [t["task_id"] for t in rm.LEDGER.tasks()] == ["d", "b", "a"]       # the next line is not lost
+    assert rm.LEDGER.find("a")["status"] == "SUCCEEDED" and rm.LEDGER.find("c") == {}
+
+
+def test_ledger_sees_lines_other_processes_append(api, tmp_path):
+    rm.LEDGER.append(task_id="mine", created_at=rm._now())
+    with open(tmp_path / "tasks.jsonl", "a") as f:          # another server process sharing the directory
+        f.write(json.dumps({"task_id": "theirs", "created_at": rm._now()}) + "\n")
+    assert [t["task_id"] for t in rm.LEDGER.tasks()] == ["theirs", "mine"]
 
 
 def test_ledger_appends_from_many_threads_never_interleave(api, tmp_path):
@@ -606,6 +625,7 @@ class FakeRunway:
             self.plans: list[Plan] = []
             self.uploads: dict[str, dict] = {}
             self.balance = 1000
+            self.echo_key = False
 
     # Scripting ------------------------------------------------------------------------------------
     def plan(self, **kwargs):
@@ -722,12 +742,13 @@ class FakeRunway:
         for i in range(1, plan.outputs + 1):
             name = f"{task['id']}_{i}.{rm.EXTENSIONS[plan.mime]}"
             self.files.setdefault(name, (PNG if plan.mime.startswith("image") else MP4, plan.mime))
-            urls.append(f"{self.url}/files/{name}?sig=abc")
+            urls.append(f"{self.url}/files/{name}?sig=abc" + (f"&echo={KEY}" if self.echo_key else ""))
         return {**base, "status": plan.outcome, "output": urls, "cost": {"credits": 50}}
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True        # headers and body go out as two writes: no 40 ms delayed-ACK stall
     fake: FakeRunway
 
     def log_message(self, *args):
@@ -819,6 +840,14 @@ async def stdio(fake_server, out_dir):
         yield client
 
 
+@pytest.fixture(scope="module")
+async def impatient(fake_server, out_dir):
+    """A second subprocess that waits at most 0.5 s per call and cancels Runway tasks on a client cancel."""
+    env = server_env(fake_server, out_dir, RUNWAY_MCP_MAX_WAIT="0.5", RUNWAY_MCP_CANCEL_ON_ABORT="1")
+    async with spawn(env) as client:
+        yield client
+
+
 async def call(client, tool, args=None, progress=None):
     result = await client.call_tool(tool, args or {}, progress_callback=progress)
     return result, result.structured_content
@@ -884,20 +913,19 @@ async def test_text_to_video_defaults_to_gen4_5_five_seconds_landscape(stdio, fa
 
 
 @pytest.mark.anyio
-async def test_a_long_video_returns_a_handle_and_wait_for_task_finishes_it(fake, out_dir):
+async def test_a_long_video_returns_a_handle_and_wait_for_task_finishes_it(impatient, fake):
     fake.plan(polls=10**6, mime="video/mp4")
-    async with spawn(server_env(fake, out_dir, RUNWAY_MCP_MAX_WAIT="0.3")) as client:
-        started = time.monotonic()
-        result, data = await call(client, "generate_video", {"prompt": "a long take"})
-        assert time.monotonic() - started < 5
-        assert not result.is_error and data["status"] == "RUNNING" and 0 < data["progress"] < 1
-        assert "wait_for_task" in data["next"] and data["task_id"] in data["next"] and data["outputs"] == []
-        listed = (await client.call_tool("list_tasks", {})).structured_content["result"]
-        assert listed[0]["task_id"] == data["task_id"] and listed[0]["status"] == "RUNNING"
-        fake.finish(data["task_id"])
-        result, done = await call(client, "wait_for_task", {"task_id": data["task_id"]})
-        assert not result.is_error and done["status"] == "SUCCEEDED"
-        assert Path(done["outputs"][0]["path"]).read_bytes() == MP4
+    started = time.monotonic()
+    result, data = await call(impatient, "generate_video", {"prompt": "a long take"})
+    assert time.monotonic() - started < 5
+    assert not result.is_error and data["status"] == "RUNNING" and 0 < data["progress"] < 1
+    assert "wait_for_task" in data["next"] and data["task_id"] in data["next"] and data["outputs"] == []
+    listed = (await impatient.call_tool("list_tasks", {})).structured_content["result"]
+    assert listed[0]["task_id"] == data["task_id"] and listed[0]["status"] == "RUNNING"
+    fake.finish(data["task_id"])
+    result, done = await call(impatient, "wait_for_task", {"task_id": data["task_id"]})
+    assert not result.is_error and done["status"] == "SUCCEEDED"
+    assert Path(done["outputs"][0]["path"]).read_bytes() == MP4
 
 
 @pytest.mark.anyio
@@ -1066,7 +1094,7 @@ async def test_invalid_requests_send_nothing_and_name_the_argument(stdio, fake, 
      "gen4.5 takes only a first frame"),
     ("generate_video", {"prompt": "x", "model": "gen4_turbo"}, "does not work on text_to_video"),
     ("generate_image", {"prompt": "x", "options": {"outputFormat": "png"}}, "does not take options.outputFormat"),
-    ("generate_image", {"prompt": "x", "options": {"promptText": "y"}}, "options.promptText repeats the prompt"),
+    ("generate_image", {"prompt": "x", "options": {"promptText": "y"}}, "options.promptText is the prompt argument"),
     ("generate_image", {"prompt": "x", "reference_images": [IMAGE] * 4}, "takes at most 3"),
     ("edit_video", {"video": VIDEO, "model": "seedance2_5", "mode": "extend"}, "needs prompt"),
     ("edit_video", {"video": VIDEO, "model": "seedance2_5", "mode": "edit", "prompt": "x", "duration": 5},
@@ -1342,6 +1370,344 @@ def test_stdout_carries_nothing_but_protocol(fake, tmp_path):
 
 
 ##############################################################################
+# End to end: faults
+##############################################################################
+
+POLL_FAULTS = {
+    "429 without Retry-After": {"status": 429},
+    "429 with Retry-After": {"status": 429, "headers": {"Retry-After": "1"}},
+    "500": {"status": 500}, "502": {"status": 502}, "503": {"status": 503}, "504": {"status": 504},
+    "connection reset": {"action": "reset"},
+    "read timeout": {"action": "hang", "headers": {"seconds": "2"}},
+    "malformed JSON": {"action": "garbage"},
+    "404 once": {"status": 404},
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fault", list(POLL_FAULTS))
+async def test_polling_survives(stdio, fake, fault):
+    fake.plan(polls=3, mime="video/mp4")
+    fake.fail("GET", "/v1/tasks/", **POLL_FAULTS[fault])
+    started = time.monotonic()
+    result, data = await call(stdio, "generate_video", {"prompt": "x"})
+    assert not result.is_error and data["status"] == "SUCCEEDED", result.content[0].text
+    assert time.monotonic() - started >= float(POLL_FAULTS[fault].get("headers", {}).get("Retry-After", 0))
+    assert len(fake.seen("GET", "/v1/tasks/")) == 3 + 1 and len(fake.seen("POST")) == 1
+
+
+@pytest.mark.anyio
+async def test_faults_past_the_wait_bound_return_the_resumable_handle(impatient, fake):
+    fake.plan(polls=10**6, throttled=10**6, mime="video/mp4")
+    result, data = await call(impatient, "generate_video", {"prompt": "x"})
+    assert not result.is_error and data["status"] == "THROTTLED" and "wait_for_task" in data["next"]
+    fake.fail("GET", "/v1/tasks/", 503, times=10**6)
+    result, again = await call(impatient, "wait_for_task", {"task_id": data["task_id"]})
+    assert not result.is_error and again["task_id"] == data["task_id"] and again["status"] == "PENDING"
+    assert "latest status check failed" in again["notes"][0] and "503" in again["notes"][0]
+
+
+@pytest.mark.anyio
+async def test_a_task_that_stays_gone_is_an_error_that_names_it(stdio, fake):
+    _, data = await call(stdio, "generate_video", {"prompt": "x", "wait": False})
+    fake.tasks.clear()
+    result, _ = await call(stdio, "wait_for_task", {"task_id": data["task_id"]})
+    assert result.is_error and data["task_id"] in result.content[0].text and "404" in result.content[0].text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status, posts", [(429, 2), (502, 2), (503, 2), (500, 1), (504, 1)])
+async def test_create_is_retried_only_where_no_task_can_exist(stdio, fake, status, posts):
+    fake.fail("POST", "/v1/text_to_image", status, headers={"Retry-After": "0"})
+    result, _ = await call(stdio, "generate_image", {"prompt": "x", "wait": False})
+    assert len(fake.seen("POST", "/v1/text_to_image")) == posts
+    assert result.is_error == (posts == 1)
+    if posts == 1:
+        text = result.content[0].text
+        assert "may have been created" in text and "list_tasks" in text and "get_account" in text
+
+
+def test_create_is_not_resent_after_a_read_timeout(fake, monkeypatch, tmp_path):
+    monkeypatch.setattr(rm, "CONFIG", rm.load_config(server_env(fake, tmp_path)))
+    monkeypatch.setattr(rm, "API_TIMEOUT", (5.0, 0.3))
+    fake.fail("POST", "/v1/text_to_video", action="hang", headers={"seconds": "1"})
+    with pytest.raises(rm.RunwayError, match="may have been created.*list_tasks"):
+        rm.create_task("text_to_video", {"model": "gen4.5", "promptText": "x", "ratio": "1280:720", "duration": 5})
+    assert len(fake.seen("POST")) == 1
+
+
+@pytest.mark.anyio
+async def test_an_unwritable_output_directory_still_returns_the_task_and_its_links(fake, tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    async with spawn(server_env(fake, tmp_path / "a-file" / "out")) as client:
+        result, data = await call(client, "generate_image", {"prompt": "x"})
+    assert not result.is_error and data["status"] == "SUCCEEDED" and data["task_id"]
+    assert data["outputs"][0]["path"] is None and data["outputs"][0]["url"].startswith(fake.url)
+    notes = " ".join(data["notes"])
+    assert "could not record the task" in notes and "output 1 was not saved" in notes and "get_task" in notes
+
+
+def test_a_full_disk_is_reported_and_leaves_nothing_behind(api, monkeypatch, tmp_path):
+    task_id = str(uuid.uuid4())
+    api.get("https://cdn.test/big.mp4", body=MP4, content_type="video/mp4", headers={"Content-Length": str(len(MP4))})
+    monkeypatch.setattr(rm.shutil, "disk_usage", lambda path: rm.shutil._ntuple_diskusage(10**9, 10**9 - 10, 10))
+    notes = []
+    outputs = rm._collect({"id": task_id, "output": ["https://cdn.test/big.mp4"]}, notes)
+    assert outputs[0]["path"] is None and "only 0 KB is free" in notes[0] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_cancel_on_abort_also_cancels_the_runway_task(impatient, fake):
+    fake.plan(polls=10**6, mime="video/mp4")
+    with anyio.move_on_after(0.5):
+        await impatient.call_tool("generate_video", {"prompt": "x", "max_wait_s": 60})
+    with anyio.fail_after(5):
+        while not fake.seen("DELETE"):
+            await anyio.sleep(0.02)
+    [task_id] = fake.tasks
+    assert [r["path"] for r in fake.seen("DELETE")] == [f"/v1/tasks/{task_id}"]
+
+
+@pytest.mark.anyio
+async def test_without_cancel_on_abort_the_runway_task_is_left_running(stdio, fake):
+    fake.plan(polls=10**6, mime="video/mp4")
+    with anyio.move_on_after(0.3):
+        await stdio.call_tool("generate_video", {"prompt": "x", "max_wait_s": 60})
+    await anyio.sleep(0.3)
+    assert fake.seen("DELETE") == []
+
+
+def raw_session(env, calls, *args, close_when=lambda answers: True, timeout=30):
+    """Drive runway_mcp.py over raw stdio: initialize, the calls, then close stdin once `close_when(answers)`.
+
+    Returns (every stdout message, stderr, seconds from closing stdin to exit).
+    """
+    import subprocess
+    process = subprocess.Popen([sys.executable, SERVER, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env, text=True)
+    messages = [{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}},
+                {"jsonrpc": "2.0", "method": "notifications/initialized"}]
+    messages += [{"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                  "params": {"name": name, "arguments": arguments, "_meta": {"progressToken": i}}}
+                 for i, (name, arguments) in enumerate(calls, 1)]
+    errors: list[str] = []
+    threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True).start()   # never let it fill up
+    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+    process.stdin.flush()
+    seen, answers = [], {}
+    deadline = time.monotonic() + timeout
+    while not close_when(answers):
+        line = process.stdout.readline()
+        assert line and time.monotonic() < deadline, "the server stopped answering"
+        seen.append(json.loads(line))
+        if "id" in seen[-1]:
+            answers[seen[-1]["id"]] = seen[-1]
+    closed = time.monotonic()
+    process.stdin.close()
+    process.wait(timeout)
+    exited = time.monotonic() - closed
+    seen += [json.loads(line) for line in process.stdout.read().splitlines()]
+    time.sleep(0.1)                                     # let the stderr reader catch up
+    return seen, "".join(errors), exited
+
+
+def test_closing_stdin_ends_the_process_promptly_even_with_requests_in_flight(fake, tmp_path):
+    for _ in range(5):
+        fake.plan(polls=10**6, mime="video/mp4")
+    fake.fail("GET", "/v1/tasks/", action="hang", headers={"seconds": "8"}, times=2)
+    env = server_env(fake, tmp_path, RUNWAY_MCP_POLL_INTERVAL="0.2", RUNWAY_MCP_MAX_WAIT="60")
+    polling = lambda answers: len({r["path"] for r in fake.seen("GET", "/v1/tasks/")}) >= 5
+    _, _, exited = raw_session(env, [("generate_video", {"prompt": "x"})] * 5, close_when=polling)
+    assert exited < 1.5                   # two polls were still waiting on an 8 s answer
+    created = {json.loads(line)["task_id"] for line in (tmp_path / "tasks.jsonl").read_text().splitlines()}
+    assert created == set(fake.tasks) and len(created) == 5        # every paid task is in the ledger
+
+
+##############################################################################
+# End to end: hostile input
+##############################################################################
+
+JUNK = {"deep": [{"er": [{"est": [None, 1e308, "\x00"]}]}]}
+NESTED: dict = {}
+_level = NESTED
+for _ in range(60):
+    _level["a"] = {}
+    _level = _level["a"]
+STRINGS = [12345, ["a"], JUNK, "", "x" * 100_000]
+NUMBERS = [-1, "nan", "inf", 1e308, 10**30, "ten", [1], JUNK]
+BOOLEANS = ["maybe", 2, [], JUNK]
+CHOICES = ["zzz", 5, "", JUNK]
+MEDIA = STRINGS + ["../../../../etc/passwd", "file:///etc/shadow", "/dev/zero", "http://evil.example/a.png",
+                   "ftp://evil.example/a", "data:text/html;base64,PGgxPg==", "javascript:alert(1)", "\x00\x01",
+                   "~/../../root/.ssh/id_rsa", "https://" + "a" * 3000]
+HOSTILE = {
+    "prompt": STRINGS, "text": STRINGS, "model": STRINGS + ["../../v1/organization", "gen4.5\nX-Injected: 1"],
+    "ratio": STRINGS[:4] + ["16x9", "1:0", "-1280:720", "9999999:1", "\U0001f3ac", "1280:720; DROP TABLE"],
+    "duration": NUMBERS + [0, "forever"], "seed": NUMBERS, "max_wait_s": NUMBERS, "limit": NUMBERS + [0],
+    "num_speakers": NUMBERS, "expression_intensity": NUMBERS + [9], "scale_factor": NUMBERS + [3],
+    "wait": BOOLEANS, "dry_run": BOOLEANS, "loop": BOOLEANS, "confirm": BOOLEANS, "body_control": BOOLEANS,
+    "remove_background_noise": BOOLEANS,
+    "options": ["a string", [1, 2], {"promptText": "dup"}, {"__proto__": {"x": 1}}, NESTED, {"a" * 1000: 1}],
+    "task_id": ["../../v1/organization", "", "x" * 200, "17f20503-6c24-4c16-946b-35dbbce2af2f/../../x",
+                "%2e%2e%2f", 42, JUNK],
+    "name": ["../tasks.jsonl", "/etc/passwd", "", "a" * 300, "..", ".uploads.json", "tasks.jsonl", JUNK],
+    "kind": CHOICES + ["pdf"], "mode": CHOICES, "target_language": CHOICES + ["klingon"], "frame_rate": CHOICES,
+    "flavor": CHOICES, "output_format": CHOICES, "character_kind": CHOICES, "media_kind": CHOICES,
+    "resolution": CHOICES, "voice": ["", "Darth", "x" * 100, 5, JUNK], "language": ["x" * 50, 5, "klingon", JUNK],
+    "reference_images": ["not a list", [1, 2], [{"uri": 5}], [{"uri": IMAGE, "tag": "1bad"}], [IMAGE] * 100,
+                         [{"url": IMAGE}], [MEDIA[5]]],
+    "references": ["not a list", [1, 2], [IMAGE] * 100, ["http://evil.example/a.png"]],
+}
+for _name in ("image", "last_image", "video", "audio", "character", "reference", "media", "voice_sample", "path"):
+    HOSTILE[_name] = MEDIA
+VALID = {  # the smallest valid call of each tool; each test below spoils one argument of it
+    "generate_image": {"prompt": "x"}, "generate_video": {"prompt": "x"}, "edit_video": {"video": VIDEO},
+    "upscale_video": {"video": VIDEO}, "upscale_image": {"image": IMAGE}, "generate_speech": {"text": "hi"},
+    "generate_sound_effect": {"prompt": "x"}, "animate_character": {"character": IMAGE, "reference": VIDEO},
+    "change_voice": {"media": AUDIO, "voice": "Maya"}, "dub_audio": {"audio": AUDIO, "target_language": "es"},
+    "isolate_voice": {"audio": AUDIO}, "generate_sound_for_video": {"video": VIDEO, "duration": 5},
+    "convert_to_hdr": {"video": VIDEO}, "get_task": {"task_id": str(uuid.uuid4())},
+    "wait_for_task": {"task_id": str(uuid.uuid4())}, "cancel_task": {"task_id": str(uuid.uuid4())},
+    "list_tasks": {}, "list_models": {}, "get_account": {}, "upload_file": {"path": __file__}, "list_outputs": {},
+    "delete_output": {"name": "x.png"},
+}
+HOSTILE_CALLS = [(tool, argument) for tool in VALID for argument in HOSTILE
+                 if argument in inspect.signature(getattr(rm, tool)).parameters]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tool, argument", HOSTILE_CALLS)
+async def test_hostile_arguments_get_a_clean_error_naming_them_and_reach_nothing(stdio, fake, tool, argument):
+    for value in HOSTILE[argument]:
+        fake.reset()
+        result = await stdio.call_tool(tool, {**VALID[tool], "wait": False, argument: value} if tool in GENERATION_TOOLS
+                                       else {**VALID[tool], argument: value})
+        text = result.content[0].text
+        shown = repr(value)[:40]
+        assert result.is_error, f"{tool}({argument}={shown}) was accepted: {text[:200]}"
+        assert "\n" not in text and "Traceback" not in text, f"{tool}({argument}={shown}): {text[:300]}"
+        assert argument in text, f"{tool}({argument}={shown}) did not name the argument: {text[:300]}"
+        assert not fake.seen("POST") and not fake.seen("DELETE"), f"{tool}({argument}={shown}) reached Runway"
+    assert (await stdio.list_tools()).tools                   # and the server is still serving
+
+
+##############################################################################
+# End to end: secrets
+##############################################################################
+
+def test_the_key_appears_nowhere_the_server_writes(fake, tmp_path):
+    """Runway echoes the key in an error, a failure and an output URL; -v logs every request."""
+    fake.fail("POST", "/v1/text_to_image", 400, body={"error": f"Invalid header Authorization: Bearer {KEY}"})
+    fake.plan(polls=2, outcome="FAILED", failure=f"echo {KEY}")
+    fake.plan(polls=2, mime="image/png")
+    fake.echo_key = True
+    calls = [("generate_image", {"prompt": "a"}), ("generate_image", {"prompt": "b"}),
+             ("generate_image", {"prompt": "c"}), ("get_account", {}), ("get_task", {"task_id": "bad"})]
+    messages, stderr, _ = raw_session(server_env(fake, tmp_path), calls, "-v",
+                                      close_when=lambda answers: len(answers) == len(calls) + 1)
+    assert len([m for m in messages if "id" in m]) == len(calls) + 1
+    written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    assert any("[redacted]" in text for text in written)            # the echoed key was there to leak
+    everything = json.dumps(messages) + stderr + "".join(written)
+    assert KEY not in everything and KEY[4:] not in everything and f"Bearer {KEY[:8]}" not in everything
+
+
+##############################################################################
+# End to end: HTTP transport
+##############################################################################
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def http_server(env, *args):
+    import subprocess
+    port = free_port()
+    process = subprocess.Popen([sys.executable, SERVER, "--transport", "http", "--port", str(port), *args], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(400):
+            try:
+                requests.get(f"{url}/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None, process.communicate()[1]
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def http_client(url, token=None):
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=30)
+    return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode="legacy")
+
+
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.mark.anyio
+async def test_http_serves_mcp_with_progress_and_keeps_dns_rebinding_protection(fake, tmp_path):
+    fake.plan(polls=6, mime="video/mp4")
+    frame = tmp_path / "frame.png"
+    frame.write_bytes(PNG)
+    env = server_env(fake, tmp_path, RUNWAY_MCP_ALLOWED_HOSTS="mcp.example.com, proxy.internal")
+    with http_server(env) as url:
+        seen = []
+
+        async def progress(value, total, message):
+            seen.append(value)
+        async with http_client(url) as client:
+            assert EXPECTED_TOOLS <= {t.name for t in (await client.list_tools()).tools}
+            result, data = await call(client, "generate_video", {"prompt": "x"}, progress=progress)
+            assert not result.is_error and data["status"] == "SUCCEEDED" and len(seen) >= 5
+            fake.reset()
+            result, _ = await call(client, "generate_video", {"prompt": "x", "image": str(frame)})
+            assert result.is_error and "RUNWAY_MCP_INPUT_ROOT" in result.content[0].text and fake.requests == []
+        assert requests.get(f"{url}/healthz", timeout=5).text == "ok"
+        post = lambda **headers: requests.post(f"{url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **headers},
+                                               timeout=5)
+        assert post(Host="evil.example").status_code == 421
+        assert post(Origin="http://evil.example").status_code == 403
+        assert post(Host="mcp.example.com").status_code == 200
+        assert post(Host="proxy.internal:8443", Origin="https://proxy.internal:8443").status_code == 200
+
+
+@pytest.mark.anyio
+async def test_http_requires_the_token_when_one_is_set(fake, tmp_path):
+    with http_server(server_env(fake, tmp_path, RUNWAY_MCP_HTTP_TOKEN=TOKEN)) as url:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+                        {"Authorization": f"Basic {TOKEN}"}):
+            response = requests.post(f"{url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **headers}, timeout=5)
+            assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+        health = requests.get(f"{url}/healthz", timeout=5)
+        assert health.status_code == 200 and health.text == "ok"
+        async with http_client(url, TOKEN) as client:
+            result, data = await call(client, "list_models", {"kind": "audio"})
+    assert not result.is_error and data["result"]
+
+
+def test_http_refuses_a_public_bind_without_a_token(fake, tmp_path):
+    done = run_cli("--transport", "http", "--host", "0.0.0.0", "--port", str(free_port()),
+                   env=server_env(fake, tmp_path))
+    assert done.returncode == 2 and "RUNWAY_MCP_HTTP_TOKEN" in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "refusing" in line]) == 1
+
+
+##############################################################################
 # Command line
 ##############################################################################
 
@@ -1352,9 +1718,13 @@ def run_cli(*args, env=None):
                                **(env or {})})
 
 
-def test_cli_version_and_help():
-    assert run_cli("--version").stdout.strip() == f"runway-mcp {rm.__version__}"
-    assert "RUNWAYML_API_SECRET" in run_cli("--help").stdout
+def test_cli_version_and_help(capsys):
+    for flag in ("--version", "--help"):
+        with pytest.raises(SystemExit) as exited:
+            rm._main([flag])
+        assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"runway-mcp {rm.__version__}\n") and "RUNWAYML_API_SECRET" in out and "--transport" in out
 
 
 def test_cli_check_prints_the_balance(fake, tmp_path):
