@@ -26,5 +26,8 @@ run-http: $(INSTALLED)
 test: $(INSTALLED)
 	$(PY) -m pytest -q test_runway_mcp.py
 
+bench: $(INSTALLED)
+	$(PY) bench_runway_mcp.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache __pycache__

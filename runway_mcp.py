@@ -19,10 +19,9 @@ import contextlib
 import dataclasses
 import errno
 import functools
-import hashlib
 import hmac
+import importlib
 import inspect
-import ipaddress
 import json
 import logging
 import os
@@ -39,13 +38,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, NotRequired
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
+from urllib.parse import unquote, urlsplit
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
-import requests
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
@@ -53,6 +49,22 @@ from pydantic import Field, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 log = logging.getLogger("runway_mcp")
+
+
+class _Deferred:
+    """A module imported when first used. Serving stdio starts by answering tools/list, which needs no
+    HTTP client, so `requests` (about 40 ms of imports) is not loaded until the first call needs it."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        module = importlib.import_module(self._name)
+        globals()[self._name] = module          # later uses reach the module directly
+        return getattr(module, attribute)
+
+
+requests = _Deferred("requests")
 
 
 ##############################################################################
@@ -97,6 +109,9 @@ def _is_loopback(host: str | None) -> bool:
         return False
     if host in LOOPBACK_HOSTS:
         return True
+    if not re.fullmatch(r"[0-9.:a-fA-F]+", host):     # a name, not an address
+        return False
+    import ipaddress
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -177,7 +192,7 @@ CONFIG = load_config(os.environ)
 def redact(value: Any) -> Any:
     """Remove the API key from text or from JSON-like data: the one place secrets are scrubbed."""
     if isinstance(value, str):
-        if CONFIG.api_key and CONFIG.api_key in value:
+        if len(CONFIG.api_key) >= 8 and CONFIG.api_key in value:     # a one-letter "key" must not eat text
             value = value.replace(CONFIG.api_key, "[redacted]")
         return KEY_PATTERN.sub("[redacted]", value) if "key_" in value else value
     if isinstance(value, dict):
@@ -225,7 +240,7 @@ def _issues(body: dict) -> str:
     return "; ".join(parts)
 
 
-def _raise_for(response: requests.Response, *, task_id: str | None = None, creating: bool = False):
+def _raise_for(response: "requests.Response", *, task_id: str | None = None, creating: bool = False):
     """Turn an HTTP error from Runway into a RunwayError; built from status and body, never headers."""
     status = response.status_code
     try:
@@ -852,7 +867,7 @@ def estimate_credits(body: dict) -> float | None:
 _local = threading.local()
 
 
-def session() -> requests.Session:
+def session() -> "requests.Session":
     """This thread's Session (one per thread, as the requests maintainers advise). It holds no key."""
     s = getattr(_local, "session", None)
     if s is None:
@@ -882,7 +897,7 @@ def backoff(attempt: int, base: float = 0.5, cap: float = MAX_BACKOFF_S) -> floa
     return min(cap, base * 2 ** attempt) * (1 - 0.5 * random.random())
 
 
-def retry_after(response: requests.Response, cap: float = 60.0) -> float | None:
+def retry_after(response: "requests.Response", cap: float = 60.0) -> float | None:
     """Seconds the server asked us to wait (Retry-After as seconds or HTTP date), capped."""
     value = response.headers.get("Retry-After", "").strip()
     if not value:
@@ -901,7 +916,7 @@ def retry_after(response: requests.Response, cap: float = 60.0) -> float | None:
 RETRY_STATUSES = {"GET": {429, 500, 502, 503, 504}, "DELETE": {429, 500, 502, 503, 504}, "POST": {429, 502, 503}}
 
 
-def _never_sent(error: requests.RequestException) -> bool:
+def _never_sent(error: "requests.RequestException") -> bool:
     """True when the connection was never made (refused, DNS, connect timeout): nothing reached Runway."""
     if isinstance(error, requests.ConnectTimeout):
         return True
@@ -910,7 +925,7 @@ def _never_sent(error: requests.RequestException) -> bool:
 
 
 def request(method: str, url: str, *, attempts: int = 4, max_delay: float = 10.0,
-            **kwargs: Any) -> requests.Response:
+            **kwargs: Any) -> "requests.Response":
     """One HTTP exchange under the retry policy; the pause between tries honours Retry-After.
 
     A server that asks for a pause longer than max_delay gets its answer back at once: a tool
@@ -1024,20 +1039,21 @@ def _progress_of(task: dict) -> float | None:
     return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else None
 
 
-def wait_for(task_id: str, max_wait_s: float, *, task: dict | None = None,
+def wait_for(task_id: str, max_wait_s: float, *, task: dict | None = None, known: str = "PENDING",
              on_poll: Callable[[dict, float], None] = lambda task, elapsed: None,
              sleep: Callable[[float], None] = pause, clock: Callable[[], float] = time.monotonic) -> dict:
     """Poll the task until it is terminal or the next poll would pass the wait bound.
 
-    Returns the last task Runway reported (with "_poll_error" set if the latest poll failed). A poll
-    that fails for a passing reason (429, 5xx, timeout, reset, bad JSON) backs off and tries again;
-    the task id is never lost. `task`, when given, is what create returned: the first poll waits
-    one interval, since Runway updates a task at most every few seconds.
+    Returns the last task Runway reported (with "_poll_error" set if the latest poll failed; `known`
+    is the status shown if no poll succeeds). A poll that fails for a passing reason (429, 5xx,
+    timeout, reset, bad JSON) backs off and tries again; the task id is never lost. `task`, when
+    given, is what create returned: the first poll waits one interval, since Runway updates a task
+    at most every few seconds.
     """
     start = clock()
     failures, delay = 0, CONFIG.poll_interval
     if task is None:
-        task, delay = _poll(task_id, {"id": task_id, "status": "PENDING"}, 0)
+        task, delay = _poll(task_id, {"id": task_id, "status": known}, 0)
     on_poll(task, clock() - start)
     while task.get("status") not in TERMINAL and clock() - start + delay <= max_wait_s:
         _sleep_with_heartbeat(delay, functools.partial(_beat, on_poll, task, start, clock), sleep)
@@ -1221,7 +1237,8 @@ def _local_path(value: str) -> Path | None:
     value = value.strip()
     parts = urlsplit(value)
     if parts.scheme == "file":
-        return Path(url2pathname(parts.path))
+        path = unquote(parts.path)
+        return Path(path[1:] if re.match(r"/[A-Za-z]:", path) else path)     # file:///C:/x on Windows
     if len(parts.scheme) > 1:                            # https:, data:, runway:, http:... ("C:" is a drive)
         return None
     return Path(value).expanduser()
@@ -1434,6 +1451,7 @@ UPLOADS = UploadCache()
 
 
 def _digest(path: Path) -> str:
+    import hashlib
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -1749,8 +1767,37 @@ def _reporter(ctx: Context | None) -> Callable[[dict, float], None]:
         if "_poll_error" in task:
             message += " · last poll failed, retrying"
         if ctx is not None:
+            import anyio.from_thread
             anyio.from_thread.run(ctx.report_progress, highest, 1.0, message)
     return report
+
+
+# Arguments every generation tool takes, added to each by generation().
+GENERATION_ARGUMENTS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                        for name, default, annotation in (("options", None, Options), ("dry_run", False, DryRun),
+                                                          ("wait", True, Wait), ("max_wait_s", None, MaxWait),
+                                                          ("ctx", None, Context))]
+
+
+def generation(title: str, names: Mapping[str, str] = {}):
+    """Register a generation tool: fn maps its own arguments to (endpoint, body); the rest is run_task's.
+
+    The tool gets fn's arguments plus options, dry_run, wait and max_wait_s. `names` maps body fields to
+    fn's argument names where they differ from ARGUMENT_NAMES, for error messages.
+    """
+    def register(fn):
+        @functools.wraps(fn)
+        def generate(*, options=None, dry_run=False, wait=True, max_wait_s=None, ctx=None, **arguments):
+            endpoint, body = fn(**arguments)
+            return run_task(endpoint, body, tool_name=fn.__name__, names=names, options=options, dry_run=dry_run,
+                            wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+        own = inspect.signature(fn)
+        generate.__signature__ = own.replace(parameters=[*own.parameters.values(), *GENERATION_ARGUMENTS],
+                                             return_annotation=TaskReply)
+        generate.__annotations__ = {**fn.__annotations__, **{p.name: p.annotation for p in GENERATION_ARGUMENTS},
+                                    "return": TaskReply}
+        return tool(PAID, title)(generate)
+    return register
 
 
 def run_task(endpoint: str, body: dict, *, tool_name: str, options: dict | None, dry_run: bool, wait: bool,
@@ -1803,8 +1850,9 @@ def _dry_run_reply(endpoint: str, body: dict, notes: list[str]) -> CallToolResul
 
 def _wait(task_id: str, max_wait_s: float | None, ctx: Context | None, task: dict | None = None) -> dict:
     bound = CONFIG.max_wait if max_wait_s is None else max_wait_s
+    known = LEDGER.find(task_id).get("status") if task is None else None
     try:
-        return wait_for(task_id, bound, task=task, on_poll=_reporter(ctx))
+        return wait_for(task_id, bound, task=task, known=known or "PENDING", on_poll=_reporter(ctx))
     except Cancelled:
         log.info("the client stopped waiting for task %s; it keeps running on Runway", task_id)
         if CONFIG.cancel_on_abort:
@@ -1920,12 +1968,12 @@ def _output_content(output: Output) -> list:
 
 def _remember(result: TaskResult) -> None:
     """Record a status change in the ledger, so list_tasks shows the last known state."""
-    known = LEDGER.find(result["task_id"])
-    if known and known.get("status") == result["status"] and not result["outputs"]:
+    known, outputs = LEDGER.find(result["task_id"]), [o["path"] or o["url"] for o in result["outputs"]]
+    if known.get("status") == result["status"] and known.get("outputs", []) == outputs:
         return
     with contextlib.suppress(OSError):
         LEDGER.append(task_id=result["task_id"], status=result["status"], progress=result["progress"],
-                      cost_credits=result["cost_credits"], outputs=[o["path"] or o["url"] for o in result["outputs"]],
+                      cost_credits=result["cost_credits"], outputs=outputs,
                       **({"failure": result["failure"]} if result["failure"] else {}))
 
 
@@ -1993,7 +2041,7 @@ Duration = Annotated[int | Literal["auto"] | None, Field(description="Seconds of
                                                                      "model's range; default 5 where one is needed")]
 
 
-@tool(PAID, "Generate image")
+@generation("Generate image")
 def generate_image(
     prompt: Prompt,
     model: model_arg("Image model; list_models(kind='image') lists them") = "gen4_image",
@@ -2003,23 +2051,17 @@ def generate_image(
         description="Reference images as {uri, tag?} or plain URIs; mention a tag in the prompt as @tag. "
                     "gen4_image takes up to 3, gen4_image_turbo needs 1-3", max_length=16)] = None,
     seed: Seed = None,
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Generate an image from a text prompt (and optional reference images) and save it to disk.
 
     Costs Runway credits (gen4_image: 5 at 720p, 8 at 1080p). Returns the saved file's absolute path.
     """
     refs = [_reference(r, f"reference_images[{i}]") for i, r in enumerate(reference_images or [])]
     body = {"model": model, "promptText": prompt, "ratio": ratio, "referenceImages": refs or None, "seed": seed}
-    return run_task(T2I, body, tool_name="generate_image", options=options, dry_run=dry_run, wait=wait,
-                    max_wait_s=max_wait_s, ctx=ctx)
+    return T2I, body
 
 
-@tool(PAID, "Generate video")
+@generation("Generate video")
 def generate_video(
     prompt: Annotated[str | None, Field(description="What happens in the video", min_length=1,
                                         max_length=32000)] = None,
@@ -2031,12 +2073,7 @@ def generate_video(
                                        pattern=RATIO_PATTERN)] = None,
     duration: Duration = None,
     seed: Seed = None,
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Generate a video from a prompt (text_to_video) or from a first frame (image_to_video), saved to disk.
 
     Costs Runway credits per second of video (gen4.5: about 12/s, so 60 for 5 s). Video takes minutes:
@@ -2054,11 +2091,10 @@ def generate_video(
                   {"uri": Media(last_image, ("image",), "last_image"), "position": "last"}]
     body = {"model": model, "promptText": prompt, "promptImage": frames, "ratio": ratio, "duration": duration,
             "seed": seed}
-    return run_task(I2V if image else T2V, body, tool_name="generate_video", options=options, dry_run=dry_run,
-                    wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+    return I2V if image else T2V, body
 
 
-@tool(PAID, "Edit video")
+@generation("Edit video")
 def edit_video(
     video: Annotated[MediaArg, Field(description="The video to edit, restyle or extend")],
     prompt: Annotated[str | None, Field(description="What to change, e.g. 'make it snow'", min_length=1,
@@ -2074,12 +2110,7 @@ def edit_video(
                                        pattern=RATIO_PATTERN)] = None,
     duration: Duration = None,
     seed: Seed = None,
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Edit, restyle, relight or extend an existing video with a prompt (video_to_video), saved to disk.
 
     Costs Runway credits per second of video. aleph2 edits up to 30 s of input; to extend a clip use
@@ -2089,11 +2120,10 @@ def edit_video(
     body = {"model": model, _video_field(model): Media(video, ("video",), "video"), "promptText": prompt,
             "references": _images(references, "references"), "mode": mode, "ratio": ratio, "duration": duration,
             "seed": seed}
-    return run_task(V2V, body, tool_name="edit_video", options=options, dry_run=dry_run, wait=wait,
-                    max_wait_s=max_wait_s, ctx=ctx)
+    return V2V, body
 
 
-@tool(PAID, "Upscale video")
+@generation("Upscale video", names={"targetFramerate": "frame_rate"})
 def upscale_video(
     video: Annotated[MediaArg, Field(description="The video to upscale (at most 30 s for the Magnific model)")],
     model: model_arg("magnific_video_upscaler_creative (resolution) or enhance_frame_rate "
@@ -2102,12 +2132,7 @@ def upscale_video(
         description="Target resolution for magnific_video_upscaler_creative (default 2k)")] = None,
     frame_rate: Annotated[Literal[FRAME_RATES] | None, Field(  # type: ignore[valid-type]
         description="Target frames per second for enhance_frame_rate; 23_98 means 23.976")] = None,
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Upscale a video (up to 4K, adding detail) or raise its frame rate by interpolation; saved to disk.
 
     Costs Runway credits. Creative options (creativity, sharpen, smartGrain 0-100; flavor vivid or
@@ -2117,11 +2142,10 @@ def upscale_video(
         model = "enhance_frame_rate"           # a frame rate only makes sense for the interpolation model
     body = {"model": model, "videoUri": Media(video, ("video",), "video"), "resolution": resolution,
             "targetFramerate": frame_rate}
-    return run_task(VIDEO_UP, body, tool_name="upscale_video", names={"targetFramerate": "frame_rate"},
-                    options=options, dry_run=dry_run, wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+    return VIDEO_UP, body
 
 
-@tool(PAID, "Upscale image")
+@generation("Upscale image", names={"scaleFactor": "scale_factor"})
 def upscale_image(
     image: Annotated[MediaArg, Field(description="The image to upscale (300-8000 px a side)")],
     scale_factor: Annotated[Literal[2, 4, 8, 16] | None, Field(description="How many times larger (default 2); "
@@ -2129,23 +2153,17 @@ def upscale_image(
     flavor: Annotated[Literal["sublime", "photo", "photo_denoiser"] | None, Field(
         description="sublime for illustration, photo for photographs, photo_denoiser for noisy photos")] = None,
     model: ModelName = "magnific_precision_upscaler_v2",
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Upscale an image 2-16x with added detail (Magnific precision upscaler); saved to disk.
 
     Costs Runway credits. sharpen, smartGrain and ultraDetail (0-100) go in options.
     """
     body = {"model": model, "imageUri": Media(image, ("image",), "image"), "scaleFactor": scale_factor,
             "flavor": flavor}
-    return run_task(IMAGE_UP, body, tool_name="upscale_image", names={"scaleFactor": "scale_factor",
-                    "flavor": "flavor"}, options=options, dry_run=dry_run, wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+    return IMAGE_UP, body
 
 
-@tool(PAID, "Generate speech")
+@generation("Generate speech", names={"promptText": "text", "languageCode": "language"})
 def generate_speech(
     text: Annotated[str, Field(description="The words to speak", min_length=1, max_length=5000)],
     voice: Annotated[str | None, Field(description=f"A Runway voice preset (default Maya): {', '.join(VOICES)}",
@@ -2157,12 +2175,7 @@ def generate_speech(
     language: Annotated[str | None, Field(description="ISO 639-1 language code, e.g. 'de' (eleven_v3, "
                                                       "eleven_v4)", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
                         ] = None,
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Turn text into spoken audio with a Runway voice preset (text_to_speech); saved as an audio file.
 
     Costs Runway credits (eleven_multilingual_v2: about 1 per 50 characters). Voice tuning (speed,
@@ -2177,11 +2190,10 @@ def generate_speech(
     else:       # seed_audio speaks in its own default voice; the ElevenLabs models need a preset
         spoken = None if model == "seed_audio" else _preset(voice or "Maya")
     body = {"model": model, "promptText": text, "voice": spoken, "languageCode": language}
-    return run_task(TTS, body, tool_name="generate_speech", names={"promptText": "text", "languageCode": "language"},
-                    options=options, dry_run=dry_run, wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+    return TTS, body
 
 
-@tool(PAID, "Generate sound effect")
+@generation("Generate sound effect")
 def generate_sound_effect(
     prompt: Annotated[str, Field(description="The sound, e.g. 'heavy wooden door creaking open'", min_length=1,
                                  max_length=3000)],
@@ -2190,23 +2202,17 @@ def generate_sound_effect(
     loop: Annotated[bool | None, Field(description="Make the sound loop seamlessly (default model)")] = None,
     model: model_arg("eleven_text_to_sound_v2 (default), mirelo_sfx_2_0 (needs duration), "
                      "seed_audio") = "eleven_text_to_sound_v2",
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Create a sound effect from a text description and save it as an audio file.
 
     For foley, ambience and UI sounds; for spoken words use generate_speech. Costs Runway credits
     (about 1-2 per effect with the default model).
     """
     body = {"model": model, "promptText": prompt, "duration": duration, "loop": loop}
-    return run_task(SFX, body, tool_name="generate_sound_effect", names={"loop": "loop"}, options=options,
-                    dry_run=dry_run, wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+    return SFX, body
 
 
-@tool(PAID, "Animate character")
+@generation("Animate character", names={"bodyControl": "body_control", "expressionIntensity": "expression_intensity"})
 def animate_character(
     character: Annotated[MediaArg, Field(description="Image or video of the character (a face must be visible)")],
     reference: Annotated[MediaArg, Field(description="Video (3-30 s) of a performer whose face and gestures "
@@ -2218,12 +2224,7 @@ def animate_character(
     expression_intensity: Annotated[int | None, Field(description="1 (subtle) to 5 (strong)", ge=1, le=5)] = None,
     seed: Seed = None,
     model: ModelName = "act_two",
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Make a character (image or video) perform what an actor does in a reference video (Act-Two).
 
     Costs Runway credits (act_two: about 5 per second of the reference). Saved to disk as video.
@@ -2231,13 +2232,10 @@ def animate_character(
     body = {"model": model, "character": _typed(character, ("image", "video"), "character", character_kind),
             "reference": {"type": "video", "uri": Media(reference, ("video",), "reference")}, "ratio": ratio,
             "bodyControl": body_control, "expressionIntensity": expression_intensity, "seed": seed}
-    return run_task(ACT, body, tool_name="animate_character", names={
-        "character": "character", "reference": "reference", "bodyControl": "body_control",
-        "expressionIntensity": "expression_intensity"}, options=options, dry_run=dry_run, wait=wait,
-        max_wait_s=max_wait_s, ctx=ctx)
+    return ACT, body
 
 
-@tool(PAID, "Change voice")
+@generation("Change voice", names={"removeBackgroundNoise": "remove_background_noise"})
 def change_voice(
     media: Annotated[MediaArg, Field(description="Audio or video with speech to re-voice")],
     voice: Voice,
@@ -2245,24 +2243,17 @@ def change_voice(
                                                               "from the file")] = None,
     remove_background_noise: bool | None = None,
     model: ModelName = "eleven_multilingual_sts_v2",
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Say the same words in another voice (speech_to_speech); saved as an audio file.
 
     Costs Runway credits (about 1 per 3 s of input).
     """
     body = {"model": model, "media": _typed(media, ("audio", "video"), "media", media_kind),
             "voice": _preset(voice), "removeBackgroundNoise": remove_background_noise}
-    return run_task(STS, body, tool_name="change_voice", names={
-        "media": "media", "removeBackgroundNoise": "remove_background_noise"}, options=options, dry_run=dry_run,
-        wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+    return STS, body
 
 
-@tool(PAID, "Dub audio")
+@generation("Dub audio", names={"targetLang": "target_language", "numSpeakers": "num_speakers"})
 def dub_audio(
     audio: Annotated[MediaArg, Field(description="Audio (or video) with the speech to translate")],
     target_language: Annotated[Literal[DUBBING_LANGUAGES], Field(  # type: ignore[valid-type]
@@ -2270,12 +2261,7 @@ def dub_audio(
     num_speakers: Annotated[int | None, Field(description="How many people speak; default: detected", ge=1,
                                               le=32)] = None,
     model: ModelName = "eleven_voice_dubbing",
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Translate the speech in a recording into another language, keeping the speakers' voices (dubbing).
 
     Costs Runway credits (about 1 per 2 s of input). disableVoiceCloning and dropBackgroundAudio go in
@@ -2283,31 +2269,23 @@ def dub_audio(
     """
     body = {"model": model, "audioUri": Media(audio, ("audio", "video"), "audio"), "targetLang": target_language,
             "numSpeakers": num_speakers}
-    return run_task(DUB, body, tool_name="dub_audio", names={"targetLang": "target_language",
-                    "numSpeakers": "num_speakers"}, options=options, dry_run=dry_run, wait=wait,
-                    max_wait_s=max_wait_s, ctx=ctx)
+    return DUB, body
 
 
-@tool(PAID, "Isolate voice")
+@generation("Isolate voice")
 def isolate_voice(
     audio: Annotated[MediaArg, Field(description="Audio with speech and noise (4.6 s to 1 h)")],
     model: ModelName = "eleven_voice_isolation",
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Remove background noise and music from speech (voice isolation); saved as an audio file.
 
     Costs Runway credits (about 1 per 6 s of input).
     """
     body = {"model": model, "audioUri": Media(audio, ("audio",), "audio")}
-    return run_task(ISOLATE, body, tool_name="isolate_voice", options=options, dry_run=dry_run, wait=wait,
-                    max_wait_s=max_wait_s, ctx=ctx)
+    return ISOLATE, body
 
 
-@tool(PAID, "Generate sound for video")
+@generation("Generate sound for video")
 def generate_sound_for_video(
     video: Annotated[MediaArg, Field(description="The video to add sound effects to")],
     duration: Annotated[float, Field(description="Seconds of audio to make, usually the video's length", gt=0,
@@ -2315,42 +2293,30 @@ def generate_sound_for_video(
     prompt: Annotated[str | None, Field(description="Optional guidance, e.g. 'gravel footsteps, distant "
                                                     "traffic'", min_length=1, max_length=3000)] = None,
     model: ModelName = "mirelo_sfx_2_0",
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Generate sound effects synchronised to a video (video_to_audio); returns audio only, saved to disk.
 
     Costs Runway credits. preserveSpeech, negativePrompt, numVariants and format go in options.
     """
     body = {"model": model, "videoUri": Media(video, ("video",), "video"), "duration": duration,
             "promptText": prompt}
-    return run_task(V2A, body, tool_name="generate_sound_for_video", options=options, dry_run=dry_run, wait=wait,
-                    max_wait_s=max_wait_s, ctx=ctx)
+    return V2A, body
 
 
-@tool(PAID, "Convert video to HDR")
+@generation("Convert video to HDR", names={"outputFormat": "output_format"})
 def convert_to_hdr(
     video: Annotated[MediaArg, Field(description="An SDR video")],
     output_format: Annotated[Literal["hdr10", "hlg", "hdr_prores", "hdr_exr_sequence", "hdr_exr_acescg_sequence_1_3",
                                      "hdr_exr_acescg_sequence_2_0"] | None, Field(
         description="hdr10 (default, HEVC PQ), hlg, hdr_prores (.mov), or EXR frame sequences (.zip)")] = None,
     model: ModelName = "ruby",
-    options: Options = None,
-    dry_run: DryRun = False,
-    wait: Wait = True,
-    max_wait_s: MaxWait = None,
-    ctx: Context = None,
-) -> TaskReply:
+) -> tuple[str, dict]:
     """Convert an SDR video to HDR at the same resolution (Ruby); saved to disk.
 
     Costs Runway credits: about 20 per second of video (40 above 4 MP). proresProfile goes in options.
     """
     body = {"model": model, "videoUri": Media(video, ("video",), "video"), "outputFormat": output_format}
-    return run_task(HDR, body, tool_name="convert_to_hdr", names={"outputFormat": "output_format"},
-                    options=options, dry_run=dry_run, wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+    return HDR, body
 
 
 @tool(READ_ONLY, "Get task")
@@ -2647,7 +2613,11 @@ def _serve_http(host: str, port: int) -> int:
 
 
 def _exit_promptly(grace: float = 0.5) -> None:
-    """After stdin closes: leave once in-flight requests finish, or after `grace` seconds regardless."""
+    """After stdin closes: give worker threads `grace` seconds to finish, then exit regardless.
+
+    The SDK has already abandoned their calls; one may still be inside a slow request (a poll read
+    times out after up to 10 s, a download after 60 s), and hosts expect the process gone in a second.
+    """
     deadline = time.monotonic() + grace
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:

@@ -586,7 +586,7 @@ def test_upload_bodies_stream_from_disk_with_a_known_length(tmp_path):
 
 @dataclass
 class Plan:
-    """How the next task behaves: `polls` GETs until it ends with `outcome`."""
+    """How the next task behaves: `polls` GETs (or `seconds`, if given) until it ends with `outcome`."""
 
     polls: int = 2
     outcome: str = "SUCCEEDED"
@@ -595,6 +595,8 @@ class Plan:
     throttled: int = 0
     failure: str = "The output was flagged by moderation"
     failure_code: str = "SAFETY.OUTPUT.IMAGE"
+    seconds: float | None = None       # finish by the clock instead of by counting GETs (benchmarks)
+    content: bytes | None = None       # the output file's bytes; default a tiny PNG or MP4
 
 
 @dataclass
@@ -647,7 +649,7 @@ class FakeRunway:
     # Serving --------------------------------------------------------------------------------------
     def handle(self, method, path, headers, raw):
         with self.lock:
-            record = {"method": method, "path": path, "headers": headers, "raw": raw, "json": None}
+            record = {"method": method, "path": path, "headers": headers, "raw": raw, "json": None, "at": time.time()}
             self.requests.append(record)
             if raw and headers.get("Content-Type", "").startswith("application/json"):
                 record["json"] = json.loads(raw)
@@ -730,7 +732,11 @@ class FakeRunway:
         base = {"id": task["id"], "createdAt": "2026-11-21T00:00:00.000Z"}
         if task["deleted"]:
             return {**base, "status": "CANCELLED", "cost": {"credits": 0}}
-        if n < plan.polls:
+        if plan.seconds is not None:
+            elapsed = time.time() - task["created"]
+            if elapsed < plan.seconds:
+                return {**base, "status": "RUNNING", "progress": round(elapsed / plan.seconds, 3)}
+        elif n < plan.polls:
             if n <= plan.throttled:
                 return {**base, "status": "THROTTLED", "estimatedCost": {"credits": 60}}
             return {**base, "status": "RUNNING", "progress": round(min(0.99, n / min(plan.polls, 20)), 3),
@@ -741,7 +747,7 @@ class FakeRunway:
         urls = []
         for i in range(1, plan.outputs + 1):
             name = f"{task['id']}_{i}.{rm.EXTENSIONS[plan.mime]}"
-            self.files.setdefault(name, (PNG if plan.mime.startswith("image") else MP4, plan.mime))
+            self.files.setdefault(name, (plan.content or (PNG if plan.mime.startswith("image") else MP4), plan.mime))
             urls.append(f"{self.url}/files/{name}?sig=abc" + (f"&echo={KEY}" if self.echo_key else ""))
         return {**base, "status": plan.outcome, "output": urls, "cost": {"credits": 50}}
 
@@ -789,14 +795,19 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = _serve
 
 
-@pytest.fixture(scope="session")
-def fake_server():
+def serve_fake() -> tuple[FakeRunway, ThreadingHTTPServer]:
+    """A FakeRunway on a free 127.0.0.1 port, served from a daemon thread (also used by the benchmark)."""
     fake = FakeRunway()
-    handler = type("Handler", (_Handler,), {"fake": fake})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"fake": fake}))
     httpd.daemon_threads = True
     fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return fake, httpd
+
+
+@pytest.fixture(scope="session")
+def fake_server():
+    fake, httpd = serve_fake()
     yield fake
     httpd.shutdown()
 
@@ -1403,7 +1414,7 @@ async def test_faults_past_the_wait_bound_return_the_resumable_handle(impatient,
     assert not result.is_error and data["status"] == "THROTTLED" and "wait_for_task" in data["next"]
     fake.fail("GET", "/v1/tasks/", 503, times=10**6)
     result, again = await call(impatient, "wait_for_task", {"task_id": data["task_id"]})
-    assert not result.is_error and again["task_id"] == data["task_id"] and again["status"] == "PENDING"
+    assert not result.is_error and again["task_id"] == data["task_id"] and again["status"] == "THROTTLED"
     assert "latest status check failed" in again["notes"][0] and "503" in again["notes"][0]
 
 
