@@ -1117,9 +1117,8 @@ class Ledger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    line = b"\n" + line            # after a line a crash cut short
+                if os.fstat(fd).st_size and os.lseek(fd, -1, os.SEEK_END) >= 0 and os.read(fd, 1) != b"\n":
+                    line = b"\n" + line            # after a line a crash cut short (O_APPEND writes at the end)
                 os.write(fd, line)
             finally:
                 os.close(fd)
@@ -1450,20 +1449,22 @@ class UploadCache:
 UPLOADS = UploadCache()
 
 
-def _digest(path: Path) -> str:
+def _upload_key(path: Path) -> str:
+    """The cache key of an upload: the file's content and the account it was uploaded for (a hash of the key)."""
     import hashlib
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+    account = hashlib.sha256(f"{CONFIG.base_url} {CONFIG.api_key}".encode()).hexdigest()[:16]
+    return f"{account}:{digest.hexdigest()}"
 
 
 def upload(local: LocalFile) -> dict:
     """Put a local file on Runway (POST /v1/uploads, then the presigned POST); cached by content for 24 h."""
     if local.size < UPLOAD_MIN:
         raise RunwayError(f"{local.path} is {local.size} bytes; Runway uploads need at least {UPLOAD_MIN}")
-    digest = _digest(local.path)
+    digest = _upload_key(local.path)
     if cached := UPLOADS.get(digest):
         return {**cached, "reused": True}
     slot = api("POST", "/v1/uploads", body={"filename": re.sub(r"[^\w.-]+", "_", local.path.name),
@@ -1475,7 +1476,11 @@ def upload(local: LocalFile) -> dict:
         raise RunwayError("Runway's upload reply had no usable upload URL; try again")
     body = Multipart(fields, local)
     # The presigned URL gets the file and its form fields only: no Runway key.
-    response = request("POST", url, data=body, headers={"Content-Type": body.content_type}, timeout=UPLOAD_TIMEOUT)
+    try:
+        response = request("POST", url, data=body, headers={"Content-Type": body.content_type},
+                           timeout=UPLOAD_TIMEOUT)
+    except requests.RequestException as error:
+        raise RunwayError(f"uploading {local.path.name} failed ({type(error).__name__}); try again") from None
     if response.status_code >= 300:
         raise RunwayError(f"uploading {local.path.name} failed with HTTP {response.status_code}; try again")
     entry = {"uri": uri, "expires_at": time.time() + UPLOAD_LIFETIME_S, "bytes": local.size, "mime_type": local.mime}
@@ -2494,16 +2499,15 @@ def list_outputs(
 
     Free and local.
     """
-    try:
-        files = [p for p in CONFIG.output_dir.iterdir() if is_output(p)]
-    except FileNotFoundError:
-        return []
+    files = []
+    with contextlib.suppress(OSError):                  # no directory yet, or a file removed meanwhile
+        files = [(p, p.stat()) for p in CONFIG.output_dir.iterdir() if is_output(p)]
     found = []
-    for path in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True):
+    for path, info in sorted(files, key=lambda item: item[1].st_mtime, reverse=True):
         mime = MIME_TYPES.get(path.suffix[1:].lower())
         if kind not in (None, _kind(mime, None)):
             continue
-        sidecar, info = read_sidecar(path), path.stat()
+        sidecar = read_sidecar(path)
         found.append(SavedOutput(
             name=path.name, path=str(path), kind=_kind(mime, "other"), mime_type=mime, bytes=info.st_size,
             saved_at=datetime.fromtimestamp(info.st_mtime, UTC).isoformat(timespec="seconds"),
