@@ -1529,6 +1529,7 @@ def download(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | Non
     if not (parts.scheme == "https" or parts.scheme == "http" and _is_loopback(parts.hostname)):
         raise RunwayError(f"output {n} has a URL that is not https; not downloaded", task_id=task_id)
     CONFIG.output_dir.mkdir(parents=True, exist_ok=True)
+    _sweep_partial_downloads()
     for attempt in range(3):
         try:
             return _download_once(url, task_id, n, kind)
@@ -1553,33 +1554,42 @@ def _download_once(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str
         free = shutil.disk_usage(CONFIG.output_dir).free
         if expected > free:
             raise OSError(errno.ENOSPC, f"output {n} needs {_size(expected)} and only {_size(free)} is free")
-        fd, tmp = tempfile.mkstemp(dir=CONFIG.output_dir, prefix=f".{final.name}.", suffix=".part")
-        try:
-            size = 0
-            with os.fdopen(fd, "wb") as f:
-                for chunk in response.iter_content(CHUNK):
-                    f.write(chunk)
-                    size += len(chunk)
+        size = 0
+        with _atomic_file(final) as f:
+            for chunk in response.iter_content(CHUNK):
+                f.write(chunk)
+                size += len(chunk)
             if expected >= 0 and size != expected:
                 raise Truncated(f"got {size} of {expected} bytes")
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
     return final, mime, size
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def _atomic_file(path: Path):
+    """A file written under a hidden temporary name beside `path`, renamed to it only if the block completes."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    with _atomic_file(path) as f:
+        f.write(data)
+
+
+@functools.cache
+def _sweep_partial_downloads(age_s: float = 24 * 3600) -> None:
+    """Once per process: remove temporary download files left by a process that was killed mid-download."""
+    with contextlib.suppress(OSError):
+        for path in CONFIG.output_dir.glob(".*.part"):
+            if time.time() - path.stat().st_mtime > age_s:
+                path.unlink()
 
 
 def write_sidecar(path: Path, record: dict) -> None:
@@ -2631,14 +2641,6 @@ def _exit_promptly(grace: float = 0.5) -> None:
         os._exit(0)          # a worker blocked in a slow request would keep the process alive for its timeout
 
 
-def _sweep_partial_downloads(age_s: float = 24 * 3600) -> None:
-    """Remove temporary download files left by a process that was killed mid-download."""
-    with contextlib.suppress(OSError):
-        for path in CONFIG.output_dir.glob(".*.part"):
-            if time.time() - path.stat().st_mtime > age_s:
-                path.unlink()
-
-
 def _main(argv: list[str] | None = None) -> int:
     global CONFIG
     parser = argparse.ArgumentParser(
@@ -2662,7 +2664,6 @@ def _main(argv: list[str] | None = None) -> int:
     if args.check:
         return _check()
     CONFIG = dataclasses.replace(CONFIG, transport=args.transport)
-    _sweep_partial_downloads()
     if args.transport == "http":
         return _serve_http(args.host, args.port)
     mcp.run()

@@ -572,6 +572,15 @@ def test_delete_output_refuses_anything_but_a_saved_output(api, tmp_path):
     assert (tmp_path.parent / "elsewhere.png").exists() and (tmp_path / "link.png").is_symlink()
 
 
+def test_partial_downloads_left_by_a_killed_process_are_swept(api, tmp_path):
+    stale, fresh = tmp_path / ".video_x_1.mp4.abc.part", tmp_path / ".video_y_1.mp4.def.part"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    rm._sweep_partial_downloads.__wrapped__()            # the undecorated sweep: it runs once per process
+    assert not stale.exists() and fresh.exists()
+
+
 def test_upload_bodies_stream_from_disk_with_a_known_length(tmp_path):
     path = tmp_path / "clip.mp4"
     path.write_bytes(MP4 * 100)
