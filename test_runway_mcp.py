@@ -1154,10 +1154,12 @@ async def test_dry_run_shows_the_exact_body_and_an_estimate_and_sends_nothing(st
 async def test_unknown_models_pass_through_and_runway_issues_come_back_with_paths(stdio, fake):
     result, data = await call(stdio, "generate_video", {"prompt": "x", "model": "gen5_preview", "dry_run": True})
     assert not result.is_error and "nothing was checked locally" in data["notes"][0]
+    fake.fail("POST", "/v1/text_to_video", 400, body={"error": "Validation failed", "issues": [
+        {"code": "invalid_union_discriminator", "path": ["model"], "message": "Invalid model for text_to_video"},
+        {"code": "too_big", "path": ["promptText"], "message": "Too long"}]})
     result, _ = await call(stdio, "generate_video", {"prompt": "x", "model": "gen5_preview"})
     assert result.is_error and len(fake.seen("POST")) == 1
-    if REFERENCE:                                   # FakeRunway validates against the reference
-        assert "model: Invalid model for text_to_video" in result.content[0].text
+    assert "model: Invalid model for text_to_video; promptText: Too long" in result.content[0].text
 
 
 @pytest.mark.anyio
