@@ -101,7 +101,7 @@ class Config:
     cancel_on_abort: bool = False       # a client cancel also cancels the Runway task
     transport: str = "stdio"            # set by the command line: stdio | http
     problems: tuple[str, ...] = ()      # one line each; calls to Runway refuse while any exists
-    warnings: tuple[str, ...] = ()      # logged at start-up, nothing refused
+    warnings: tuple[str, ...] = ()      # logged at start-up; a default was used instead
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -119,7 +119,7 @@ def _is_loopback(host: str | None) -> bool:
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float,
-            problems: list[str]) -> float:
+            warnings: list[str]) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -128,7 +128,7 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     except ValueError:
         value = float("nan")
     if not low <= value <= high:     # NaN fails this too
-        problems.append(f"{name}={raw!r} is not a number from {low:g} to {high:g}; using {default:g}")
+        warnings.append(f"{name}={raw!r} is not a number from {low:g} to {high:g}; using {default:g}")
         return default
     return value
 
@@ -144,7 +144,11 @@ def poll_timeout() -> tuple[float, float]:
 
 
 def load_config(env: Mapping[str, str]) -> Config:
-    """Read the RUNWAY* variables of `env`; bad values become `problems`, never exceptions."""
+    """Read the RUNWAY* variables of `env`, never raising.
+
+    A value with a safe fallback is a warning (logged at start-up); one without, an unusable base URL,
+    is a problem, and every call that needs Runway refuses with it.
+    """
     problems: list[str] = []
     warnings: list[str] = []
 
@@ -164,15 +168,17 @@ def load_config(env: Mapping[str, str]) -> Config:
     hosts = tuple(h.strip().lower() for h in env.get("RUNWAY_MCP_ALLOWED_HOSTS", "").split(",") if h.strip())
     input_root = Path(env["RUNWAY_MCP_INPUT_ROOT"]).expanduser().resolve() if env.get("RUNWAY_MCP_INPUT_ROOT") else None
     if input_root and not input_root.is_dir():
-        problems.append(f"RUNWAY_MCP_INPUT_ROOT={str(input_root)!r} is not a directory")
+        warnings.append(f"RUNWAY_MCP_INPUT_ROOT={str(input_root)!r} is not a directory; no local file will be "
+                        "read for HTTP clients")
+        input_root = None
     download = _flag(env, "RUNWAY_MCP_DOWNLOAD", True)
     return Config(
         api_key=key,
         base_url=base_url,
         output_dir=output_dir.resolve(),
         download=download,
-        max_wait=_number(env, "RUNWAY_MCP_MAX_WAIT", 45.0, 0, 3600, problems),
-        poll_interval=_number(env, "RUNWAY_MCP_POLL_INTERVAL", 5.0, 0.001, 300, problems),
+        max_wait=_number(env, "RUNWAY_MCP_MAX_WAIT", 45.0, 0, 3600, warnings),
+        poll_interval=_number(env, "RUNWAY_MCP_POLL_INTERVAL", 5.0, 0.001, 300, warnings),
         input_root=input_root,
         http_token=env.get("RUNWAY_MCP_HTTP_TOKEN", "").strip(),
         allowed_hosts=hosts,
