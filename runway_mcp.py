@@ -1865,7 +1865,7 @@ def _dry_run_reply(endpoint: str, body: dict, notes: list[str]) -> CallToolResul
                         notes=notes, request=Request(method="POST", url=f"{CONFIG.base_url}/v1/{endpoint}", body=body))
     text = f"DRY_RUN: POST /v1/{endpoint} {json.dumps(body, ensure_ascii=False)}"
     if estimate is not None:
-        text += f" · at most about {estimate:g} credits"
+        text += f" · at most about {_credits(estimate)}"
     return CallToolResult(content=[TextContent(text=redact(text))], structured_content=redact(result))
 
 
@@ -1998,6 +1998,10 @@ def _remember(result: TaskResult) -> None:
                       **({"failure": result["failure"]} if result["failure"] else {}))
 
 
+def _credits(amount: float) -> str:
+    return f"{amount:g} credit{'' if amount == 1 else 's'}"
+
+
 def _summary(result: TaskResult) -> str:
     """One line for people: status, what was saved, credits, the next step."""
     status, task_id = result["status"], result["task_id"]
@@ -2014,7 +2018,7 @@ def _summary(result: TaskResult) -> str:
                                                           else ""))
     credits = result["cost_credits"] if result["cost_credits"] is not None else result["estimated_credits"]
     if credits is not None:
-        parts.append(f"{credits:g} credits" + ("" if result["cost_credits"] is not None else " (estimate)"))
+        parts.append(_credits(credits) + ("" if result["cost_credits"] is not None else " (estimate)"))
     parts += result["notes"]
     if result["next"]:
         parts.append(result["next"])
