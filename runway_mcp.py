@@ -1307,10 +1307,10 @@ def _inside_input_root(path: Path, argument: str) -> Path:
     return resolved
 
 
-def check_media(media: Media) -> None:
-    """Refuse, before anything is sent, a media argument Runway could not use."""
-    if local_file(media):
-        return
+def check_media(media: Media) -> LocalFile | None:
+    """Refuse, before anything is sent, a media argument Runway could not use; the local file it names, if any."""
+    if local := local_file(media):
+        return local
     value = media.value.strip()
     scheme = urlsplit(value).scheme.lower()
     if scheme == "https":
@@ -1328,6 +1328,7 @@ def check_media(media: Media) -> None:
     elif scheme != "runway":
         raise RunwayError(f"{media.argument}: {value[:80]!r} is not an https:// URL, a data: URI, a runway:// URI "
                           "or a local file (Runway fetches only https)")
+    return None
 
 
 def media_kind(value: str) -> str | None:
@@ -1346,9 +1347,8 @@ def _fits_data_uri(size: int, mime: str) -> bool:
     return len(f"data:{mime};base64,") + 4 * -(-size // 3) <= DATA_URI_LIMIT
 
 
-def describe_media(media: Media) -> str:
-    """What a dry run shows for a media argument: the URL itself, or a short note instead of bytes."""
-    local = local_file(media)
+def describe_media(media: Media, local: LocalFile | None) -> str:
+    """What a dry run shows for a checked media argument: the URL itself, or a short note instead of bytes."""
     if local:
         how = "sent as a data: URI" if _fits_data_uri(local.size, local.mime) else "uploaded to a runway:// URI first"
         return f"<{local.path}: {local.mime}, {_size(local.size)}, {how}>"
@@ -1358,9 +1358,9 @@ def describe_media(media: Media) -> str:
     return value
 
 
-def media_uri(media: Media) -> str:
-    """The URI to send: a URI as given, or a local file as a data: URI (small) or an upload (large)."""
-    local = local_file(media)
+def media_uri(media: Media, local: LocalFile | None) -> str:
+    """The URI to send for a checked media argument: a URI as given, or its local file as a data: URI
+    (small) or an upload (large)."""
     if local is None:
         return media.value.strip()
     if _fits_data_uri(local.size, local.mime):
@@ -1832,13 +1832,12 @@ def run_task(endpoint: str, body: dict, *, tool_name: str, options: dict | None,
     body = {k: v for k, v in {**body, **(options or {})}.items() if v is not None}   # send only what was given
     apply_defaults(endpoint, body)
     notes = check_model(endpoint, body, names)          # nothing has been sent yet
-    for media in _media_in(body):
-        check_media(media)
-    described = _replace_media(body, describe_media)    # local files and data: URIs as short notes
+    local = {media: check_media(media) for media in _media_in(body)}       # each file is checked once
+    described = _replace_media(body, lambda m: describe_media(m, local[m]))   # files, data: URIs as short notes
     if dry_run:
         return _dry_run_reply(endpoint, described, notes)
     started = time.monotonic()
-    body = _replace_media(body, media_uri)              # data: URIs and uploads
+    body = _replace_media(body, lambda m: media_uri(m, local[m]))             # data: URIs and uploads
     created = create_task(endpoint, body)
     task_id = created["id"]
     estimate = (created.get("estimatedCost") or {}).get("credits")
