@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-TEST_DEPS := "pytest>=8,<10" "responses>=0.25,<1"
+TEST_DEPS := "pytest>=8,<10" "responses>=0.25,<1" "runwayml==5.24.0"
 # Installing writes to stderr: under `make run`, stdout is the MCP channel.
 INSTALLED := $(VENV)/.installed
 

@@ -400,6 +400,22 @@ class Between(NamedTuple):
         return f"{self.low:g}-{self.high:g}"
 
 
+class Text(NamedTuple):
+    """A text field's length limit, counted as Runway counts it: in UTF-16 code units."""
+
+    most: int
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and _utf16_length(value) <= self.most
+
+    def __str__(self) -> str:
+        return f"at most {self.most} characters"
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
 SEEDREAM_LITE = AnySize(("2048:2048", "2304:1728", "1728:2304", "2848:1600", "1600:2848", "2496:1664", "1664:2496",
                          "3136:1344", "3072:3072", "3456:2592", "2592:3456", "4096:2304", "2304:4096", "3744:2496",
                          "2496:3744", "4704:2016"), 3_686_400, 16_777_216)
@@ -425,6 +441,9 @@ VOICES = ("Maya", "Arjun", "Serene", "Bernard", "Billy", "Mark", "Clint", "Mabel
           "Tom", "Wanda", "Benjamin", "Kiana", "Rachel")
 DUBBING_LANGUAGES = ("en", "hi", "pt", "zh", "es", "fr", "de", "ja", "ar", "ru", "ko", "id", "it", "nl", "tr", "pl",
                      "sv", "fil", "ms", "ro", "uk", "el", "cs", "da", "fi", "bg", "hr", "sk", "ta")
+# gen4.5's outputFormat surcharge per second: 5 for prores and png sequences, 20 for 10-bit and deeper (40 above
+# 4 MP, which no gen4.5 ratio reaches).
+GEN4_5_SURCHARGE = {"prores": 5, "png_sequence": 5, **dict.fromkeys(GEN4_5_FORMATS[3:], 20)}
 FRAME_RATES = ("24", "25", "30", "48", "50", "60", "120", "23_98", "29_97", "59_94")
 
 # Optional body fields that several models share, as space-separated API names.
@@ -444,6 +463,7 @@ class Use(NamedTuple):
     needs: str = ""                # body fields it cannot do without (API names, space-separated)
     takes: str = ""                # optional body fields it accepts; anything else is refused before sending
     durations: Container | None = None  # replaces the model's durations in this use
+    max_items: dict[str, int] | None = None  # replaces the model's max_items in this use
 
 
 class Model(NamedTuple):
@@ -457,6 +477,8 @@ class Model(NamedTuple):
     credits: str = ""                   # "N[-M] per <unit>"; a hint: the create response's estimate is the authority
     last_frame: bool = False            # image_to_video takes a last keyframe besides the first
     max_items: dict[str, int] = {}      # list field -> the most items it takes
+    tags: bool = False                  # reference images may carry a tag, named in the prompt as @tag
+    surcharge: dict[str, dict] = {}     # body field -> value -> credits added per unit of `credits`
 
 
 def _i2v(ratios: tuple[str, ...] = (), needs: str = "", takes: str = "") -> Use:
@@ -474,7 +496,7 @@ def _kling(ratios: tuple[str, ...], i2v_extra: str, t2v_extra: str = "") -> dict
             T2V: Use(ratios, "ratio", f"{KLING_TAKES} {t2v_extra}".strip())}
 
 
-KLING_EDIT = Use((), "promptText promptVideo", "providerSettings references")
+KLING_EDIT = Use((), "promptText promptVideo", "providerSettings references", max_items={"references": 4})
 
 
 # Seedance 2.5's modes of video_to_video: extend and edit need a prompt and take no ratio; edit keeps the length.
@@ -486,19 +508,20 @@ MODELS: dict[str, Model] = {
         "video", "Runway's flagship: cinematic motion, strong prompt following; text or first frame",
         {I2V: _i2v(GEN4_VIDEO, "promptText ratio duration", GEN4_5_TAKES),
          T2V: Use(WIDE_TALL, "promptText ratio duration", GEN4_5_TAKES)},
-        range(2, 11), {"outputFormat": GEN4_5_FORMATS, "proresProfile": PRORES}, "12 per second"),
+        range(2, 11), {"outputFormat": GEN4_5_FORMATS, "proresProfile": PRORES, "promptText": Text(1000)},
+        "12 per second", surcharge={"outputFormat": GEN4_5_SURCHARGE}),
     "gen4_turbo": Model(
         "video", "Fast, cheap image-to-video for drafts and iteration",
         {I2V: _i2v(GEN4_VIDEO, "ratio", "contentModeration duration promptText seed")},
-        range(2, 11), credits="5 per second"),
+        range(2, 11), {"promptText": Text(1000)}, "5 per second"),
     "veo3.1": Model(
         "video", "Google Veo 3.1: realistic video with generated sound; first or first+last frame",
         {I2V: _i2v(VEO, "ratio", VEO_TAKES + " promptText"), T2V: Use(VEO, "promptText ratio", VEO_TAKES)},
-        (4, 6, 8), credits="20-40 per second", last_frame=True),
+        (4, 6, 8), {"promptText": Text(1000)}, "20-40 per second", last_frame=True),
     "veo3.1_fast": Model(
         "video", "Veo 3.1 Fast: cheaper, quicker Veo with sound",
         {I2V: _i2v(VEO, "ratio", VEO_TAKES + " promptText"), T2V: Use(VEO, "promptText ratio", VEO_TAKES)},
-        (4, 6, 8), credits="10-15 per second", last_frame=True),
+        (4, 6, 8), {"promptText": Text(1000)}, "10-15 per second", last_frame=True),
     "kling2.5_turbo_pro": Model(
         "video", "Kling 2.5 Turbo Pro: dynamic motion; keyframes; output follows the input image",
         {I2V: _i2v((), "promptText", "cfgScale duration"),
@@ -515,18 +538,19 @@ MODELS: dict[str, Model] = {
         _kling(KLING_4K, "cfgScale", "cfgScale"), choices={"cfgScale": UNIT}, last_frame=True),
     "klingO3_standard": Model(
         "video", "Kling O3 Standard (720p): reference images; edits videos",
-        {**_kling(KLING_STANDARD, "references"), V2V: KLING_EDIT}, last_frame=True),
+        {**_kling(KLING_STANDARD, "references"), V2V: KLING_EDIT}, last_frame=True, max_items={"references": 7}),
     "klingO3_pro": Model(
         "video", "Kling O3 Pro (1080p): reference images; edits videos",
-        {**_kling(KLING_PRO, "references"), V2V: KLING_EDIT}, last_frame=True),
+        {**_kling(KLING_PRO, "references"), V2V: KLING_EDIT}, last_frame=True, max_items={"references": 7}),
     "klingO3_4k": Model(
         "video", "Kling O3 at 4K: reference images; edits videos",
-        {**_kling(KLING_4K, "references"), V2V: KLING_EDIT}, last_frame=True),
+        {**_kling(KLING_4K, "references"), V2V: KLING_EDIT}, last_frame=True, max_items={"references": 7}),
     "kling_4": Model(
         "video", "Kling 4: keeps the input framing; reference images and videos; prompt-driven edits",
         {I2V: _i2v(AUTO_720_1080, "", "duration promptText ratio referenceVideos references"),
          T2V: Use(KLING_4, "promptText", "duration ratio referenceVideos references"),
-         V2V: Use(AUTO_720_1080, "promptText videoUri", "ratio references")}, max_items={"references": 10}),
+         V2V: Use(AUTO_720_1080, "promptText videoUri", "ratio references")}, last_frame=True,
+        max_items={"references": 10, "referenceVideos": 5}),
     "hailuo3": Model(
         "video", "MiniMax Hailuo 3: expressive motion, up to 2K, reference audio; edits videos",
         {I2V: _i2v(ASPECTS, "promptText", "duration ratio referenceAudio resolution"),
@@ -537,18 +561,18 @@ MODELS: dict[str, Model] = {
     "happyhorse_1_0": Model(
         "video", "HappyHorse 1.0: 720p/1080p, output aspect follows the image",
         {I2V: _i2v((), "", "duration promptText resolution"), T2V: Use(HAPPYHORSE, "promptText", "duration ratio")},
-        range(3, 16), {"resolution": ("720p", "1080p", "720P", "1080P")}),
+        range(3, 16), {"resolution": ("720p", "1080p", "720P", "1080P"), "promptText": Text(2500)}),
     "seedance2": Model(
         "video", "ByteDance Seedance 2: up to 4K, native audio, reference images/videos/audio; edits videos",
-        _seedance(SEEDANCE), (*range(4, 16), "auto"), last_frame=True,
+        _seedance(SEEDANCE), (*range(4, 16), "auto"), {"promptText": Text(3500)}, last_frame=True,
         max_items={"references": 9, "referenceAudio": 3}),
     "seedance2_fast": Model(
         "video", "Seedance 2 Fast: quicker and cheaper, up to 720p",
-        _seedance(SEEDANCE_720), (*range(4, 16), "auto"), last_frame=True,
+        _seedance(SEEDANCE_720), (*range(4, 16), "auto"), {"promptText": Text(3500)}, last_frame=True,
         max_items={"references": 9, "referenceAudio": 3}),
     "seedance2_mini": Model(
         "video", "Seedance 2 Mini: cheapest Seedance, up to 720p",
-        _seedance(SEEDANCE_720), (*range(4, 16), "auto"), last_frame=True,
+        _seedance(SEEDANCE_720), (*range(4, 16), "auto"), {"promptText": Text(3500)}, last_frame=True,
         max_items={"references": 9, "referenceAudio": 3}),
     "seedance2_5": Model(
         "video", "Seedance 2.5: up to 30 s, cheap 480p drafts, extends and edits videos (mode)",
@@ -557,7 +581,8 @@ MODELS: dict[str, Model] = {
          V2V: Use(SEEDANCE_2_5, "promptVideo", f"{SEEDANCE_TAKES} {SEEDANCE_REFS} draft mode outputFormat promptText"),
          f"{V2V}:extend": Use((), "promptVideo promptText", SEEDANCE_2_5_EDIT),
          f"{V2V}:edit": Use((), "promptVideo promptText", SEEDANCE_2_5_EDIT, durations=("auto",))},
-        (*range(4, 31), "auto"), {"outputFormat": ("mp4", "mov"), "mode": ("reference", "extend", "edit")},
+        (*range(4, 31), "auto"), {"outputFormat": ("mp4", "mov"), "mode": ("reference", "extend", "edit"),
+                                  "promptText": Text(15000)},
         last_frame=True, max_items={"references": 30, "referenceAudio": 10}),
     "gemini_omni_flash": Model(
         "video", "Google Gemini Omni Flash video: quick 720p clips and instruction-based edits",
@@ -621,46 +646,46 @@ MODELS: dict[str, Model] = {
     "gen4_image": Model(
         "image", "Runway Gen-4 Image: consistent characters and places from up to 3 tagged references",
         {T2I: Use(GEN4_IMAGE, T2I_NEEDS, "contentModeration referenceImages seed")},
-        credits="5-8 per image", max_items={"referenceImages": 3}),
+        choices={"promptText": Text(1000)}, credits="5-8 per image", max_items={"referenceImages": 3}, tags=True),
     "gen4_image_turbo": Model(
         "image", "Gen-4 Image Turbo: cheap, fast edits; needs 1-3 reference images",
-        {T2I: Use(GEN4_IMAGE, T2I_NEEDS + " referenceImages", "contentModeration seed")}, credits="2 per image",
-        max_items={"referenceImages": 3}),
+        {T2I: Use(GEN4_IMAGE, T2I_NEEDS + " referenceImages", "contentModeration seed")},
+        choices={"promptText": Text(1000)}, credits="2 per image", max_items={"referenceImages": 3}, tags=True),
     "gpt_image_2": Model(
         "image", "OpenAI GPT Image 2: text rendering, transparent backgrounds, up to 16 references",
         {T2I: Use(GPT_IMAGE, T2I_NEEDS, "background outputCount quality referenceImages")},
         choices={"background": ("transparent", "opaque", "auto"), "quality": ("low", "medium", "high", "auto"),
-                 "outputCount": range(1, 11)}, max_items={"referenceImages": 16}),
+                 "outputCount": range(1, 11), "promptText": Text(32000)}, max_items={"referenceImages": 16}, tags=True),
     "gpt_image_2_5_flare": Model(
         "image", "GPT Image 2.5 Flare: highest-quality GPT images (no transparency)",
         {T2I: Use(GPT_IMAGE, T2I_NEEDS, "background outputCount quality referenceImages")},
         choices={"background": ("opaque", "auto"), "quality": GPT_QUALITY, "outputCount": range(1, 11)},
-        max_items={"referenceImages": 16}),
+        max_items={"referenceImages": 16}, tags=True),
     "gpt_image_2_5_sunburst": Model(
         "image", "GPT Image 2.5 Sunburst: GPT images with transparent backgrounds",
         {T2I: Use(GPT_IMAGE, T2I_NEEDS, "background outputCount quality referenceImages")},
         choices={"background": ("transparent", "opaque", "auto"), "quality": GPT_QUALITY,
-                 "outputCount": range(1, 11)}, max_items={"referenceImages": 16}),
+                 "outputCount": range(1, 11)}, max_items={"referenceImages": 16}, tags=True),
     "gemini_2.5_flash": Model(
         "image", "Google Gemini 2.5 Flash Image: quick edits with up to 3 references",
         {T2I: Use(GEMINI_2_5_IMAGE, T2I_NEEDS, "referenceImages")}, credits="5 per image",
-        max_items={"referenceImages": 3}),
+        max_items={"referenceImages": 3}, tags=True),
     "gemini_image3_pro": Model(
         "image", "Gemini 3 Pro Image: up to 4K, 14 references for character consistency",
         {T2I: Use(GEMINI_3_PRO_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)},
-        max_items={"referenceImages": 14}),
+        max_items={"referenceImages": 14}, tags=True),
     "gemini_image3.1_flash": Model(
         "image", "Gemini 3.1 Flash Image: fast, extreme aspect ratios up to 8K",
         {T2I: Use(GEMINI_3_1_FLASH_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)},
-        max_items={"referenceImages": 14}),
+        max_items={"referenceImages": 14}, tags=True),
     "gemini_image3.1_flash_lite": Model(
         "image", "Gemini 3.1 Flash Lite Image: cheapest Gemini images, 1K",
         {T2I: Use(GEMINI_LITE_IMAGE, T2I_NEEDS, "outputCount referenceImages")}, choices={"outputCount": (1, 4)},
-        max_items={"referenceImages": 14}),
+        max_items={"referenceImages": 14}, tags=True),
     "nano_banana_2.1": Model(
         "image", "Nano Banana 2.1: Gemini-based editing with up to 14 tagged references, thinking levels",
         {T2I: Use(NANO_BANANA, T2I_NEEDS, "outputCount referenceImages thinkingLevel")},
-        choices={"thinkingLevel": ("minimal", "medium", "high")}, max_items={"referenceImages": 14}),
+        choices={"thinkingLevel": ("minimal", "medium", "high")}, max_items={"referenceImages": 14}, tags=True),
     "muse_image": Model(
         "image", "Muse Image: edit or combine up to 10 references; webp/png/jpeg",
         {T2I: Use(MUSE, T2I_NEEDS, "outputCount outputFormat referenceImages")},
@@ -668,11 +693,11 @@ MODELS: dict[str, Model] = {
     "seedream5_pro": Model(
         "image", "ByteDance Seedream 5 Pro: optional live web grounding",
         {T2I: Use(SEEDREAM_PRO, T2I_NEEDS, "grounding outputCount outputFormat referenceImages")},
-        choices={"outputFormat": PNG_JPEG, "outputCount": range(1, 5)}),
+        choices={"outputFormat": PNG_JPEG, "outputCount": range(1, 5), "promptText": Text(4000)}),
     "seedream5_lite": Model(
         "image", "Seedream 5 Lite: 2K-4K sizes, also free-form W:H (3.7-16.8 MP)",
         {T2I: Use(SEEDREAM_LITE, T2I_NEEDS, "grounding outputCount outputFormat referenceImages")},
-        choices={"outputFormat": PNG_JPEG, "outputCount": range(1, 5)}),
+        choices={"outputFormat": PNG_JPEG, "outputCount": range(1, 5), "promptText": Text(4000)}),
     "seedream5_flash": Model(
         "image", "Seedream 5 Flash: fastest Seedream",
         {T2I: Use(SEEDREAM_FLASH, T2I_NEEDS, "outputCount outputFormat referenceImages")},
@@ -713,12 +738,12 @@ MODELS: dict[str, Model] = {
     # Audio ------------------------------------------------------------------------------------------------
     "eleven_multilingual_v2": Model(
         "audio", "ElevenLabs Multilingual v2: natural speech in 29 languages, up to 1000 characters",
-        {TTS: Use((), "promptText voice")}, credits="1 per 50 characters"),
+        {TTS: Use((), "promptText voice")}, choices={"promptText": Text(1000)}, credits="1 per 50 characters"),
     "eleven_v3": Model(
         "audio", "ElevenLabs v3: expressive speech with inline tags such as [laughs] or [whispers]",
         {TTS: Use((), "promptText voice", "applyTextNormalization languageCode seed similarityBoost speed "
                                           "stability style useSpeakerBoost")},
-        choices={"applyTextNormalization": ("auto", "on", "off"), **ELEVEN_TUNING}),
+        choices={"applyTextNormalization": ("auto", "on", "off"), "seed": range(4294967296), **ELEVEN_TUNING}),
     "eleven_v4": Model(
         "audio", "ElevenLabs v4: newest voices; previous/next text keeps long reads continuous",
         {TTS: Use((), "promptText voice", "languageCode nextText previousText seed similarityBoost speed stability "
@@ -775,7 +800,7 @@ def _describe(allowed: Container) -> str:
     """Allowed values for an error message or list_models: runs of integers shortened to 'a-b'."""
     if isinstance(allowed, range):
         return f"{allowed.start}-{allowed.stop - 1}"
-    if isinstance(allowed, AnySize | Between):
+    if isinstance(allowed, AnySize | Between | Text):
         return str(allowed)
     items, out = list(allowed), []
     while items:
@@ -813,6 +838,17 @@ def apply_defaults(endpoint: str, body: dict) -> None:
         body["duration"] = 5 if 5 in durations else next(iter(durations))
 
 
+def rules(model: Model, use: Use) -> dict[str, Container]:
+    """Body field -> the values a model allows there, in one use."""
+    durations = model.durations if use.durations is None else use.durations
+    return {"ratio": use.ratios, "duration": durations, **model.choices}
+
+
+def caps(model: Model, use: Use) -> dict[str, int]:
+    """List field -> the most items a model takes there, in one use."""
+    return model.max_items if use.max_items is None else use.max_items
+
+
 def check_model(endpoint: str, body: dict, names: Mapping[str, str] = ARGUMENT_NAMES) -> list[str]:
     """Refuse what a known model can't take; return notes. Unknown (newer) models pass through."""
     name = body["model"]
@@ -834,16 +870,24 @@ def check_model(endpoint: str, body: dict, names: Mapping[str, str] = ARGUMENT_N
         accepted = ", ".join(_argument(f, names) for f in sorted(needs | takes)) or "nothing else"
         raise RunwayError(f"{name} does not take {', '.join(_argument(f, names) for f in extra)} on "
                           f"{where}; it takes: {accepted}")
-    durations = model.durations if use.durations is None else use.durations
-    for api_field, allowed in {"ratio": use.ratios, "duration": durations, **model.choices}.items():
+    for api_field, allowed in rules(model, use).items():
         value = body.get(api_field)
-        if allowed and value is not None and value not in allowed:
-            raise RunwayError(f"{_argument(api_field, names)}={value!r} is not valid for {name} on {where}; "
-                              f"allowed: {_describe(allowed)}")
-    for api_field, most in model.max_items.items():
+        if not allowed or value is None or value in allowed:
+            continue
+        if isinstance(allowed, Text) and isinstance(value, str):
+            raise RunwayError(f"{_argument(api_field, names)} has {_utf16_length(value)} characters; {name} takes "
+                              f"{allowed} on {where}")
+        raise RunwayError(f"{_argument(api_field, names)}={value!r} is not valid for {name} on {where}; "
+                          f"allowed: {_describe(allowed)}")
+    for api_field, most in caps(model, use).items():
         value = body.get(api_field)
         if isinstance(value, list) and len(value) > most:
-            raise RunwayError(f"{_argument(api_field, names)} has {len(value)} items; {name} takes at most {most}")
+            raise RunwayError(f"{_argument(api_field, names)} has {len(value)} items; {name} takes at most {most} "
+                              f"on {where}")
+    tagged = [i for i, ref in enumerate(body.get("referenceImages") or []) if isinstance(ref, dict) and "tag" in ref]
+    if tagged and not model.tags:
+        raise RunwayError(f"{_argument('referenceImages', names)}[{tagged[0]}].tag: {name} takes reference images "
+                          f"without tags; drop the tag (models with tags: {', '.join(n for n, m in MODELS.items() if m.tags)})")
     return []
 
 
@@ -854,13 +898,14 @@ def estimate_credits(body: dict) -> float | None:
     if price is None:
         return None
     most, unit = float(price["high"] or price["low"]), price["unit"]
+    most += sum(extra.get(body.get(f), 0) for f, extra in model.surcharge.items())
     duration = body.get("duration")
     if unit == "second":
         return most * duration if isinstance(duration, int | float) else None
     if unit == "image":
         return most * int(body.get("outputCount") or 1)
     if unit == "50 characters":
-        return most * -(-len(str(body.get("promptText", ""))) // 50)
+        return most * -(-_utf16_length(str(body.get("promptText", ""))) // 50)
     if unit == "sound":
         return most
     return None                                     # priced by the length of an input, unknown here
@@ -2437,7 +2482,7 @@ def list_models(kind: Annotated[Literal["image", "video", "audio"] | None,
         durations=_describe(m.durations) or None,
         required={ep: sorted(_fields(u.needs)) for ep, u in m.uses.items()},
         options={ep: sorted(_fields(u.takes)) for ep, u in m.uses.items()},
-        choices={k: _describe(v) if isinstance(v, range | Between) else list(v) for k, v in m.choices.items()},
+        choices={k: _describe(v) if isinstance(v, range | Between | Text) else list(v) for k, v in m.choices.items()},
         credits=m.credits or None,
         default_for=[ep for ep, default in DEFAULT_MODEL.items() if default == name])
         for name, m in MODELS.items() if kind in (None, m.kind)]

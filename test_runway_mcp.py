@@ -250,7 +250,7 @@ def test_downloads_never_carry_the_key(api, tmp_path):
 def valid_value(model, field_name):
     """A value the catalog accepts for a field: its first allowed choice, or a placeholder."""
     allowed = model.choices.get(field_name)
-    return next(iter(allowed)) if allowed else f"<{field_name}>"
+    return next(iter(allowed)) if allowed and not isinstance(allowed, rm.Text) else f"<{field_name}>"
 
 
 @pytest.mark.parametrize("name", list(rm.MODELS))
@@ -295,6 +295,20 @@ def test_catalog_rules_name_the_argument():
         ("text_to_video", {"model": "gen4.5", "promptText": "x", "ratio": "1280:720", "duration": 5,
                            "outputFormat": "avi"}, "options.outputFormat='avi'"),
         ("text_to_video", {"model": "seedance2", "promptText": "x", "duration": 20}, "4-15, auto"),
+        ("text_to_video", {"model": "gen4.5", "promptText": "x" * 1001, "ratio": "1280:720", "duration": 5},
+         "prompt has 1001 characters; gen4.5 takes at most 1000 characters on text_to_video"),
+        ("text_to_video", {"model": "gen4.5", "promptText": "\U0001f3ac" * 501, "ratio": "1280:720", "duration": 5},
+         "prompt has 1002 characters"),             # Runway counts UTF-16 code units: an emoji is two
+        ("text_to_image", {"model": "muse_image", "promptText": "x", "ratio": "auto",
+                           "referenceImages": [{"uri": "u"}, {"uri": "v", "tag": "cat"}]},
+         "reference_images[1].tag: muse_image takes reference images without tags"),
+        ("video_to_video", {"model": "klingO3_pro", "promptText": "x", "promptVideo": "v", "references": [{}] * 5},
+         "references has 5 items; klingO3_pro takes at most 4 on video_to_video"),
+        ("image_to_video", {"model": "klingO3_pro", "promptImage": "i", "ratio": "1920:1080", "references": [{}] * 8},
+         "takes at most 7 on image_to_video"),
+        ("text_to_video", {"model": "kling_4", "promptText": "x", "referenceVideos": [{}] * 6}, "at most 5"),
+        ("text_to_speech", {"model": "eleven_v3", "promptText": "x", "voice": {}, "seed": 2**32},
+         "seed=4294967296 is not valid for eleven_v3"),
     ]
     for endpoint, body, expected in cases:
         with pytest.raises(rm.RunwayError) as caught:
@@ -302,76 +316,260 @@ def test_catalog_rules_name_the_argument():
         assert expected in str(caught.value), str(caught.value)
 
 
-REFERENCE_DOC = HERE.parent / "shared" / "runway-api.md"
+# The catalog's oracle: Runway's own SDK ------------------------------------------------------------------------
+# runwayml's request types (types/*_create_params.py, generated from Runway's OpenAPI spec) say, model by model,
+# which fields a body takes, which are required, their enums, and in the field docs the limits: "up to 1000
+# characters", "Up to 5 videos", "(0-4294967295)". The tests below read them and hold the catalog to them.
+
+import ast
+import collections.abc
+import importlib
+import typing
+
+import runwayml
+from typing_extensions import NotRequired, Required, is_typeddict
+
+assert runwayml.__version__ == "5.24.0", "the catalog was checked against runwayml 5.24.0; update both together"
+
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+                "ten": 10}
+COUNT = r"(\d[\d,]*|" + "|".join(NUMBER_WORDS) + ")"
 
 
-def load_reference() -> dict[tuple[str, str], dict]:
-    """Runway's request bodies as runway-api.md section 3 states them: (model, endpoint) -> fields.
+def _count(text: str) -> int:
+    return NUMBER_WORDS.get(text.lower()) or int(text.replace(",", ""))
 
-    An independent source for the catalog and for FakeRunway's checks: its tables were extracted from
-    Runway's own SDK. {} when the document is not beside this checkout (a vendored copy).
-    """
-    if not REFERENCE_DOC.exists():
-        return {}
-    sections = re.split(r"\n### 3\.(\d+) `POST /v1/(\w+)`", REFERENCE_DOC.read_text())
-    reference = {}
-    for number, endpoint, text in zip(sections[1::3], sections[2::3], sections[3::3]):
-        text = text.split("\n### ")[0]             # up to the next heading
-        for model, block in re.findall(r"\*\*model `([^`]+)`\*\*\n(.*?)(?=\n\n)", text, re.DOTALL):
+
+@dataclass
+class SdkField:
+    """What runwayml says about one body field."""
+
+    enum: set | None = None          # the values of its Literal type, if it has one
+    free: bool = False               # any string besides the enum (Literal[...] | str)
+    text: bool = False
+    number: bool = False
+    listed: bool = False             # a list
+    items: set | None = None         # for a list: the keys its items may have (None: untyped items)
+    item_enums: dict = field(default_factory=dict)   # item key -> its Literal values
+    chars: int | None = None         # "up to N characters"
+    most: int | None = None          # a list's "up to N"
+    bounds: tuple | None = None      # a number's "between A and B", "from A to B", "(A-B)"
+    doc: str = ""
+
+
+def _attribute_docs(path: str) -> dict[tuple[str, str], str]:
+    """(class, attribute) -> the docstring written under the attribute (only the source has it)."""
+    docs = {}
+    for cls in ast.parse(Path(path).read_text()).body:
+        if isinstance(cls, ast.ClassDef):
+            for node, after in zip(cls.body, cls.body[1:]):
+                if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
+                        and isinstance(after.value, ast.Constant)):
+                    docs[cls.name, node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _strip(hint) -> tuple[object, str | None, bool]:
+    """A type without Annotated/Required: (type, its alias, whether it was Required)."""
+    alias, required = None, False
+    while True:
+        origin = typing.get_origin(hint)
+        if origin is typing.Annotated:
+            alias = next((m.alias for m in hint.__metadata__ if getattr(m, "alias", None)), alias)
+            hint = hint.__origin__
+        elif origin in (Required, NotRequired):
+            required = required or origin is Required
+            hint = typing.get_args(hint)[0]
+        else:
+            return hint, alias, required
+
+
+def _alternatives(hint) -> list:
+    hint = _strip(hint)[0]
+    if typing.get_origin(hint) is typing.Union:
+        return [alt for arg in typing.get_args(hint) for alt in _alternatives(arg)]
+    return [hint]
+
+
+def _sdk_field(hint, doc: str) -> SdkField:
+    alternatives = _alternatives(hint)
+    info = SdkField(doc=doc, text=str in alternatives, number=any(a in (int, float) for a in alternatives))
+    literals = [v for a in alternatives if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
+    if literals:
+        info.enum, info.free = set(literals), str in alternatives
+    lists = [a for a in alternatives if typing.get_origin(a) is collections.abc.Iterable]
+    if lists:
+        info.listed, info.items = True, set()
+        for item in _alternatives(typing.get_args(lists[0])[0]):
+            if not is_typeddict(item):
+                info.items = None
+                break
+            for key, item_hint in typing.get_type_hints(item, include_extras=True).items():
+                key = _strip(item_hint)[1] or key
+                info.items.add(key)
+                values = [v for a in _alternatives(item_hint) if typing.get_origin(a) is typing.Literal
+                          for v in typing.get_args(a)]
+                info.item_enums.setdefault(key, set()).update(values)
+        if match := re.search(rf"(?i)\bup to {COUNT}\b(?! ?(?:MB|seconds|characters))|\b{COUNT} to {COUNT} \w+",
+                              doc):
+            info.most = _count(match[1] or match[3])
+    if info.text and (match := re.search(r"up to ([\d,]+) characters", doc)):
+        info.chars = _count(match[1])
+    if info.number and (match := re.search(r"(?:between|from) (-?[\d.]+)(?: \([^)]*\))? (?:and|to) (-?[\d.]+)"
+                                           r"|\((-?[\d.]+)[–-](-?[\d.]+)\)", doc)):
+        low, high = (match[1], match[2]) if match[1] else (match[3], match[4])
+        info.bounds = (float(low), float(high.rstrip(".")))
+    return info
+
+
+def load_sdk() -> dict[tuple[str, str], dict]:
+    """(model, endpoint) -> {"fields": {API name: SdkField}, "required": {API names}}, from runwayml's types."""
+    table = {}
+    for endpoint in (rm.T2I, rm.I2V, rm.T2V, rm.V2V, rm.ACT, rm.SFX, rm.STS, rm.TTS, rm.DUB, rm.ISOLATE, rm.V2A,
+                     rm.HDR, rm.VIDEO_UP, rm.IMAGE_UP):
+        module = importlib.import_module(f"runwayml.types.{endpoint}_create_params")
+        docs = _attribute_docs(module.__file__)
+        union = getattr(module, "".join(p.capitalize() for p in endpoint.split("_")) + "CreateParams")
+        for variant in typing.get_args(union) or (union,):
+            hints = typing.get_type_hints(variant, include_extras=True)
+            [model] = typing.get_args(_strip(hints.pop("model"))[0])
             fields, required = {}, set()
-            for line in block.splitlines():
-                if line.startswith(("Required", "Optional")):
-                    mandatory = line.startswith("Required")
-                elif match := re.match(r"\s*- `(\w+)`: (.*)", line):
-                    fields[match[1]] = match[2]
-                    if mandatory:
-                        required.add(match[1])
-            reference[model, endpoint] = {"fields": fields, "required": required}
-    return reference
+            for name, hint in hints.items():
+                _, alias, is_required = _strip(hint)
+                fields[alias or name] = _sdk_field(hint, docs.get((variant.__name__, name), ""))
+                if is_required:
+                    required.add(alias or name)
+            table[model, endpoint] = {"fields": fields, "required": required}
+    return table
 
 
-REFERENCE = load_reference()
-needs_reference = pytest.mark.skipif(not REFERENCE, reason=f"{REFERENCE_DOC} is not here")
+SDK = load_sdk()
+# Limits the catalog enforces that runwayml's docs do not state, each with where it comes from.
+BEYOND_SDK = {
+    ("gemini_2.5_flash", "referenceImages"): "runway-api.md 3.4: at most 3 references",
+    ("ideogram_4_0", "referenceImages"): "runway-api.md 3.4: one image to remix",
+    ("hailuo3", "referenceAudio"): "runway-api.md 3.1 [SPEC]: at most 3 items",
+    ("seedance2", "referenceAudio"): "runway-api.md 3.1 [SPEC]: at most 3 items",
+    ("seedance2_fast", "referenceAudio"): "runway-api.md 3.1 [SPEC]: at most 3 items",
+    ("seedance2_mini", "referenceAudio"): "runway-api.md 3.1 [SPEC]: at most 3 items",
+    ("seedance2_5", "referenceAudio"): "runway-api.md 3.1 [SPEC]: at most 10 items",
+    ("wan3", "referenceAudio"): "runway-api.md 3.1 [SPEC]: at most 5 items",
+    ("wan3", "referenceVideos"): "runway-api.md 3.1 [SPEC]: at most 5 items",
+    ("wan3_prime", "referenceAudio"): "runway-api.md 3.1 [SPEC]: at most 5 items",
+    ("wan3_prime", "referenceVideos"): "runway-api.md 3.1 [SPEC]: at most 5 items",
+    ("seed_audio", "referenceAudios"): "runway-api.md 3.6: at most 3 (the SDK says 'Up to three' of a str list)",
+    ("eleven_v3", "speed"): "runway-api.md 3.8: 0.7-1.2",
+    ("*", "cfgScale"): "runwayml's doc: 0 gives the model maximum freedom, 1 follows the prompt most strictly",
+    ("gen4_turbo", "duration"): "runway-api.md 3.1 [SPEC]: 2-10",
+    ("grok_imagine_1_5", "duration"): "runway-api.md 3.1 [SPEC]: 1-15",
+    ("hailuo3", "duration"): "runway-api.md 3.1 [SPEC]: 5-15",
+    ("happyhorse_1_0", "duration"): "runway-api.md 3.1 [SPEC]: 3-15",
+    ("wan3", "duration"): "runway-api.md 3.1 [SPEC]: 2-30",
+    ("seed_audio", "pitchRate"): "runway-api.md 3.6: -12..12 semitones",
+    ("seed_audio", "loudnessRate"): "runway-api.md 3.6: -50..100",
+    ("seed_audio", "speechRate"): "runway-api.md 3.6: -50..100",
+    ("seedream5_pro", "outputCount"): "runway-api.md 3.4: 1-4",
+    ("seedream5_lite", "outputCount"): "runway-api.md 3.4: 1-4",
+}
 
 
-def enum_of(type_text: str, listed: bool = False) -> set | None:
-    """The values of a plain enum type such as '"a"|"b"' or '4|6|8'; None for anything else.
-
-    `listed` also reads the enum of '"a"|"b" OR string' (listed values, though any string is allowed).
-    """
-    if listed and type_text.endswith(" OR string"):
-        type_text = type_text.removesuffix(" OR string")
-    if type_text.startswith(("{", "[", "string OR")) or " OR " in type_text:
-        return None
-    if re.fullmatch(r'("[^"]*"\|)*"[^"]*"', type_text):
-        return set(re.findall(r'"([^"]*)"', type_text))
-    if re.fullmatch(r"(\d+\|)+\d+", type_text):
-        return {int(v) for v in type_text.split("|")}
-    return None
+def _catalog_uses():
+    """(model, endpoint, Use) for every endpoint of every model (modes are checked through their endpoint)."""
+    return [(name, key, use) for name, model in rm.MODELS.items() for key, use in model.uses.items() if ":" not in key]
 
 
-@needs_reference
-def test_catalog_covers_every_model_of_the_api_reference():
-    assert {model for model, _ in REFERENCE} == set(rm.MODELS)
-    for name, model in rm.MODELS.items():
-        assert {e for e in model.uses if ":" not in e} == {e for m, e in REFERENCE if m == name}, name
+def test_the_catalog_has_exactly_the_models_and_endpoints_of_runways_sdk():
+    assert {(name, endpoint) for name, endpoint, _ in _catalog_uses()} == set(SDK)
 
 
-@needs_reference
-@pytest.mark.parametrize("model, endpoint", sorted(REFERENCE))
-def test_catalog_agrees_with_the_api_reference(model, endpoint):
-    spec, entry = REFERENCE[model, endpoint], rm.MODELS[model]
-    use = entry.uses[endpoint]
-    assert rm._fields(use.needs) == spec["required"]
-    assert rm._fields(use.takes) == set(spec["fields"]) - spec["required"]
-    for field_name, type_text in spec["fields"].items():
-        allowed = enum_of(type_text, listed=True)
+@pytest.mark.parametrize("name, endpoint", sorted(SDK))
+def test_catalog_fields_and_enums_agree_with_runways_sdk(name, endpoint):
+    sdk, model = SDK[name, endpoint], rm.MODELS[name]
+    use = model.uses[endpoint]
+    assert rm._fields(use.needs) == sdk["required"], "required fields"
+    assert rm._fields(use.takes) == set(sdk["fields"]) - sdk["required"], "optional fields"
+    allowed = rm.rules(model, use)
+    for field_name, spec in sdk["fields"].items():
+        if spec.enum is None or spec.enum <= {"reference", "extend", "edit"} and field_name != "mode":
+            continue
         if field_name == "ratio":
-            assert set(use.ratios) == (allowed or set()), "ratios"
-        elif field_name == "duration" and allowed:
-            assert set(entry.durations) == allowed
-        elif allowed:
-            assert set(entry.choices[field_name]) == allowed, field_name
+            assert set(use.ratios) == spec.enum, "ratios"
+        elif field_name == "duration":
+            assert {d for d in allowed["duration"] if not isinstance(d, int) or spec.enum} >= spec.enum - {None}
+        else:
+            assert set(allowed[field_name]) == spec.enum, field_name
+
+
+def _catalog_limits(name, endpoint) -> dict[str, tuple]:
+    """The limits the catalog enforces on one model's endpoint: field -> ("chars" | "items" | "bounds", value)."""
+    model, use = rm.MODELS[name], rm.MODELS[name].uses[endpoint]
+    fields = rm._fields(use.needs) | rm._fields(use.takes)
+    limits = {f: ("items", most) for f, most in rm.caps(model, use).items() if f in fields}
+    for field_name, allowed in rm.rules(model, use).items():
+        if field_name not in fields:
+            continue
+        if isinstance(allowed, rm.Text):
+            limits[field_name] = ("chars", allowed.most)
+        elif isinstance(allowed, rm.Between):
+            limits[field_name] = ("bounds", (allowed.low, allowed.high))
+        elif isinstance(allowed, range):
+            limits[field_name] = ("bounds", (allowed.start, allowed.stop - 1))
+        elif field_name == "duration" and (numbers := [v for v in allowed if isinstance(v, int | float)]):
+            limits[field_name] = ("bounds", (min(numbers), max(numbers)))
+    return limits
+
+
+def _sdk_limits(name, endpoint) -> dict[str, tuple]:
+    """The limits runwayml states for one model's endpoint, in the same shape."""
+    limits = {}
+    for field_name, spec in SDK[name, endpoint]["fields"].items():
+        if spec.chars is not None:
+            limits[field_name] = ("chars", spec.chars)
+        elif spec.most is not None and spec.listed:
+            limits[field_name] = ("items", spec.most)
+        elif spec.bounds is not None:
+            limits[field_name] = ("bounds", spec.bounds)
+    return limits
+
+
+@pytest.mark.parametrize("name, endpoint", sorted(SDK))
+def test_catalog_limits_agree_with_runways_sdk(name, endpoint):
+    """Every length, list cap and numeric range the SDK states is enforced; any other one has its source named."""
+    stated, enforced = _sdk_limits(name, endpoint), _catalog_limits(name, endpoint)
+    for field_name, limit in stated.items():
+        assert enforced.get(field_name) == limit, f"{field_name}: runwayml says {limit}"
+    for field_name in enforced.keys() - stated.keys():
+        if SDK[name, endpoint]["fields"][field_name].enum:
+            continue                                # an enum of numbers, checked value by value above
+        assert (name, field_name) in BEYOND_SDK or ("*", field_name) in BEYOND_SDK, (
+            f"{field_name}: {enforced[field_name]} is enforced, runwayml does not say so: name the source in BEYOND_SDK")
+
+
+@pytest.mark.parametrize("name", [n for n, e in SDK if e == rm.T2I and "referenceImages" in SDK[n, e]["fields"]])
+def test_reference_image_tags_agree_with_runways_sdk(name):
+    assert rm.MODELS[name].tags == ("tag" in SDK[name, rm.T2I]["fields"]["referenceImages"].items)
+
+
+@pytest.mark.parametrize("name", [n for n, e in SDK if e == rm.I2V])
+def test_last_frames_agree_with_runways_sdk(name):
+    frames = SDK[name, rm.I2V]["fields"]["promptImage"]
+    takes_last = "last" in frames.item_enums.get("position", set()) or re.search(r"\blast\b", frames.doc) is not None
+    assert rm.MODELS[name].last_frame == takes_last
+
+
+def test_catalog_accepts_what_it_used_to_refuse():
+    body = {"model": "kling_4", "promptText": "x", "promptImage": [{"uri": "a", "position": "first"},
+                                                                  {"uri": "b", "position": "last"}]}
+    assert rm.check_model("image_to_video", body) == [] and rm.MODELS["kling_4"].last_frame
+    assert rm.check_model("text_to_video", {"model": "gen4.5", "promptText": "x" * 1000, "ratio": "1280:720",
+                                            "duration": 5}) == []
+
+
+@pytest.mark.parametrize("output_format, credits", [(None, 60), ("mp4", 60), ("prores", 85), ("png_sequence", 85),
+                                                    ("hdr10", 160), ("hdr_exr_sequence", 160)])
+def test_gen4_5_estimates_include_the_output_format_surcharge(output_format, credits):
+    body = {"model": "gen4.5", "promptText": "x", "ratio": "1280:720", "duration": 5, "outputFormat": output_format}
+    assert rm.estimate_credits(body) == credits
 
 
 def test_unknown_models_pass_through_with_a_note():
@@ -717,22 +915,33 @@ class FakeRunway:
 
     @staticmethod
     def check(endpoint, body):
-        """Runway's validation, as far as the API reference states it: Zod-style issues, or []."""
+        """Runway's validation, as runwayml's types state it: Zod-style issues, or []."""
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             return [{"code": "invalid_type", "path": ["model"], "message": "Required"}]
         issues = [{"code": "invalid_type", "path": [k], "message": "Expected a value, received null"}
                   for k, v in body.items() if v is None]
-        spec = REFERENCE.get((body["model"], endpoint))
+        spec = SDK.get((body["model"], endpoint))
         if spec is None:
-            return issues + ([{"code": "invalid_union_discriminator", "path": ["model"],
-                               "message": f"Invalid model for {endpoint}"}] if REFERENCE else [])
+            return issues + [{"code": "invalid_union_discriminator", "path": ["model"],
+                              "message": f"Invalid model for {endpoint}"}]
         issues += [{"code": "invalid_type", "path": [k], "message": "Required"} for k in spec["required"] - set(body)]
         issues += [{"code": "unrecognized_keys", "path": [k], "message": f"Unrecognized key: {k}"}
                    for k in set(body) - set(spec["fields"]) - {"model"}]
         for key, value in body.items():
-            allowed = enum_of(spec["fields"].get(key, ""))
-            if allowed and value not in allowed:
+            rule = spec["fields"].get(key)
+            if rule is None or value is None:
+                continue
+            if rule.enum and not rule.free and not isinstance(value, list | dict) and value not in rule.enum:
                 issues.append({"code": "invalid_enum_value", "path": [key], "message": f"Invalid enum value {value!r}"})
+            if rule.chars and isinstance(value, str) and rm._utf16_length(value) > rule.chars:
+                issues.append({"code": "too_big", "path": [key], "message": f"At most {rule.chars} characters"})
+            if isinstance(value, list) and rule.most and len(value) > rule.most:
+                issues.append({"code": "too_big", "path": [key], "message": f"At most {rule.most} items"})
+            if isinstance(value, list) and rule.items:
+                issues += [{"code": "unrecognized_keys", "path": [key, i, k], "message": f"Unrecognized key: {k}"}
+                           for i, item in enumerate(value) if isinstance(item, dict) for k in set(item) - rule.items]
+            if rule.bounds and isinstance(value, int | float) and not rule.bounds[0] <= value <= rule.bounds[1]:
+                issues.append({"code": "too_big", "path": [key], "message": f"Between {rule.bounds}"})
         return issues
 
     def advance(self, task):
