@@ -1013,15 +1013,16 @@ def _require_api() -> str:
 
 
 def api(method: str, path: str, *, body: dict | None = None, task_id: str | None = None,
-        timeout: tuple[float, float] = API_TIMEOUT, attempts: int = 4, creating: bool = False) -> dict:
+        timeout: tuple[float, float] | None = None, attempts: int = 4, creating: bool = False) -> dict:
     """Call the Runway API and return its JSON. The only code that sends the key.
 
-    `creating` marks a task-creating POST, whose failures may have billed a task.
+    `creating` marks a task-creating POST, whose failures may have billed a task. `timeout` defaults to
+    API_TIMEOUT as it is when called.
     """
     headers = {"Authorization": f"Bearer {_require_api()}", "X-Runway-Version": API_VERSION,
                "Accept": "application/json"}
     try:
-        response = request(method, CONFIG.base_url + path, headers=headers, json=body, timeout=timeout,
+        response = request(method, CONFIG.base_url + path, headers=headers, json=body, timeout=timeout or API_TIMEOUT,
                            attempts=attempts, allow_redirects=False)
     except requests.RequestException as error:
         if creating and not _never_sent(error):
@@ -1090,36 +1091,41 @@ def _progress_of(task: dict) -> float | None:
     return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else None
 
 
+class Poll(NamedTuple):
+    """What waiting found: the task as Runway last reported it, and why the latest status check failed, if it did."""
+
+    task: dict
+    error: RunwayError | None = None
+
+
 def wait_for(task_id: str, max_wait_s: float, *, task: dict | None = None, known: str = "PENDING",
-             on_poll: Callable[[dict, float], None] = lambda task, elapsed: None,
-             sleep: Callable[[float], None] = pause, clock: Callable[[], float] = time.monotonic) -> dict:
-    """Poll the task until it is terminal or the next poll would pass the wait bound.
+             on_poll: Callable[[Poll, float], None] = lambda poll, elapsed: None,
+             sleep: Callable[[float], None] = pause, clock: Callable[[], float] = time.monotonic) -> Poll:
+    """Poll the task every CONFIG.poll_interval until it is terminal or the next poll would pass the wait bound.
 
-    Returns the last task Runway reported (with "_poll_error" set if the latest poll failed; `known`
-    is the status shown if no poll succeeds). A poll that fails for a passing reason (429, 5xx,
-    timeout, reset, bad JSON) backs off and tries again; the task id is never lost. `task`, when
-    given, is what create returned: the first poll waits one interval, since Runway updates a task
-    at most every few seconds.
+    A poll that fails for a passing reason (429, 5xx, timeout, reset, bad JSON) is tried again and the
+    task id is never lost; the Poll returned says when the latest one failed (`known` is the status shown
+    if none succeeds). `task`, when given, is what create returned: the first poll then waits one
+    interval, since Runway updates a task at most every few seconds.
     """
+    interval = CONFIG.poll_interval
     start = clock()
-    failures, delay = 0, CONFIG.poll_interval
+    failures = 0
     if task is None:
-        task, delay = _poll(task_id, {"id": task_id, "status": known}, 0)
-    on_poll(task, clock() - start)
-    while task.get("status") not in TERMINAL and clock() - start + delay <= max_wait_s:
-        _sleep_with_heartbeat(delay, functools.partial(_beat, on_poll, task, start, clock), sleep)
-        failures = failures + 1 if "_poll_error" in task else 0
-        task, delay = _poll(task_id, task, failures)
-        on_poll(task, clock() - start)
-    return task
+        poll, delay = _poll(task_id, {"id": task_id, "status": known}, failures, interval)
+    else:
+        poll, delay = Poll(task), interval
+    on_poll(poll, clock() - start)
+    while poll.task.get("status") not in TERMINAL and clock() - start + delay <= max_wait_s:
+        _sleep_with_heartbeat(delay, lambda: on_poll(poll, clock() - start), sleep)
+        failures = failures + 1 if poll.error else 0
+        poll, delay = _poll(task_id, poll.task, failures, interval)
+        on_poll(poll, clock() - start)
+    return poll
 
 
-def _beat(on_poll: Callable[[dict, float], None], task: dict, start: float, clock: Callable[[], float]) -> None:
-    on_poll(task, clock() - start)
-
-
-def _poll(task_id: str, last: dict, failures: int) -> tuple[dict, float]:
-    """One status request: the new task and the pause before the next one."""
+def _poll(task_id: str, last: dict, failures: int, interval: float) -> tuple[Poll, float]:
+    """One status request: what it found and the pause before the next. `failures`: failed polls just before it."""
     try:
         task = fetch_task(task_id, attempts=1)        # the poll loop itself is the retry
     except RunwayError as error:
@@ -1127,10 +1133,11 @@ def _poll(task_id: str, last: dict, failures: int) -> tuple[dict, float]:
         if error.status in (400, 401, 403) or error.status == 404 and failures >= 2:
             raise
         log.warning("poll of task %s failed: %s", task_id, error)
-        delay = error.retry_after if error.retry_after is not None else backoff(failures + 1, CONFIG.poll_interval)
-        return {**last, "_poll_error": str(error)}, max(CONFIG.poll_interval, delay)
-    task.pop("_poll_error", None)
-    return task, CONFIG.poll_interval
+        # A status check is free: after a passing failure look again within about one interval, and back
+        # off further only while failures persist. Retry-After, when Runway sends it, wins.
+        delay = error.retry_after if error.retry_after is not None else backoff(failures, interval)
+        return Poll(last, error), delay
+    return Poll(task), interval
 
 
 def _sleep_with_heartbeat(seconds: float, beat: Callable[[], None], sleep: Callable[[float], None]) -> None:
@@ -1139,6 +1146,26 @@ def _sleep_with_heartbeat(seconds: float, beat: Callable[[], None], sleep: Calla
         seconds -= HEARTBEAT_S
         beat()
     sleep(seconds)
+
+
+class LedgerRecord(TypedDict, total=False):
+    """One line of the ledger. A task's state is its lines folded together, later keys winning."""
+
+    at: str                             # when the line was written
+    task_id: str
+    created_at: str                     # the task's first line only, as are tool ... arguments
+    tool: str
+    endpoint: str
+    model: str
+    prompt: str
+    arguments: dict                     # the request as a dry run shows it: files and data: URIs as short notes
+    status: str
+    progress: float | None
+    estimated_credits: float | None
+    cost_credits: float | None
+    outputs: list[str]                  # saved paths, or links when not saved
+    failure: str
+    note: str
 
 
 class Ledger:
@@ -1155,15 +1182,14 @@ class Ledger:
         self._lock = threading.Lock()
         self._source: tuple = ()                # (path, device, inode) of what _tasks was read from
         self._read_to = 0                       # bytes of it already folded into _tasks
-        self._tasks: dict[str, dict] = {}       # task id -> its latest state, in order of creation
+        self._tasks: dict[str, LedgerRecord] = {}   # task id -> its latest state, in order of creation
 
     @property
     def path(self) -> Path:
         return CONFIG.output_dir / "tasks.jsonl"
 
-    def append(self, **record: Any) -> None:
-        record = {"at": _now(), **record}
-        line = (json.dumps(redact(record), ensure_ascii=False, default=str) + "\n").encode()
+    def append(self, record: LedgerRecord) -> None:
+        line = (json.dumps(redact({"at": _now(), **record}), ensure_ascii=False, default=str) + "\n").encode()
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -1174,16 +1200,16 @@ class Ledger:
             finally:
                 os.close(fd)
 
-    def tasks(self) -> list[dict]:
+    def tasks(self) -> list[LedgerRecord]:
         """Every task in the ledger, folded to its latest state, newest first."""
         with self._lock:
             self._catch_up()
             return [dict(t) for t in reversed(self._tasks.values())]
 
-    def find(self, task_id: str) -> dict:
+    def find(self, task_id: str) -> LedgerRecord:
         with self._lock:
             self._catch_up()
-            return dict(self._tasks.get(task_id, {}))
+            return LedgerRecord(**self._tasks.get(task_id, {}))
 
     def _catch_up(self) -> None:
         """Fold in the lines appended since the last read, by this process or any other."""
@@ -1819,18 +1845,18 @@ TaskId = Annotated[str, Field(description="The task_id a generation tool or list
                               min_length=1, max_length=100)]
 
 
-def _reporter(ctx: Context | None) -> Callable[[dict, float], None]:
+def _reporter(ctx: Context | None) -> Callable[[Poll, float], None]:
     """Progress notifications for one call: status, Runway's progress, elapsed seconds; never decreasing."""
     highest = 0.0
 
-    def report(task: dict, elapsed: float) -> None:
+    def report(poll: Poll, elapsed: float) -> None:
         nonlocal highest
         _checkpoint()                           # nothing more for a call the client cancelled
-        status, progress = task.get("status", "PENDING"), _progress_of(task)
+        status, progress = poll.task.get("status", "PENDING"), _progress_of(poll.task)
         highest = max(highest, progress or 0.0)
         message = f"{status} {round(progress * 100)}%" if progress is not None else status
         message += f" · {elapsed:.0f}s"
-        if "_poll_error" in task:
+        if poll.error:
             message += " · last poll failed, retrying"
         if ctx is not None:
             import anyio.from_thread
@@ -1888,15 +1914,18 @@ def run_task(endpoint: str, body: dict, *, tool_name: str, options: dict | None,
     estimate = (created.get("estimatedCost") or {}).get("credits")
     log.info("created %s task %s with %s (estimate %s credits)", endpoint, task_id, body["model"], estimate)
     try:
-        LEDGER.append(task_id=task_id, created_at=_now(), tool=tool_name, endpoint=endpoint, model=body["model"],
-                      prompt=str(body.get("promptText", ""))[:2000], status="PENDING", estimated_credits=estimate,
-                      arguments=elide_blobs(described))
+        LEDGER.append(LedgerRecord(task_id=task_id, created_at=_now(), tool=tool_name, endpoint=endpoint,
+                                   model=body["model"], prompt=str(body.get("promptText", ""))[:2000],
+                                   status="PENDING", estimated_credits=estimate, arguments=elide_blobs(described)))
     except OSError as error:
         notes.append(f"could not record the task in {LEDGER.path} ({error.strerror}); keep this task_id")
-    task = {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
+    poll = Poll({"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")})
     if wait:
-        task = _wait(task_id, max_wait_s, ctx, task=task)
-    return task_reply(task, time.monotonic() - started, notes=notes)
+        poll = _wait(task_id, max_wait_s, ctx, task=poll.task)
+    outputs = save_outputs(poll.task, notes)                                  # downloads: network and disk
+    result = task_result(poll, time.monotonic() - started, outputs, notes)
+    record_status(result)                                                     # the ledger's last known state
+    return task_reply(result)
 
 
 def _dry_run_reply(endpoint: str, body: dict, notes: list[str]) -> CallToolResult:
@@ -1913,7 +1942,7 @@ def _dry_run_reply(endpoint: str, body: dict, notes: list[str]) -> CallToolResul
     return CallToolResult(content=[TextContent(text=redact(text))], structured_content=redact(result))
 
 
-def _wait(task_id: str, max_wait_s: float | None, ctx: Context | None, task: dict | None = None) -> dict:
+def _wait(task_id: str, max_wait_s: float | None, ctx: Context | None, task: dict | None = None) -> Poll:
     bound = CONFIG.max_wait if max_wait_s is None else max_wait_s
     known = LEDGER.find(task_id).get("status") if task is None else None
     try:
@@ -1930,14 +1959,18 @@ def _cancel_after_abort(task_id: str) -> None:
     _local.stop = None                       # this one request still goes out
     try:
         cancel(task_id)
-        LEDGER.append(task_id=task_id, status="CANCELLED", note="cancelled because the client cancelled the call")
+        LEDGER.append(LedgerRecord(task_id=task_id, status="CANCELLED",
+                                   note="cancelled because the client cancelled the call"))
         log.info("cancelled task %s (RUNWAY_MCP_CANCEL_ON_ABORT)", task_id)
     except (RunwayError, OSError) as error:
         log.warning("could not cancel task %s after the client's cancel: %s", task_id, error)
 
 
-def _collect(task: dict, notes: list[str]) -> list[Output]:
-    """Outputs of a task, downloaded unless RUNWAY_MCP_DOWNLOAD=0 or already saved."""
+def save_outputs(task: dict, notes: list[str]) -> list[Output]:
+    """The outputs of a SUCCEEDED task, each downloaded with a sidecar unless RUNWAY_MCP_DOWNLOAD=0 or already
+    saved; a link that expired is refreshed from the task. What could not be saved is said in `notes`."""
+    if task.get("status") != "SUCCEEDED":
+        return []
     outputs = [Output(url=u, path=None, mime_type=None, bytes=None) for u in task.get("output") or []
                if isinstance(u, str)]
     if not CONFIG.download:
@@ -1956,7 +1989,7 @@ def _collect(task: dict, notes: list[str]) -> list[Output]:
     return outputs
 
 
-def _save(task: dict, n: int, output: Output, record: dict) -> Path:
+def _save(task: dict, n: int, output: Output, record: LedgerRecord) -> Path:
     """Download output n with a sidecar beside it; an expired link is refreshed from the task once."""
     model = MODELS.get(record.get("model", ""))
     kind = model.kind if model else "output"
@@ -1996,24 +2029,26 @@ def _next_step(task: dict, outputs: list[Output]) -> str | None:
     return None
 
 
-def task_reply(task: dict, elapsed: float, notes: list[str] | None = None) -> CallToolResult:
-    """The result of every task tool: structured TaskResult plus one short line of text."""
-    notes = list(notes or [])
-    status = str(task.get("status") or "UNKNOWN")
-    outputs = _collect(task, notes) if status == "SUCCEEDED" else []
-    if "_poll_error" in task:
-        notes.append(f"the latest status check failed ({task['_poll_error']}); the status shown is the last known")
-    result = TaskResult(
-        task_id=task["id"], status=status, progress=_progress_of(task), outputs=outputs,
-        estimated_credits=(task.get("estimatedCost") or {}).get("credits"),
+def task_result(poll: Poll, elapsed: float, outputs: list[Output], notes: list[str]) -> TaskResult:
+    """The structured result of every task tool, from what waiting found and what was saved."""
+    task = poll.task
+    notes = list(notes)
+    if poll.error:
+        notes.append(f"the latest status check failed ({poll.error}); the status shown is the last known")
+    estimate = (task.get("estimatedCost") or {}).get("credits")
+    return TaskResult(
+        task_id=task["id"], status=str(task.get("status") or "UNKNOWN"), progress=_progress_of(task), outputs=outputs,
+        estimated_credits=estimate if estimate is not None else LEDGER.find(task["id"]).get("estimated_credits"),
         cost_credits=(task.get("cost") or {}).get("credits"),
         failure=task.get("failure"), failure_code=task.get("failureCode"),
         elapsed_s=round(elapsed, 2), next=_next_step(task, outputs), notes=notes)
-    if result["estimated_credits"] is None:
-        result["estimated_credits"] = LEDGER.find(task["id"]).get("estimated_credits")
-    _remember(result)
-    content = [TextContent(text=redact(_summary(result)))] + [c for o in outputs for c in _output_content(o)]
-    return CallToolResult(content=content, structured_content=redact(result), is_error=status in ("FAILED", "CANCELLED"))
+
+
+def task_reply(result: TaskResult) -> CallToolResult:
+    """A task result as MCP content: one line for people, then a link (and small images inline) per output."""
+    content = [TextContent(text=redact(_summary(result)))] + [c for o in result["outputs"] for c in _output_content(o)]
+    return CallToolResult(content=content, structured_content=redact(result),
+                          is_error=result["status"] in ("FAILED", "CANCELLED"))
 
 
 def _output_content(output: Output) -> list:
@@ -2031,15 +2066,15 @@ def _output_content(output: Output) -> list:
     return content
 
 
-def _remember(result: TaskResult) -> None:
-    """Record a status change in the ledger, so list_tasks shows the last known state."""
+def record_status(result: TaskResult) -> None:
+    """Append a status change to the ledger, so list_tasks shows the last known state."""
     known, outputs = LEDGER.find(result["task_id"]), [o["path"] or o["url"] for o in result["outputs"]]
     if known.get("status") == result["status"] and known.get("outputs", []) == outputs:
         return
     with contextlib.suppress(OSError):
-        LEDGER.append(task_id=result["task_id"], status=result["status"], progress=result["progress"],
-                      cost_credits=result["cost_credits"], outputs=outputs,
-                      **({"failure": result["failure"]} if result["failure"] else {}))
+        LEDGER.append(LedgerRecord(task_id=result["task_id"], status=result["status"], progress=result["progress"],
+                                   cost_credits=result["cost_credits"], outputs=outputs,
+                                   **({"failure": result["failure"]} if result["failure"] else {})))
 
 
 def _credits(amount: float) -> str:
@@ -2395,8 +2430,12 @@ def get_task(task_id: TaskId) -> TaskReply:
     Free. Use wait_for_task to keep waiting for a task that is still running.
     """
     task_id = task_id_arg(task_id)
-    started = time.monotonic()
-    return task_reply(fetch_task(task_id), time.monotonic() - started)
+    started, notes = time.monotonic(), []
+    poll = Poll(fetch_task(task_id))
+    outputs = save_outputs(poll.task, notes)                                  # downloads: network and disk
+    result = task_result(poll, time.monotonic() - started, outputs, notes)
+    record_status(result)
+    return task_reply(result)
 
 
 @tool(READ_ONLY, "Wait for task")
@@ -2407,9 +2446,12 @@ def wait_for_task(task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = No
     can call it again. Nothing is lost if the call times out.
     """
     task_id = task_id_arg(task_id)
-    started = time.monotonic()
-    task = _wait(task_id, max_wait_s, ctx)
-    return task_reply(task, time.monotonic() - started)
+    started, notes = time.monotonic(), []
+    poll = _wait(task_id, max_wait_s, ctx)
+    outputs = save_outputs(poll.task, notes)                                  # downloads: network and disk
+    result = task_result(poll, time.monotonic() - started, outputs, notes)
+    record_status(result)
+    return task_reply(result)
 
 
 @tool(DESTRUCTIVE, "Cancel task")
@@ -2422,10 +2464,11 @@ def cancel_task(task_id: TaskId) -> TaskReply:
     started = time.monotonic()
     existed = cancel(task_id)
     note = "cancelled" if existed else "Runway had already cancelled or deleted this task"
-    task = {"id": task_id, "status": "CANCELLED"}
-    result = task_reply(task, time.monotonic() - started, notes=[note])
-    result.is_error = False          # the cancel itself succeeded
-    return result
+    result = task_result(Poll({"id": task_id, "status": "CANCELLED"}), time.monotonic() - started, [], [note])
+    record_status(result)
+    reply = task_reply(result)
+    reply.is_error = False           # the cancel itself succeeded
+    return reply
 
 
 class TaskSummary(TypedDict):

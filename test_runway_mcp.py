@@ -608,7 +608,7 @@ def test_wait_for_returns_a_handle_at_the_bound_without_polling_past_it(api):
     reports = []
     rm.CONFIG = rm.load_config({**_env_of(rm.CONFIG), "RUNWAY_MCP_POLL_INTERVAL": "5"})
     task = rm.wait_for(task_id, 44, task={"id": task_id, "status": "PENDING"},
-                       on_poll=lambda t, e: reports.append((t["status"], e)), sleep=clock.sleep, clock=clock)
+                       on_poll=lambda p, e: reports.append((p.task["status"], e)), sleep=clock.sleep, clock=clock).task
     assert task["status"] == "RUNNING"
     assert len(api.calls) == 8                      # at 5, 10, ... 40 s: the next would pass 44 s
     assert clock.now == 40
@@ -621,7 +621,7 @@ def test_wait_for_stops_at_a_terminal_status(api):
     api.get(url, json={"id": task_id, "status": "RUNNING", "progress": 0.5})
     api.get(url, json={"id": task_id, "status": "SUCCEEDED", "output": []})
     clock = FakeClock()
-    task = rm.wait_for(task_id, 100, sleep=clock.sleep, clock=clock)
+    task = rm.wait_for(task_id, 100, sleep=clock.sleep, clock=clock).task
     assert task["status"] == "SUCCEEDED" and len(api.calls) == 2
 
 
@@ -634,9 +634,30 @@ def test_wait_for_survives_failed_polls_and_backs_off(api):
     api.get(url, body="{not json")
     api.get(url, json={"id": task_id, "status": "SUCCEEDED", "output": []})
     clock = FakeClock()
-    task = rm.wait_for(task_id, 1000, task={"id": task_id, "status": "PENDING"}, sleep=clock.sleep, clock=clock)
+    task = rm.wait_for(task_id, 1000, task={"id": task_id, "status": "PENDING"}, sleep=clock.sleep, clock=clock).task
     assert task["status"] == "SUCCEEDED" and len(api.calls) == 5
     assert clock.now >= 7                           # Retry-After was honoured
+
+
+def test_after_a_passing_failure_polling_resumes_within_an_interval_and_backs_off_only_while_failing(api,
+                                                                                                   monkeypatch):
+    monkeypatch.setattr(rm, "CONFIG", rm.dataclasses.replace(rm.CONFIG, poll_interval=5.0))
+    task_id = str(uuid.uuid4())
+    url = f"https://runway.test/v1/tasks/{task_id}"
+    replies = [503, 503, 200, 503, 200, 503, 503, 503, 200]
+    for status in replies:
+        api.get(url, status=status, json={"id": task_id, "status": "RUNNING", "progress": 0.5})
+    api.get(url, json={"id": task_id, "status": "SUCCEEDED", "output": []})
+    clock, polls = FakeClock(), {}
+    rm.wait_for(task_id, 1000, task={"id": task_id, "status": "PENDING"}, sleep=clock.sleep, clock=clock,
+                on_poll=lambda poll, elapsed: polls.setdefault(id(poll), (clock.now, poll)))   # not the heartbeats
+    polled_at = [at for at, _ in polls.values()]
+    pauses = [round(b - a, 6) for a, b in zip(polled_at, polled_at[1:])]
+    # after each reply: 503 -> about one interval; a second 503 -> up to two; after a 200 -> exactly one
+    assert 2.5 <= pauses[1] <= 5 and 5 <= pauses[2] <= 10 and pauses[3] == 5
+    assert 2.5 <= pauses[4] <= 5 and pauses[5] == 5
+    assert 2.5 <= pauses[6] <= 5 and 5 <= pauses[7] <= 10 and 10 <= pauses[8] <= 20 and pauses[9] == 5
+    assert len(api.calls) == len(replies) + 1
 
 
 def test_wait_for_gives_up_on_a_task_that_stays_gone(api):
@@ -652,7 +673,7 @@ def test_wait_for_rides_out_a_passing_404(api):
     task_id = str(uuid.uuid4())
     api.get(f"https://runway.test/v1/tasks/{task_id}", status=404, json={"error": "Task not found"})
     api.get(f"https://runway.test/v1/tasks/{task_id}", json={"id": task_id, "status": "SUCCEEDED", "output": []})
-    assert rm.wait_for(task_id, 10, sleep=lambda s: None)["status"] == "SUCCEEDED"
+    assert rm.wait_for(task_id, 10, sleep=lambda s: None).task["status"] == "SUCCEEDED"
 
 
 def _env_of(config):
@@ -661,20 +682,20 @@ def _env_of(config):
 
 
 def test_ledger_skips_a_line_cut_short_by_a_crash(api, tmp_path):
-    rm.LEDGER.append(task_id="a", created_at="2026-01-01T00:00:00+00:00", status="PENDING")
-    rm.LEDGER.append(task_id="b", created_at="2026-01-02T00:00:00+00:00", status="PENDING")
-    rm.LEDGER.append(task_id="a", status="SUCCEEDED")
+    rm.LEDGER.append(dict(task_id="a", created_at="2026-01-01T00:00:00+00:00", status="PENDING"))
+    rm.LEDGER.append(dict(task_id="b", created_at="2026-01-02T00:00:00+00:00", status="PENDING"))
+    rm.LEDGER.append(dict(task_id="a", status="SUCCEEDED"))
     with open(tmp_path / "tasks.jsonl", "a") as f:
         f.write('{"task_id": "c", "creat')
     tasks = rm.LEDGER.tasks()
     assert [t["task_id"] for t in tasks] == ["b", "a"] and tasks[1]["status"] == "SUCCEEDED"
-    rm.LEDGER.append(task_id="d", created_at="2026-01-03T00:00:00+00:00", status="PENDING")
+    rm.LEDGER.append(dict(task_id="d", created_at="2026-01-03T00:00:00+00:00", status="PENDING"))
     assert [t["task_id"] for t in rm.LEDGER.tasks()] == ["d", "b", "a"]       # the next line is not lost
     assert rm.LEDGER.find("a")["status"] == "SUCCEEDED" and rm.LEDGER.find("c") == {}
 
 
 def test_ledger_sees_lines_other_processes_append(api, tmp_path):
-    rm.LEDGER.append(task_id="mine", created_at=rm._now())
+    rm.LEDGER.append(dict(task_id="mine", created_at=rm._now()))
     with open(tmp_path / "tasks.jsonl", "a") as f:          # another server process sharing the directory
         f.write(json.dumps({"task_id": "theirs", "created_at": rm._now()}) + "\n")
     assert [t["task_id"] for t in rm.LEDGER.tasks()] == ["theirs", "mine"]
@@ -683,7 +704,7 @@ def test_ledger_sees_lines_other_processes_append(api, tmp_path):
 def test_ledger_appends_from_many_threads_never_interleave(api, tmp_path):
     def write(n):
         for i in range(50):
-            rm.LEDGER.append(task_id=f"{n}-{i}", created_at=rm._now(), prompt="x" * 3000)
+            rm.LEDGER.append(dict(task_id=f"{n}-{i}", created_at=rm._now(), prompt="x" * 3000))
     threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
@@ -1662,8 +1683,10 @@ def test_create_is_not_resent_after_a_read_timeout(fake, monkeypatch, tmp_path):
     monkeypatch.setattr(rm, "CONFIG", rm.load_config(server_env(fake, tmp_path)))
     monkeypatch.setattr(rm, "API_TIMEOUT", (5.0, 0.3))
     fake.fail("POST", "/v1/text_to_video", action="hang", headers={"seconds": "1"})
+    started = time.monotonic()
     with pytest.raises(rm.RunwayError, match="may have been created.*list_tasks"):
         rm.create_task("text_to_video", {"model": "gen4.5", "promptText": "x", "ratio": "1280:720", "duration": 5})
+    assert time.monotonic() - started < 0.9         # the read timeout, not the connection the fake drops after 1 s
     assert len(fake.seen("POST")) == 1
 
 
@@ -1683,7 +1706,7 @@ def test_a_full_disk_is_reported_and_leaves_nothing_behind(api, monkeypatch, tmp
     api.get("https://cdn.test/big.mp4", body=MP4, content_type="video/mp4", headers={"Content-Length": str(len(MP4))})
     monkeypatch.setattr(rm.shutil, "disk_usage", lambda path: rm.shutil._ntuple_diskusage(10**9, 10**9 - 10, 10))
     notes = []
-    outputs = rm._collect({"id": task_id, "output": ["https://cdn.test/big.mp4"]}, notes)
+    outputs = rm.save_outputs({"id": task_id, "status": "SUCCEEDED", "output": ["https://cdn.test/big.mp4"]}, notes)
     assert outputs[0]["path"] is None and "only 0 KB is free" in notes[0] and list(tmp_path.iterdir()) == []
 
 
