@@ -28,6 +28,7 @@ import os
 import random
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -994,7 +995,8 @@ def request(method: str, url: str, *, attempts: int = 4, max_delay: float = 10.0
         else:
             if last or response.status_code not in RETRY_STATUSES.get(method, ()):
                 return response
-            delay, why = retry_after(response) or backoff(attempt), f"HTTP {response.status_code}"
+            asked = retry_after(response)          # Retry-After: 0 means now
+            delay, why = asked if asked is not None else backoff(attempt), f"HTTP {response.status_code}"
             if delay > max_delay:
                 return response
             response.close()
@@ -1264,6 +1266,11 @@ SIGNATURES = ((0, b"\x89PNG\r\n\x1a\n", "image/png"), (0, b"\xff\xd8\xff", "imag
               (0, b"\x1aE\xdf\xa3", "video/webm"), (4, b"ftypqt", "video/quicktime"), (4, b"ftypM4A", "audio/mp4"),
               (4, b"ftyp", "video/mp4"), (0, b"\xff\xfb", "audio/mpeg"), (0, b"\xff\xf3", "audio/mpeg"),
               (0, b"\xff\xf2", "audio/mpeg"), (0, b"\xff\xf1", "audio/aac"), (0, b"\xff\xf9", "audio/aac"))
+# Other names for a media type, as data: URIs and servers write them.
+CANONICAL = {"image/jpg": "image/jpeg", "audio/mp3": "audio/mpeg", "audio/x-wav": "audio/wav", "audio/wave": "audio/wav",
+             "audio/x-flac": "audio/flac", "audio/x-m4a": "audio/mp4", "audio/m4a": "audio/mp4"}
+# One container (ISO base media: ftyp) holds video, audio or both, whatever its brand suggests.
+ISO_MEDIA = {"video/mp4", "audio/mp4", "video/quicktime"}
 # What Runway takes from a local file (runway-api.md section 6); GIF, for one, it refuses.
 ACCEPTED = {"image/png", "image/jpeg", "image/webp", "video/mp4", "video/quicktime", "video/webm", "audio/mpeg",
             "audio/wav", "audio/flac", "audio/ogg", "audio/aac", "audio/mp4"}
@@ -1299,9 +1306,15 @@ class Media(NamedTuple):
 
 
 class LocalFile(NamedTuple):
+    """A local file a media argument names, checked: a regular file of an accepted type, within the limits."""
+
     path: Path
     mime: str
     size: int
+    argument: str = "path"
+
+    def open(self):
+        return _open_checked(self.path, self.argument)
 
 
 def _shorten(text: str, most: int = 160) -> str:
@@ -1320,18 +1333,43 @@ def _local_path(value: str) -> Path | None:
     return Path(value).expanduser()
 
 
-def sniff(path: Path) -> str | None:
-    """A file's media type from its first bytes, else from its extension."""
-    with open(path, "rb") as f:
-        head = f.read(16)
+def sniff(head: bytes, name: str = "") -> str | None:
+    """A media type from a file's first bytes, else from its name's extension."""
     for offset, signature, mime in SIGNATURES:
         if head[offset:offset + len(signature)] == signature:
             return mime
-    return MIME_TYPES.get(path.suffix[1:].lower())
+    return MIME_TYPES.get(Path(name).suffix[1:].lower())
+
+
+def _not_a_file(mode: int) -> str | None:
+    """What a path is when it is not a regular file: reading a FIFO or a device could block or never end."""
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _open_checked(path: Path, argument: str):
+    """Open a user's file for reading, the only way one is opened. O_NONBLOCK keeps a FIFO swapped in after the
+    checks from blocking the open, and fstat then refuses anything but a regular file."""
+    shown = _shorten(str(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as error:
+        raise RunwayError(f"{argument}: cannot read {shown} ({error.strerror})") from None
+    if what := _not_a_file(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunwayError(f"{argument}: {shown} is {what}; pass a file")
+    return os.fdopen(fd, "rb")
 
 
 def local_file(media: Media) -> LocalFile | None:
-    """Check the local file a media argument names; None when the argument is a URI."""
+    """Check the local file a media argument names; None when the argument is a URI.
+
+    Everything that can be decided from the path and its stat is decided before the file is opened: over
+    HTTP the input root, then existence, the file type (a FIFO or a device is never opened), access, size.
+    """
     path = _local_path(media.value)
     if path is None:
         return None
@@ -1348,21 +1386,21 @@ def local_file(media: Media) -> LocalFile | None:
         raise RunwayError(f"{name}: no file at {shown}; pass an absolute path, an https:// URL or a data: URI") from None
     except OSError as error:
         raise RunwayError(f"{name}: cannot read {shown} ({error.strerror})") from None
-    if not path.is_file():
-        what = "a directory" if path.is_dir() else "not a regular file"
+    if what := _not_a_file(info.st_mode):
         raise RunwayError(f"{name}: {shown} is {what}; pass a file")
     if not os.access(path, os.R_OK):
         raise RunwayError(f"{name}: {shown} is not readable by the server (permission denied)")
     if info.st_size > UPLOAD_MAX:
         raise RunwayError(f"{name}: {shown} is {_size(info.st_size)}; Runway takes files up to 200 MB")
-    mime = sniff(path)
+    with _open_checked(path, name) as f:
+        mime = sniff(f.read(16), path.name)
     if mime is None or _kind(mime, None) not in media.kinds:
         found = f"holds {mime}" if mime else "is not a recognised image, video or audio file"
         raise RunwayError(f"{name} takes {media.what}; {shown} {found}")
     if mime not in ACCEPTED:
         raise RunwayError(f"{name}: Runway does not take {mime} files; convert {path.name} to PNG, JPEG or WebP "
                           "(images), MP4 or MOV (video), or MP3, WAV or FLAC (audio)")
-    return LocalFile(path, mime, info.st_size)
+    return LocalFile(path, mime, info.st_size, name)
 
 
 def _inside_input_root(path: Path, argument: str) -> Path:
@@ -1388,30 +1426,62 @@ def check_media(media: Media) -> LocalFile | None:
         if len(value) > 2048:
             raise RunwayError(f"{media.argument}: the URL is {len(value)} characters; Runway accepts at most 2048")
     elif scheme == "data":
-        match = DATA_URI.match(value)
-        if len(value) > DATA_URI_LIMIT:
-            raise RunwayError(f"{media.argument}: the data: URI is {_size(len(value))}; Runway takes at most "
-                              f"{_size(DATA_URI_LIMIT)} that way; pass the file's path to have it uploaded")
-        if not match:
-            raise RunwayError(f"{media.argument}: not a base64 data: URI (expected data:<type>/<subtype>;base64,...)")
-        if _kind(match["mime"].lower(), None) not in media.kinds:
-            raise RunwayError(f"{media.argument} takes {media.what}; this data: URI holds {match['mime']}")
+        _check_data_uri(media, value)
     elif scheme != "runway":
         raise RunwayError(f"{media.argument}: {value[:80]!r} is not an https:// URL, a data: URI, a runway:// URI "
                           "or a local file (Runway fetches only https)")
     return None
 
 
-def media_kind(value: str) -> str | None:
-    """image, video or audio, judged from a local file's content, a data: URI's type or a URL's extension."""
-    path = _local_path(value)
-    if path is not None:
-        with contextlib.suppress(OSError, ValueError):
-            return _kind(sniff(path.absolute()), None)
-        return None
-    match = DATA_URI.match(value.strip())
-    mime = match["mime"].lower() if match else MIME_TYPES.get(Path(urlsplit(value).path).suffix[1:].lower())
-    return _kind(mime, None)
+def _check_data_uri(media: Media, value: str) -> None:
+    """A data: URI must be base64 of the type it declares, of a kind the argument takes, within Runway's limit."""
+    argument, match = media.argument, DATA_URI.match(value)
+    if len(value) > DATA_URI_LIMIT:
+        raise RunwayError(f"{argument}: the data: URI is {_size(len(value))}; Runway takes at most "
+                          f"{_size(DATA_URI_LIMIT)} that way; pass the file's path to have it uploaded")
+    if not match:
+        raise RunwayError(f"{argument}: not a base64 data: URI (expected data:<type>/<subtype>;base64,...)")
+    declared = CANONICAL.get(match["mime"].lower(), match["mime"].lower())
+    if _kind(declared, None) not in media.kinds:
+        raise RunwayError(f"{argument} takes {media.what}; this data: URI holds {match['mime']}")
+    try:
+        head = base64.b64decode(value[match.end():], validate=True)[:16]
+    except ValueError:
+        raise RunwayError(f"{argument}: the data: URI's base64 is broken (a character outside the alphabet, or "
+                          "missing padding); encode the file again") from None
+    found = sniff(head)
+    if found is None:
+        raise RunwayError(f"{argument}: the data: URI says {declared}, but its bytes are not a recognised image, "
+                          "video or audio file")
+    if found != declared and not {found, declared} <= ISO_MEDIA:
+        raise RunwayError(f"{argument}: the data: URI says {declared}, but its bytes are {found}; write "
+                          f"data:{found};base64,...")
+    if found not in ACCEPTED:
+        raise RunwayError(f"{argument}: Runway does not take {found}; send PNG, JPEG or WebP (images), MP4 or MOV "
+                          "(video), or MP3, WAV or FLAC (audio)")
+
+
+class KindOf(NamedTuple):
+    """The `type` beside a media argument that takes several kinds: known only once the argument is checked."""
+
+    media: Media
+
+
+def kind_of(media: Media, local: LocalFile | None) -> str:
+    """image, video or audio, for a checked media argument: from its file's content, a data: URI's type or a URL's
+    extension; an error asking for the <argument>_kind when none of them tells."""
+    value = media.value.strip()
+    if local is not None:
+        mime: str | None = local.mime
+    elif match := DATA_URI.match(value):
+        mime = CANONICAL.get(match["mime"].lower(), match["mime"].lower())
+    else:
+        mime = MIME_TYPES.get(Path(urlsplit(value).path).suffix[1:].lower())
+    kind = _kind(mime, None)
+    if kind not in media.kinds:
+        raise RunwayError(f"{media.argument}: cannot tell whether {value[:80]!r} is {media.what}; "
+                          f"pass {media.argument}_kind")
+    return kind
 
 
 def _fits_data_uri(size: int, mime: str) -> bool:
@@ -1429,14 +1499,17 @@ def describe_media(media: Media, local: LocalFile | None) -> str:
     return value
 
 
-def media_uri(media: Media, local: LocalFile | None) -> str:
+def media_uri(media: Media, local: LocalFile | None, notes: list[str]) -> str:
     """The URI to send for a checked media argument: a URI as given, or its local file as a data: URI
     (small) or an upload (large)."""
     if local is None:
         return media.value.strip()
     if _fits_data_uri(local.size, local.mime):
-        return f"data:{local.mime};base64," + base64.b64encode(local.path.read_bytes()).decode()
-    return upload(local)["uri"]
+        with local.open() as f:
+            return f"data:{local.mime};base64," + base64.b64encode(f.read()).decode()
+    uploaded = upload(local)
+    notes += uploaded.get("notes", [])
+    return uploaded["uri"]
 
 
 def _media_in(value: Any) -> list[Media]:
@@ -1447,14 +1520,15 @@ def _media_in(value: Any) -> list[Media]:
     return []
 
 
-def _replace_media(value: Any, convert: Callable[[Media], str]) -> Any:
-    """The request body with every Media converted: to a URI to send, or to a dry run's description."""
-    if isinstance(value, Media):
+def _replace(value: Any, kind: type, convert: Callable[[Any], Any]) -> Any:
+    """The request body with every instance of `kind` (Media, KindOf) converted: to a URI to send, a dry run's
+    description, a media type."""
+    if isinstance(value, kind):
         return convert(value)
     if isinstance(value, dict):
-        return {k: _replace_media(v, convert) for k, v in value.items()}
+        return {k: _replace(v, kind, convert) for k, v in value.items()}
     if isinstance(value, list):
-        return [_replace_media(v, convert) for v in value]
+        return [_replace(v, kind, convert) for v in value]
     return value
 
 
@@ -1481,14 +1555,14 @@ class Multipart:
         self.head += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
                       f"Content-Type: {local.mime}\r\n\r\n").encode()
         self.tail = f"\r\n--{boundary}--\r\n".encode()
-        self.path, self.length = local.path, len(self.head) + local.size + len(self.tail)
+        self.local, self.length = local, len(self.head) + local.size + len(self.tail)
 
     def __len__(self) -> int:
         return self.length
 
     def __iter__(self):
         yield self.head
-        with open(self.path, "rb") as f:
+        with self.local.open() as f:
             while chunk := f.read(CHUNK):
                 yield chunk
         yield self.tail
@@ -1509,11 +1583,11 @@ class UploadCache:
         return entry if entry and entry.get("expires_at", 0) > time.time() + 3600 else None
 
     def put(self, digest: str, entry: dict) -> None:
+        """Remember an upload; OSError if the cache cannot be written."""
         with self._lock:
             entries = {k: v for k, v in self._read().items() if v.get("expires_at", 0) > time.time()}
             entries[digest] = entry
-            with contextlib.suppress(OSError):
-                _write_atomically(self.path, json.dumps(entries, indent=1).encode())
+            _write_atomically(self.path, json.dumps(entries, indent=1).encode())
 
     def _read(self) -> dict:
         try:
@@ -1526,11 +1600,11 @@ class UploadCache:
 UPLOADS = UploadCache()
 
 
-def _upload_key(path: Path) -> str:
+def _upload_key(local: LocalFile) -> str:
     """The cache key of an upload: the file's content and the account it was uploaded for (a hash of the key)."""
     import hashlib
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with local.open() as f:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     account = hashlib.sha256(f"{CONFIG.base_url} {CONFIG.api_key}".encode()).hexdigest()[:16]
@@ -1541,7 +1615,7 @@ def upload(local: LocalFile) -> dict:
     """Put a local file on Runway (POST /v1/uploads, then the presigned POST); cached by content for 24 h."""
     if local.size < UPLOAD_MIN:
         raise RunwayError(f"{local.path} is {local.size} bytes; Runway uploads need at least {UPLOAD_MIN}")
-    digest = _upload_key(local.path)
+    digest = _upload_key(local)
     if cached := UPLOADS.get(digest):
         return {**cached, "reused": True}
     slot = api("POST", "/v1/uploads", body={"filename": re.sub(r"[^\w.-]+", "_", local.path.name),
@@ -1561,8 +1635,13 @@ def upload(local: LocalFile) -> dict:
     if response.status_code >= 300:
         raise RunwayError(f"uploading {local.path.name} failed with HTTP {response.status_code}; try again")
     entry = {"uri": uri, "expires_at": time.time() + UPLOAD_LIFETIME_S, "bytes": local.size, "mime_type": local.mime}
-    UPLOADS.put(digest, entry)
     log.info("uploaded %s (%s) as %s", local.path.name, _size(local.size), uri)
+    try:
+        UPLOADS.put(digest, entry)
+    except OSError as error:
+        log.warning("could not remember the upload of %s in %s: %s", local.path.name, UPLOADS.path, error.strerror)
+        return {**entry, "reused": False, "notes": [f"the upload could not be cached in {UPLOADS.path} "
+                                                    f"({error.strerror}); the next call uploads the file again"]}
     return {**entry, "reused": False}
 
 
@@ -1644,6 +1723,7 @@ def _download_once(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str
 @contextlib.contextmanager
 def _atomic_file(path: Path):
     """A file written under a hidden temporary name beside `path`, renamed to it only if the block completes."""
+    path.parent.mkdir(parents=True, exist_ok=True)      # the output folder is made when something first needs it
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -1904,11 +1984,12 @@ def run_task(endpoint: str, body: dict, *, tool_name: str, options: dict | None,
     apply_defaults(endpoint, body)
     notes = check_model(endpoint, body, names)          # nothing has been sent yet
     local = {media: check_media(media) for media in _media_in(body)}       # each file is checked once
-    described = _replace_media(body, lambda m: describe_media(m, local[m]))   # files, data: URIs as short notes
+    body = _replace(body, KindOf, lambda k: kind_of(k.media, local[k.media]))
+    described = _replace(body, Media, lambda m: describe_media(m, local[m]))   # files, data: URIs as short notes
     if dry_run:
         return _dry_run_reply(endpoint, described, notes)
     started = time.monotonic()
-    body = _replace_media(body, lambda m: media_uri(m, local[m]))             # data: URIs and uploads
+    body = _replace(body, Media, lambda m: media_uri(m, local[m], notes))      # data: URIs and uploads
     created = create_task(endpoint, body)
     task_id = created["id"]
     estimate = (created.get("estimatedCost") or {}).get("credits")
@@ -2116,12 +2197,10 @@ def _images(uris: list[str] | None, argument: str) -> list[dict] | None:
 
 
 def _typed(value: str, kinds: tuple[str, ...], argument: str, kind: str | None) -> dict:
-    """{type, uri} for an argument that takes one of several media kinds, e.g. a character image or video."""
-    kind = kind or media_kind(value)
-    if kind not in kinds:
-        raise RunwayError(f"{argument}: cannot tell whether {value[:80]!r} is {' or '.join(kinds)}; "
-                          f"pass {argument}_kind")
-    return {"type": kind, "uri": Media(value, (kind,), argument)}
+    """{type, uri} for an argument that takes one of several media kinds, e.g. a character image or video; the
+    type, unless given, is judged once the argument has been checked."""
+    media = Media(value, (kind,) if kind else kinds, argument)
+    return {"type": kind or KindOf(media), "uri": media}
 
 
 def _preset(voice: str, argument: str = "voice") -> dict:
@@ -2564,6 +2643,7 @@ class Upload(TypedDict):
     bytes: int
     mime_type: str
     reused: bool
+    notes: list[str]
 
 
 @tool(PAID, "Upload file")
@@ -2581,7 +2661,8 @@ def upload_file(path: Annotated[str, Field(description="Absolute path of a local
         raise RunwayError(f"path={path[:80]!r} is not a local file; URLs and data: URIs need no upload")
     done = upload(local)
     return Upload(uri=done["uri"], bytes=done["bytes"], mime_type=done["mime_type"], reused=done["reused"],
-                  expires_at=datetime.fromtimestamp(done["expires_at"], UTC).isoformat(timespec="seconds"))
+                  expires_at=datetime.fromtimestamp(done["expires_at"], UTC).isoformat(timespec="seconds"),
+                  notes=done.get("notes", []))
 
 
 class SavedOutput(TypedDict):

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import inspect
 import json
+import logging
 import os
 import re
 import socket
@@ -1040,7 +1041,7 @@ def serve_fake() -> tuple[FakeRunway, ThreadingHTTPServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"fake": fake}))
     httpd.daemon_threads = True
     fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return fake, httpd
 
 
@@ -1058,17 +1059,12 @@ def fake(fake_server):
 
 
 ##############################################################################
-# End to end: a real MCP client drives runway_mcp.py over stdio
+# Fixtures: the server in this process, or as a real process
 ##############################################################################
 
 @pytest.fixture(scope="module")
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def out_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("outputs")
 
 
 def server_env(fake, out_dir, **extra):
@@ -1078,24 +1074,79 @@ def server_env(fake, out_dir, **extra):
     return {k: v for k, v in env.items() if v != ""}
 
 
+class InFlight:
+    """The tool calls still running in worker threads (a cancelled call's thread ends at its next checkpoint)."""
+
+    def __init__(self):
+        self.count, self.condition = 0, threading.Condition()
+
+    def run(self, original):
+        def counted(*args):
+            with self.condition:
+                self.count += 1
+            try:
+                return original(*args)
+            finally:
+                with self.condition:
+                    self.count -= 1
+                    self.condition.notify_all()
+        return counted
+
+    def wait_idle(self, timeout):
+        with self.condition:
+            return self.condition.wait_for(lambda: self.count == 0, timeout)
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    return tmp_path / "outputs"         # not created: the server makes it when it first needs it
+
+
+@pytest.fixture
+def serve(monkeypatch, fake, out_dir):
+    """The server in this process, configured as `runway_mcp.py` started with server_env(**extra) would be.
+
+    Call it again within a test to change a variable. At teardown every tool call the test started must
+    have ended: none may poll the fake (or write to a folder) after its test is over.
+    """
+    calls = InFlight()
+    monkeypatch.setattr(rm, "_run_in_thread", calls.run(rm._run_in_thread))
+
+    def configure(**extra):
+        monkeypatch.setattr(rm, "CONFIG", rm.load_config(server_env(fake, out_dir, **extra)))
+        return rm.CONFIG
+    configure()
+    yield configure
+    assert calls.wait_idle(10), "a tool call outlived its test"
+
+
+@pytest.fixture(scope="module")
+async def connection():
+    """An MCP client connected to the server in this process (JSON-RPC with initialize, as desktop hosts speak).
+
+    One per module: the SDK's client builds a validator for each tool's output schema once per connection.
+    """
+    async with Client(rm.mcp, mode="legacy") as connected:
+        yield connected
+
+
+@pytest.fixture
+def client(serve, connection):
+    """The in-process client, with the server configured for this test."""
+    return connection
+
+
 def spawn(env):
     return Client(StdioServerParameters(command=sys.executable, args=[SERVER], env=env, cwd=str(HERE)),
                   mode="legacy")
 
 
 @pytest.fixture(scope="module")
-async def stdio(fake_server, out_dir):
-    """One runway_mcp.py subprocess shared by the end-to-end tests of this module."""
-    async with spawn(server_env(fake_server, out_dir)) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-async def impatient(fake_server, out_dir):
-    """A second subprocess that waits at most 0.5 s per call and cancels Runway tasks on a client cancel."""
-    env = server_env(fake_server, out_dir, RUNWAY_MCP_MAX_WAIT="0.5", RUNWAY_MCP_CANCEL_ON_ABORT="1")
-    async with spawn(env) as client:
-        yield client
+async def stdio(fake_server, tmp_path_factory):
+    """runway_mcp.py as a subprocess over stdio, shared by this module's tests of what only a real process and
+    transport show (each waits for its calls to end)."""
+    async with spawn(server_env(fake_server, tmp_path_factory.mktemp("stdio"))) as connected:
+        yield connected
 
 
 async def call(client, tool, args=None, progress=None):
@@ -1127,8 +1178,8 @@ async def test_tools_are_listed_with_schemas(stdio):
 
 
 @pytest.mark.anyio
-async def test_image_is_generated_and_saved(stdio, fake, out_dir):
-    result, data = await call(stdio, "generate_image", {"prompt": "a red fox in snow"})
+async def test_image_is_generated_and_saved(client, fake, out_dir):
+    result, data = await call(client, "generate_image", {"prompt": "a red fox in snow"})
     assert not result.is_error, result.content
     body = fake.bodies("text_to_image")[0]
     assert body == {"model": "gen4_image", "promptText": "a red fox in snow", "ratio": "1920:1080"}
@@ -1142,8 +1193,8 @@ async def test_image_is_generated_and_saved(stdio, fake, out_dir):
 
 
 @pytest.mark.anyio
-async def test_image_to_video_sends_first_and_last_frames(stdio, fake):
-    result, data = await call(stdio, "generate_video", {
+async def test_image_to_video_sends_first_and_last_frames(client, fake):
+    result, data = await call(client, "generate_video", {
         "prompt": "the door opens", "model": "veo3.1_fast", "image": "https://example.com/a.png",
         "last_image": "https://example.com/b.png", "duration": 8, "options": {"audio": False}})
     assert not result.is_error, result.content
@@ -1155,25 +1206,26 @@ async def test_image_to_video_sends_first_and_last_frames(stdio, fake):
 
 
 @pytest.mark.anyio
-async def test_text_to_video_defaults_to_gen4_5_five_seconds_landscape(stdio, fake):
-    result, _ = await call(stdio, "generate_video", {"prompt": "waves at dusk", "wait": False})
+async def test_text_to_video_defaults_to_gen4_5_five_seconds_landscape(client, fake):
+    result, _ = await call(client, "generate_video", {"prompt": "waves at dusk", "wait": False})
     assert not result.is_error
     assert fake.bodies("text_to_video") == [{"model": "gen4.5", "promptText": "waves at dusk", "ratio": "1280:720",
                                              "duration": 5}]
 
 
 @pytest.mark.anyio
-async def test_a_long_video_returns_a_handle_and_wait_for_task_finishes_it(impatient, fake):
+async def test_a_long_video_returns_a_handle_and_wait_for_task_finishes_it(client, serve, fake):
+    serve(RUNWAY_MCP_MAX_WAIT="0.5", RUNWAY_MCP_CANCEL_ON_ABORT="1")
     fake.plan(polls=10**6, mime="video/mp4")
     started = time.monotonic()
-    result, data = await call(impatient, "generate_video", {"prompt": "a long take"})
+    result, data = await call(client, "generate_video", {"prompt": "a long take"})
     assert time.monotonic() - started < 5
     assert not result.is_error and data["status"] == "RUNNING" and 0 < data["progress"] < 1
     assert "wait_for_task" in data["next"] and data["task_id"] in data["next"] and data["outputs"] == []
-    listed = (await impatient.call_tool("list_tasks", {})).structured_content["result"]
+    listed = (await client.call_tool("list_tasks", {})).structured_content["result"]
     assert listed[0]["task_id"] == data["task_id"] and listed[0]["status"] == "RUNNING"
     fake.finish(data["task_id"])
-    result, done = await call(impatient, "wait_for_task", {"task_id": data["task_id"]})
+    result, done = await call(client, "wait_for_task", {"task_id": data["task_id"]})
     assert not result.is_error and done["status"] == "SUCCEEDED"
     assert Path(done["outputs"][0]["path"]).read_bytes() == MP4
 
@@ -1195,9 +1247,9 @@ async def test_progress_arrives_and_never_decreases(stdio, fake):
 
 
 @pytest.mark.anyio
-async def test_failed_task_is_an_error_with_the_failure_and_task_id(stdio, fake):
+async def test_failed_task_is_an_error_with_the_failure_and_task_id(client, fake):
     fake.plan(polls=2, outcome="FAILED")
-    result, data = await call(stdio, "generate_image", {"prompt": "x"})
+    result, data = await call(client, "generate_image", {"prompt": "x"})
     assert result.is_error
     assert data["status"] == "FAILED" and data["failure_code"] == "SAFETY.OUTPUT.IMAGE"
     assert "moderation" in data["failure"] and data["task_id"] in result.content[0].text
@@ -1205,10 +1257,10 @@ async def test_failed_task_is_an_error_with_the_failure_and_task_id(stdio, fake)
 
 
 @pytest.mark.anyio
-async def test_cancel_task_sends_delete_and_a_second_cancel_is_fine(stdio, fake):
-    _, data = await call(stdio, "generate_video", {"prompt": "x", "wait": False})
+async def test_cancel_task_sends_delete_and_a_second_cancel_is_fine(client, fake):
+    _, data = await call(client, "generate_video", {"prompt": "x", "wait": False})
     for expected in ("cancelled", "already cancelled"):
-        result, cancelled = await call(stdio, "cancel_task", {"task_id": data["task_id"]})
+        result, cancelled = await call(client, "cancel_task", {"task_id": data["task_id"]})
         assert not result.is_error and cancelled["status"] == "CANCELLED" and expected in cancelled["notes"][0]
     assert [r["path"] for r in fake.seen("DELETE")] == [f"/v1/tasks/{data['task_id']}"] * 2
 
@@ -1227,26 +1279,26 @@ async def test_a_client_cancel_stops_polling_at_once(stdio, fake):
 
 
 @pytest.mark.anyio
-async def test_polling_survives_503_and_429(stdio, fake):
+async def test_polling_survives_503_and_429(client, fake):
     fake.plan(polls=4, mime="video/mp4")
     fake.fail("GET", "/v1/tasks/", 503, times=2)
     fake.fail("GET", "/v1/tasks/", 429, headers={"Retry-After": "0"}, times=1)
-    result, data = await call(stdio, "generate_video", {"prompt": "x"})
+    result, data = await call(client, "generate_video", {"prompt": "x"})
     assert not result.is_error and data["status"] == "SUCCEEDED"
     assert len(fake.seen("GET", "/v1/tasks/")) == 4 + 3
 
 
 @pytest.mark.anyio
-async def test_a_500_on_create_is_not_resent(stdio, fake):
+async def test_a_500_on_create_is_not_resent(client, fake):
     fake.fail("POST", "/v1/text_to_image", 500)
-    result, _ = await call(stdio, "generate_image", {"prompt": "x"})
+    result, _ = await call(client, "generate_image", {"prompt": "x"})
     assert result.is_error and len(fake.seen("POST")) == 1
     assert "may have been created" in result.content[0].text and "list_tasks" in result.content[0].text
 
 
 @pytest.mark.anyio
-async def test_an_invalid_ratio_sends_nothing(stdio, fake):
-    result, _ = await call(stdio, "generate_image", {"prompt": "x", "ratio": "4:3"})
+async def test_an_invalid_ratio_sends_nothing(client, fake):
+    result, _ = await call(client, "generate_image", {"prompt": "x", "ratio": "4:3"})
     assert result.is_error and fake.requests == []
     text = result.content[0].text
     assert "ratio='4:3'" in text and "1920:1080" in text and "\n" not in text
@@ -1302,9 +1354,9 @@ def minimal_request(name, key):
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("name, key", USES)
-async def test_every_model_is_reachable_and_sends_exactly_the_right_body(stdio, fake, name, key):
+async def test_every_model_is_reachable_and_sends_exactly_the_right_body(client, fake, name, key):
     tool, args, expected = minimal_request(name, key)
-    result, data = await call(stdio, tool, args)
+    result, data = await call(client, tool, args)
     assert not result.is_error, result.content[0].text
     assert data["status"] == "PENDING" and data["estimated_credits"] == 60
     [sent] = fake.bodies(key.partition(":")[0])
@@ -1331,8 +1383,8 @@ def invalid_requests():
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("tool, args, expected", list(invalid_requests()))
-async def test_invalid_requests_send_nothing_and_name_the_argument(stdio, fake, tool, args, expected):
-    result, _ = await call(stdio, tool, args)
+async def test_invalid_requests_send_nothing_and_name_the_argument(client, fake, tool, args, expected):
+    result, _ = await call(client, tool, args)
     assert result.is_error and expected in result.content[0].text
     assert fake.requests == []
 
@@ -1360,16 +1412,16 @@ async def test_invalid_requests_send_nothing_and_name_the_argument(stdio, fake, 
     ("generate_image", {"prompt": "x", "reference_images": ["http://example.com/a.png"]}, "not an https:// URL"),
     ("generate_video", {"prompt": "x", "image": "data:audio/mpeg;base64,AAAA"}, "image takes image"),
 ])
-async def test_rules_beyond_ratio_and_duration(stdio, fake, tool, args, expected):
-    result, _ = await call(stdio, tool, args)
+async def test_rules_beyond_ratio_and_duration(client, fake, tool, args, expected):
+    result, _ = await call(client, tool, args)
     assert result.is_error and expected in result.content[0].text, result.content[0].text
     assert fake.requests == []
 
 
 @pytest.mark.anyio
-async def test_dry_run_shows_the_exact_body_and_an_estimate_and_sends_nothing(stdio, fake):
+async def test_dry_run_shows_the_exact_body_and_an_estimate_and_sends_nothing(client, fake):
     data_uri = "data:image/png;base64," + base64.b64encode(PNG * 40).decode()
-    result, data = await call(stdio, "generate_video", {
+    result, data = await call(client, "generate_video", {
         "prompt": "a slow pan", "image": data_uri, "duration": 8, "dry_run": True})
     assert not result.is_error and fake.requests == []
     assert data["status"] == "DRY_RUN" and data["task_id"] is None and data["estimated_credits"] == 96
@@ -1381,33 +1433,33 @@ async def test_dry_run_shows_the_exact_body_and_an_estimate_and_sends_nothing(st
 
 
 @pytest.mark.anyio
-async def test_unknown_models_pass_through_and_runway_issues_come_back_with_paths(stdio, fake):
-    result, data = await call(stdio, "generate_video", {"prompt": "x", "model": "gen5_preview", "dry_run": True})
+async def test_unknown_models_pass_through_and_runway_issues_come_back_with_paths(client, fake):
+    result, data = await call(client, "generate_video", {"prompt": "x", "model": "gen5_preview", "dry_run": True})
     assert not result.is_error and "nothing was checked locally" in data["notes"][0]
     fake.fail("POST", "/v1/text_to_video", 400, body={"error": "Validation failed", "issues": [
         {"code": "invalid_union_discriminator", "path": ["model"], "message": "Invalid model for text_to_video"},
         {"code": "too_big", "path": ["promptText"], "message": "Too long"}]})
-    result, _ = await call(stdio, "generate_video", {"prompt": "x", "model": "gen5_preview"})
+    result, _ = await call(client, "generate_video", {"prompt": "x", "model": "gen5_preview"})
     assert result.is_error and len(fake.seen("POST")) == 1
     assert "model: Invalid model for text_to_video; promptText: Too long" in result.content[0].text
 
 
 @pytest.mark.anyio
-async def test_a_small_local_png_goes_as_a_data_uri(stdio, fake, tmp_path):
+async def test_a_small_local_png_goes_as_a_data_uri(client, fake, tmp_path):
     frame = tmp_path / "frame.png"
     frame.write_bytes(PNG)
-    result, _ = await call(stdio, "generate_video", {"prompt": "x", "image": str(frame), "wait": False})
+    result, _ = await call(client, "generate_video", {"prompt": "x", "image": str(frame), "wait": False})
     assert not result.is_error, result.content[0].text
     assert fake.bodies("image_to_video")[0]["promptImage"] == "data:image/png;base64," + base64.b64encode(PNG).decode()
     assert fake.seen("POST", "/v1/uploads") == []
 
 
 @pytest.mark.anyio
-async def test_a_large_local_video_is_uploaded_once_and_the_upload_host_never_sees_the_key(stdio, fake, tmp_path):
+async def test_a_large_local_video_is_uploaded_once_and_the_upload_host_never_sees_the_key(client, fake, tmp_path):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(MP4 + os.urandom(4_200_000))            # past the 5 MB data: URI limit once encoded
     for _ in range(2):
-        result, _ = await call(stdio, "edit_video", {"video": str(clip), "prompt": "snow", "wait": False})
+        result, _ = await call(client, "edit_video", {"video": str(clip), "prompt": "snow", "wait": False})
         assert not result.is_error, result.content[0].text
     assert len(fake.seen("POST", "/v1/uploads")) == 1          # the second call reuses the runway:// URI
     [(path, upload)] = fake.uploads.items()
@@ -1420,15 +1472,61 @@ async def test_a_large_local_video_is_uploaded_once_and_the_upload_host_never_se
 
 
 @pytest.mark.anyio
-async def test_upload_file_returns_a_runway_uri_and_its_expiry(stdio, fake, tmp_path):
+async def test_upload_file_returns_a_runway_uri_and_its_expiry(client, fake, tmp_path):
     clip = tmp_path / "voice.wav"
     clip.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + os.urandom(4000))
-    result, first = await call(stdio, "upload_file", {"path": str(clip)})
+    result, first = await call(client, "upload_file", {"path": str(clip)})
     assert not result.is_error and first["uri"].startswith("runway://") and first["mime_type"] == "audio/wav"
     expires = datetime.fromisoformat(first["expires_at"])
     assert 23 * 3600 < (expires - datetime.now(UTC)).total_seconds() <= 24 * 3600
-    _, second = await call(stdio, "upload_file", {"path": str(clip)})
+    _, second = await call(client, "upload_file", {"path": str(clip)})
     assert second["reused"] and second["uri"] == first["uri"] and len(fake.uploads) == 1
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def broken_data_uris(kind: str):
+    """data: URIs that must not reach Runway: (value, what the error says)."""
+    mime, good = ("image/png", PNG) if kind == "image" else ("video/mp4", MP4)
+    other, other_bytes = ("image/jpeg", b"\xff\xd8\xff\xe0" + bytes(40)) if kind == "image" else ("image/png", PNG)
+    return [
+        (f"data:{mime};base64,{b64(good)[:-4]}!!!!", "base64 is broken"),
+        (f"data:{mime};base64,{b64(good)[:-1]}", "base64 is broken"),                    # padding cut off
+        (f"data:{mime};base64,{b64(other_bytes)}", f"says {mime}, but its bytes are {other}"),
+        (f"data:{mime};base64,{b64(b'plain text, not media at all')}", "not a recognised image, video or audio"),
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tool, argument, args", [
+    ("generate_video", "image", {"prompt": "x"}), ("edit_video", "video", {"prompt": "x"}),
+    ("upscale_video", "video", {}), ("upscale_image", "image", {}),
+    ("animate_character", "character", {"reference": VIDEO, "character_kind": "image"}),
+])
+async def test_a_broken_data_uri_is_refused_before_anything_is_sent(client, fake, tool, argument, args):
+    kind = "video" if argument == "video" else "image"
+    for value, expected in broken_data_uris(kind):
+        result, _ = await call(client, tool, {**args, argument: value})
+        assert result.is_error and expected in result.content[0].text and argument in result.content[0].text, (
+            result.content[0].text)
+    good = f"data:{'image/png' if kind == 'image' else 'video/mp4'};base64,{b64(PNG if kind == 'image' else MP4)}"
+    result, data = await call(client, tool, {**args, argument: good, "dry_run": True})
+    assert not result.is_error, result.content[0].text
+    assert fake.requests == []
+
+
+def test_fifos_sockets_and_devices_are_refused_without_being_opened(api, tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(tmp_path / "sock.png"))
+        for path, what in [(tmp_path / "pipe.png", "is a FIFO"), (tmp_path / "sock.png", "is a socket"),
+                           (Path("/dev/zero"), "is a device"), (tmp_path, "is a directory")]:
+            with pytest.raises(rm.RunwayError, match=what):
+                rm.local_file(rm.Media(str(path), ("image", "video"), "character"))
+    with pytest.raises(rm.RunwayError, match="is a FIFO"):      # swapped in after the checks: still not opened
+        rm._open_checked(tmp_path / "pipe.png", "character")
 
 
 def bad_inputs(tmp: Path):
@@ -1454,17 +1552,17 @@ def bad_inputs(tmp: Path):
 
 
 @pytest.mark.anyio
-async def test_bad_media_arguments_are_refused_by_name_and_send_nothing(stdio, fake, tmp_path):
+async def test_bad_media_arguments_are_refused_by_name_and_send_nothing(client, fake, tmp_path):
     for value, expected in bad_inputs(tmp_path):
-        result, _ = await call(stdio, "generate_video", {"prompt": "x", "image": value})
+        result, _ = await call(client, "generate_video", {"prompt": "x", "image": value})
         assert result.is_error and expected in result.content[0].text, (value[:60], result.content[0].text)
         assert "image" in result.content[0].text
     assert fake.requests == []
 
 
 @pytest.mark.anyio
-async def test_an_image_result_carries_a_link_a_preview_and_a_sidecar(stdio, fake, out_dir):
-    result, data = await call(stdio, "generate_image", {"prompt": "a lighthouse", "seed": 7})
+async def test_an_image_result_carries_a_link_a_preview_and_a_sidecar(client, fake, out_dir):
+    result, data = await call(client, "generate_image", {"prompt": "a lighthouse", "seed": 7})
     path = Path(data["outputs"][0]["path"])
     link, preview = result.content[1], result.content[2]
     assert link.type == "resource_link" and link.uri == path.as_uri() and link.mime_type == "image/png"
@@ -1477,78 +1575,79 @@ async def test_an_image_result_carries_a_link_a_preview_and_a_sidecar(stdio, fak
 
 
 @pytest.mark.anyio
-async def test_a_video_result_links_the_file_without_inlining_it(stdio, fake):
-    result, _ = await call(stdio, "generate_video", {"prompt": "x"})
+async def test_a_video_result_links_the_file_without_inlining_it(client, fake):
+    result, _ = await call(client, "generate_video", {"prompt": "x"})
     assert [c.type for c in result.content] == ["text", "resource_link"]
     assert result.content[1].mime_type == "video/mp4" and result.content[1].size == len(MP4)
 
 
 @pytest.mark.anyio
-async def test_with_downloads_off_only_links_come_back(fake, tmp_path):
-    async with spawn(server_env(fake, tmp_path, RUNWAY_MCP_DOWNLOAD="0")) as client:
-        result, data = await call(client, "generate_image", {"prompt": "x"})
+async def test_with_downloads_off_only_links_come_back(client, serve, fake, out_dir):
+    serve(RUNWAY_MCP_DOWNLOAD="0")
+    result, data = await call(client, "generate_image", {"prompt": "x"})
     assert data["outputs"][0]["path"] is None and data["outputs"][0]["url"].startswith(fake.url)
     assert result.content[1].uri == data["outputs"][0]["url"] and fake.seen("GET", "/files/") == []
-    assert not [p for p in tmp_path.iterdir() if rm.is_output(p)]
+    assert not [p for p in out_dir.iterdir() if rm.is_output(p)]
 
 
 @pytest.mark.anyio
-async def test_an_expired_output_link_is_refreshed_from_the_task(stdio, fake):
+async def test_an_expired_output_link_is_refreshed_from_the_task(client, fake):
     fake.fail("GET", "/files/", 403)
-    result, data = await call(stdio, "generate_image", {"prompt": "x"})
+    result, data = await call(client, "generate_image", {"prompt": "x"})
     assert not result.is_error and Path(data["outputs"][0]["path"]).read_bytes() == PNG
     gets = [r["path"] for r in fake.seen("GET")]
     assert gets[-3].startswith("/files/") and gets[-2].startswith("/v1/tasks/") and gets[-1].startswith("/files/")
 
 
 @pytest.mark.anyio
-async def test_a_download_cut_off_midway_is_retried_and_leaves_no_partial_file(stdio, fake, out_dir):
+async def test_a_download_cut_off_midway_is_retried_and_leaves_no_partial_file(client, fake, out_dir, monkeypatch):
+    monkeypatch.setattr(rm, "backoff", lambda attempt, *args: 0.0)        # the pause between tries
     fake.plan(polls=1, mime="video/mp4")
     fake.fail("GET", "/files/", action="cut")
-    result, data = await call(stdio, "generate_video", {"prompt": "x"})
+    result, data = await call(client, "generate_video", {"prompt": "x"})
     assert Path(data["outputs"][0]["path"]).read_bytes() == MP4 and len(fake.seen("GET", "/files/")) == 2
     fake.plan(polls=1, mime="video/mp4")
     fake.fail("GET", "/files/", action="cut", times=3)
-    result, data = await call(stdio, "generate_video", {"prompt": "x"})
+    result, data = await call(client, "generate_video", {"prompt": "x"})
     assert not result.is_error and data["status"] == "SUCCEEDED" and data["outputs"][0]["path"] is None
     assert "not saved" in data["notes"][0] and data["task_id"] in result.content[0].text
     assert not list(out_dir.glob(f"*_{data['task_id'][:8]}_*")) and not list(out_dir.glob(".*.part"))
 
 
 @pytest.mark.anyio
-async def test_list_outputs_and_delete_output(stdio, fake):
-    _, image = await call(stdio, "generate_image", {"prompt": "a red kite"})
-    _, video = await call(stdio, "generate_video", {"prompt": "a kite flying"})
-    _, listed = await call(stdio, "list_outputs", {"kind": "image", "limit": 5})
+async def test_list_outputs_and_delete_output(client, fake):
+    _, image = await call(client, "generate_image", {"prompt": "a red kite"})
+    _, video = await call(client, "generate_video", {"prompt": "a kite flying"})
+    _, listed = await call(client, "list_outputs", {"kind": "image", "limit": 5})
     newest = listed["result"][0]
     assert all(item["kind"] == "image" for item in listed["result"])
     assert newest["path"] == image["outputs"][0]["path"] and newest["prompt"] == "a red kite"
     assert newest["task_id"] == image["task_id"] and newest["bytes"] == len(PNG) and newest["model"] == "gen4_image"
-    _, everything = await call(stdio, "list_outputs", {"limit": 2})
+    _, everything = await call(client, "list_outputs", {"limit": 2})
     assert [o["path"] for o in everything["result"]] == [video["outputs"][0]["path"], image["outputs"][0]["path"]]
     path = Path(newest["path"])
-    result, _ = await call(stdio, "delete_output", {"name": path.name})
+    result, _ = await call(client, "delete_output", {"name": path.name})
     assert result.is_error and "confirm=true" in result.content[0].text and path.exists()
-    result, deleted = await call(stdio, "delete_output", {"name": path.name, "confirm": True})
+    result, deleted = await call(client, "delete_output", {"name": path.name, "confirm": True})
     assert not result.is_error and deleted == {"deleted": [path.name, path.name + ".json"], "freed_bytes": len(PNG)}
     assert not path.exists() and not path.with_name(path.name + ".json").exists()
 
 
 @pytest.mark.anyio
-async def test_get_account_reports_balance_limits_and_usage(stdio, fake):
-    result, data = await call(stdio, "get_account")
+async def test_get_account_reports_balance_limits_and_usage(client, fake):
+    result, data = await call(client, "get_account")
     assert not result.is_error
     assert data["credit_balance"] == 1000 and data["max_monthly_credit_spend"] == 10000
     assert data["models"] == [{"model": "gen4.5", "used_today": 0, "daily_limit": 200, "concurrency_limit": 2}]
 
 
 @pytest.mark.anyio
-async def test_list_models_shows_every_model_and_marks_the_defaults(stdio):
-    _, everything = await call(stdio, "list_models")
+async def test_list_models_shows_every_model_and_marks_the_defaults(client):
+    _, everything = await call(client, "list_models")
     assert {m["model"] for m in everything["result"]} == set(rm.MODELS)
     defaults = {ep for m in everything["result"] for ep in m["default_for"]}
     assert defaults == {e for m in rm.MODELS.values() for e in m.uses if ":" not in e}   # one per endpoint
-    _, data = await call(stdio, "list_models", {"kind": "video"})
+    _, data = await call(client, "list_models", {"kind": "video"})
     models = {m["model"]: m for m in data["result"]}
     assert all(m["kind"] == "video" for m in models.values()) and "gen4_image" not in models
     gen45 = models["gen4.5"]
@@ -1557,28 +1656,29 @@ async def test_list_models_shows_every_model_and_marks_the_defaults(stdio):
     assert gen45["required"]["text_to_video"] == ["duration", "promptText", "ratio"]
     assert "outputFormat" in gen45["options"]["text_to_video"] and "prores" in gen45["choices"]["outputFormat"]
     assert models["seedance2_5"]["required"]["video_to_video:extend"] == ["promptText", "promptVideo"]
-    _, audio = await call(stdio, "list_models", {"kind": "audio"})
+    _, audio = await call(client, "list_models", {"kind": "audio"})
     assert "eleven_v3" in {m["model"] for m in audio["result"]}
 
 
 @pytest.mark.anyio
-async def test_no_key_lists_tools_and_calls_say_which_variable(fake, out_dir):
-    async with spawn(server_env(fake, out_dir, RUNWAYML_API_SECRET="")) as client:
-        assert EXPECTED_TOOLS <= {t.name for t in (await client.list_tools()).tools}
-        result, _ = await call(client, "generate_image", {"prompt": "x"})
-        assert result.is_error and "RUNWAYML_API_SECRET" in result.content[0].text
-        assert fake.requests == []
+async def test_no_key_lists_tools_and_calls_say_which_variable(client, serve, fake):
+    serve(RUNWAYML_API_SECRET="")
+    assert EXPECTED_TOOLS <= {t.name for t in (await client.list_tools()).tools}
+    result, _ = await call(client, "generate_image", {"prompt": "x"})
+    assert result.is_error and "RUNWAYML_API_SECRET" in result.content[0].text
+    assert fake.requests == []
 
 
 @pytest.mark.anyio
-async def test_a_hundred_waits_run_together(stdio, fake):
+async def test_a_hundred_waits_run_together(client, serve, fake):
     """The SDK's default 40 worker threads would leave 60 of these queued; all must poll at once."""
+    serve(RUNWAY_MCP_POLL_INTERVAL="0.2")        # 500 polls a second in all: enough to show, light on 2 cores
     for _ in range(100):
         fake.plan(polls=10**6, mime="video/mp4")
     results = []
 
     async def generate():
-        results.append(await stdio.call_tool("generate_video", {"prompt": "x", "max_wait_s": 30}))
+        results.append(await client.call_tool("generate_video", {"prompt": "x", "max_wait_s": 30}))
     async with anyio.create_task_group() as group:
         for _ in range(100):
             group.start_soon(generate)
@@ -1586,7 +1686,7 @@ async def test_a_hundred_waits_run_together(stdio, fake):
             while len({r["path"] for r in fake.seen("GET", "/v1/tasks/")}) < 100:
                 await anyio.sleep(0.05)
             started = time.monotonic()
-            await stdio.list_tools()
+            await client.list_tools()
             assert time.monotonic() - started < 1
         for task_id in list(fake.tasks):
             fake.finish(task_id)
@@ -1630,7 +1730,7 @@ POLL_FAULTS = {
     "429 with Retry-After": {"status": 429, "headers": {"Retry-After": "1"}},
     "500": {"status": 500}, "502": {"status": 502}, "503": {"status": 503}, "504": {"status": 504},
     "connection reset": {"action": "reset"},
-    "read timeout": {"action": "hang", "headers": {"seconds": "2"}},
+    "read timeout": {"action": "hang", "headers": {"seconds": "0.5"}},
     "malformed JSON": {"action": "garbage"},
     "404 once": {"status": 404},
 }
@@ -1638,40 +1738,42 @@ POLL_FAULTS = {
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("fault", list(POLL_FAULTS))
-async def test_polling_survives(stdio, fake, fault):
+async def test_polling_survives(client, fake, fault, monkeypatch):
+    monkeypatch.setattr(rm, "poll_timeout", lambda: (5.0, 0.25))       # the read timeout of a status check
     fake.plan(polls=3, mime="video/mp4")
     fake.fail("GET", "/v1/tasks/", **POLL_FAULTS[fault])
     started = time.monotonic()
-    result, data = await call(stdio, "generate_video", {"prompt": "x"})
+    result, data = await call(client, "generate_video", {"prompt": "x"})
     assert not result.is_error and data["status"] == "SUCCEEDED", result.content[0].text
     assert time.monotonic() - started >= float(POLL_FAULTS[fault].get("headers", {}).get("Retry-After", 0))
     assert len(fake.seen("GET", "/v1/tasks/")) == 3 + 1 and len(fake.seen("POST")) == 1
 
 
 @pytest.mark.anyio
-async def test_faults_past_the_wait_bound_return_the_resumable_handle(impatient, fake):
+async def test_faults_past_the_wait_bound_return_the_resumable_handle(client, serve, fake):
+    serve(RUNWAY_MCP_MAX_WAIT="0.2")
     fake.plan(polls=10**6, throttled=10**6, mime="video/mp4")
-    result, data = await call(impatient, "generate_video", {"prompt": "x"})
+    result, data = await call(client, "generate_video", {"prompt": "x"})
     assert not result.is_error and data["status"] == "THROTTLED" and "wait_for_task" in data["next"]
     fake.fail("GET", "/v1/tasks/", 503, times=10**6)
-    result, again = await call(impatient, "wait_for_task", {"task_id": data["task_id"]})
+    result, again = await call(client, "wait_for_task", {"task_id": data["task_id"]})
     assert not result.is_error and again["task_id"] == data["task_id"] and again["status"] == "THROTTLED"
     assert "latest status check failed" in again["notes"][0] and "503" in again["notes"][0]
 
 
 @pytest.mark.anyio
-async def test_a_task_that_stays_gone_is_an_error_that_names_it(stdio, fake):
-    _, data = await call(stdio, "generate_video", {"prompt": "x", "wait": False})
+async def test_a_task_that_stays_gone_is_an_error_that_names_it(client, fake):
+    _, data = await call(client, "generate_video", {"prompt": "x", "wait": False})
     fake.tasks.clear()
-    result, _ = await call(stdio, "wait_for_task", {"task_id": data["task_id"]})
+    result, _ = await call(client, "wait_for_task", {"task_id": data["task_id"]})
     assert result.is_error and data["task_id"] in result.content[0].text and "404" in result.content[0].text
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("status, posts", [(429, 2), (502, 2), (503, 2), (500, 1), (504, 1)])
-async def test_create_is_retried_only_where_no_task_can_exist(stdio, fake, status, posts):
+async def test_create_is_retried_only_where_no_task_can_exist(client, fake, status, posts):
     fake.fail("POST", "/v1/text_to_image", status, headers={"Retry-After": "0"})
-    result, _ = await call(stdio, "generate_image", {"prompt": "x", "wait": False})
+    result, _ = await call(client, "generate_image", {"prompt": "x", "wait": False})
     assert len(fake.seen("POST", "/v1/text_to_image")) == posts
     assert result.is_error == (posts == 1)
     if posts == 1:
@@ -1691,10 +1793,11 @@ def test_create_is_not_resent_after_a_read_timeout(fake, monkeypatch, tmp_path):
 
 
 @pytest.mark.anyio
-async def test_an_unwritable_output_directory_still_returns_the_task_and_its_links(fake, tmp_path):
+async def test_an_unwritable_output_directory_still_returns_the_task_and_its_links(client, fake, monkeypatch,
+                                                                                   tmp_path):
     (tmp_path / "a-file").write_text("not a directory")
-    async with spawn(server_env(fake, tmp_path / "a-file" / "out")) as client:
-        result, data = await call(client, "generate_image", {"prompt": "x"})
+    monkeypatch.setattr(rm, "CONFIG", rm.load_config(server_env(fake, tmp_path / "a-file" / "out")))
+    result, data = await call(client, "generate_image", {"prompt": "x"})
     assert not result.is_error and data["status"] == "SUCCEEDED" and data["task_id"]
     assert data["outputs"][0]["path"] is None and data["outputs"][0]["url"].startswith(fake.url)
     notes = " ".join(data["notes"])
@@ -1711,10 +1814,11 @@ def test_a_full_disk_is_reported_and_leaves_nothing_behind(api, monkeypatch, tmp
 
 
 @pytest.mark.anyio
-async def test_cancel_on_abort_also_cancels_the_runway_task(impatient, fake):
+async def test_cancel_on_abort_also_cancels_the_runway_task(client, serve, fake):
+    serve(RUNWAY_MCP_MAX_WAIT="0.5", RUNWAY_MCP_CANCEL_ON_ABORT="1")
     fake.plan(polls=10**6, mime="video/mp4")
     with anyio.move_on_after(0.5):
-        await impatient.call_tool("generate_video", {"prompt": "x", "max_wait_s": 60})
+        await client.call_tool("generate_video", {"prompt": "x", "max_wait_s": 60})
     with anyio.fail_after(5):
         while not fake.seen("DELETE"):
             await anyio.sleep(0.02)
@@ -1723,10 +1827,10 @@ async def test_cancel_on_abort_also_cancels_the_runway_task(impatient, fake):
 
 
 @pytest.mark.anyio
-async def test_without_cancel_on_abort_the_runway_task_is_left_running(stdio, fake):
+async def test_without_cancel_on_abort_the_runway_task_is_left_running(client, fake):
     fake.plan(polls=10**6, mime="video/mp4")
     with anyio.move_on_after(0.3):
-        await stdio.call_tool("generate_video", {"prompt": "x", "max_wait_s": 60})
+        await client.call_tool("generate_video", {"prompt": "x", "max_wait_s": 60})
     await anyio.sleep(0.3)
     assert fake.seen("DELETE") == []
 
@@ -1832,10 +1936,10 @@ HOSTILE_CALLS = [(tool, argument) for tool in VALID for argument in HOSTILE
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("tool, argument", HOSTILE_CALLS)
-async def test_hostile_arguments_get_a_clean_error_naming_them_and_reach_nothing(stdio, fake, tool, argument):
+async def test_hostile_arguments_get_a_clean_error_naming_them_and_reach_nothing(client, fake, tool, argument):
     for value in HOSTILE[argument]:
         fake.reset()
-        result = await stdio.call_tool(tool, {**VALID[tool], "wait": False, argument: value} if tool in GENERATION_TOOLS
+        result = await client.call_tool(tool, {**VALID[tool], "wait": False, argument: value} if tool in GENERATION_TOOLS
                                        else {**VALID[tool], argument: value})
         text = result.content[0].text
         shown = repr(value)[:40]
@@ -1843,7 +1947,7 @@ async def test_hostile_arguments_get_a_clean_error_naming_them_and_reach_nothing
         assert "\n" not in text and "Traceback" not in text, f"{tool}({argument}={shown}): {text[:300]}"
         assert argument in text, f"{tool}({argument}={shown}) did not name the argument: {text[:300]}"
         assert not fake.seen("POST") and not fake.seen("DELETE"), f"{tool}({argument}={shown}) reached Runway"
-    assert (await stdio.list_tools()).tools                   # and the server is still serving
+    assert (await client.list_tools()).tools                   # and the server is still serving
 
 
 ##############################################################################
@@ -1941,6 +2045,30 @@ async def test_http_serves_mcp_with_progress_and_keeps_dns_rebinding_protection(
 
 
 @pytest.mark.anyio
+async def test_over_http_a_fifo_is_refused_at_once_inside_and_outside_the_input_root(fake, tmp_path):
+    """A FIFO with no writer blocks whoever opens it: no path may be opened before it has been checked."""
+    root = tmp_path / "root"
+    root.mkdir()
+    os.mkfifo(root / "inside.png")
+    os.mkfifo(tmp_path / "outside.png")
+    calls = [("animate_character", "character", {"reference": VIDEO}), ("change_voice", "media", {"voice": "Maya"}),
+             ("generate_video", "image", {"prompt": "x"}), ("upload_file", "path", {})]
+    with http_server(server_env(fake, tmp_path / "out", RUNWAY_MCP_INPUT_ROOT=str(root))) as url:
+        async with http_client(url) as client:
+            for tool, argument, args in calls:
+                for path, expected in [("inside.png", "is a FIFO"), (str(root / "inside.png"), "is a FIFO"),
+                                       (str(tmp_path / "outside.png"), "outside the input root"),
+                                       ("../outside.png", "outside the input root")]:
+                    with anyio.fail_after(1):
+                        result, _ = await call(client, tool, {**args, argument: path})
+                    assert result.is_error and expected in result.content[0].text, (tool, result.content[0].text)
+            with anyio.fail_after(2):                       # no worker thread is stuck in open()
+                results = [await call(client, "list_models", {"kind": "audio"}) for _ in range(3)]
+            assert not any(result.is_error for result, _ in results)
+    assert fake.requests == []
+
+
+@pytest.mark.anyio
 async def test_http_requires_the_token_when_one_is_set(fake, tmp_path):
     with http_server(server_env(fake, tmp_path, RUNWAY_MCP_HTTP_TOKEN=TOKEN)) as url:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
@@ -1954,11 +2082,10 @@ async def test_http_requires_the_token_when_one_is_set(fake, tmp_path):
     assert not result.is_error and data["result"]
 
 
-def test_http_refuses_a_public_bind_without_a_token(fake, tmp_path):
-    done = run_cli("--transport", "http", "--host", "0.0.0.0", "--port", str(free_port()),
-                   env=server_env(fake, tmp_path))
-    assert done.returncode == 2 and "RUNWAY_MCP_HTTP_TOKEN" in done.stderr
-    assert len([line for line in done.stderr.splitlines() if "refusing" in line]) == 1
+def test_http_refuses_a_public_bind_without_a_token(main, capsys):
+    assert main("--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())) == 2
+    stderr = capsys.readouterr().err
+    assert "RUNWAY_MCP_HTTP_TOKEN" in stderr and len([line for line in stderr.splitlines() if "refusing" in line]) == 1
 
 
 ##############################################################################
@@ -1981,12 +2108,22 @@ def test_cli_version_and_help(capsys):
     assert out.startswith(f"runway-mcp {rm.__version__}\n") and "RUNWAYML_API_SECRET" in out and "--transport" in out
 
 
-def test_cli_check_prints_the_balance(fake, tmp_path):
-    done = run_cli("--check", env=server_env(fake, tmp_path))
-    assert done.returncode == 0 and "1000" in done.stdout
-    assert fake.seen("GET", "/v1/organization")
+@pytest.fixture
+def main(serve, monkeypatch):
+    """rm._main(*argv) in this process; the logging it sets up and the CONFIG it changes are put back after."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    return lambda *argv: rm._main(list(argv))
 
 
-def test_cli_check_fails_on_a_wrong_key(fake, tmp_path):
-    done = run_cli("--check", env=server_env(fake, tmp_path, RUNWAYML_API_SECRET="key_" + "f" * 128))
-    assert done.returncode == 1 and "RUNWAYML_API_SECRET" in done.stderr and "f" * 128 not in done.stderr
+def test_cli_check_prints_the_balance(main, fake, capsys):
+    assert main("--check") == 0
+    assert "1000" in capsys.readouterr().out and fake.seen("GET", "/v1/organization")
+
+
+def test_cli_check_fails_on_a_wrong_key(main, serve, capsys):
+    serve(RUNWAYML_API_SECRET="key_" + "f" * 128)
+    assert main("--check") == 1
+    stderr = capsys.readouterr().err
+    assert "RUNWAYML_API_SECRET" in stderr and "f" * 128 not in stderr
