@@ -944,9 +944,9 @@ def pause(seconds: float) -> None:
         raise Cancelled
 
 
-def backoff(attempt: int, base: float = 0.5, cap: float = MAX_BACKOFF_S) -> float:
+def backoff(attempt: int, base: float = 0.5) -> float:
     """Exponential backoff with up to 50 % jitter, as Runway's error docs advise."""
-    return min(cap, base * 2 ** attempt) * (1 - 0.5 * random.random())
+    return min(MAX_BACKOFF_S, base * 2 ** attempt) * (1 - 0.5 * random.random())
 
 
 def retry_after(response: "requests.Response", cap: float = 60.0) -> float | None:
@@ -1102,7 +1102,7 @@ class Poll(NamedTuple):
 
 def wait_for(task_id: str, max_wait_s: float, *, task: dict | None = None, known: str = "PENDING",
              on_poll: Callable[[Poll, float], None] = lambda poll, elapsed: None,
-             sleep: Callable[[float], None] = pause, clock: Callable[[], float] = time.monotonic) -> Poll:
+             sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic) -> Poll:
     """Poll the task every CONFIG.poll_interval until it is terminal or the next poll would pass the wait bound.
 
     A poll that fails for a passing reason (429, 5xx, timeout, reset, bad JSON) is tried again and the
@@ -1110,7 +1110,7 @@ def wait_for(task_id: str, max_wait_s: float, *, task: dict | None = None, known
     if none succeeds). `task`, when given, is what create returned: the first poll then waits one
     interval, since Runway updates a task at most every few seconds.
     """
-    interval = CONFIG.poll_interval
+    interval, sleep = CONFIG.poll_interval, sleep or pause        # both as they are now, not at import
     start = clock()
     failures = 0
     if task is None:

@@ -600,14 +600,14 @@ class FakeClock:
         self.now += seconds
 
 
-def test_wait_for_returns_a_handle_at_the_bound_without_polling_past_it(api):
+def test_wait_for_returns_a_handle_at_the_bound_without_polling_past_it(api, monkeypatch):
     task_id = str(uuid.uuid4())
     url = f"https://runway.test/v1/tasks/{task_id}"
     for _ in range(20):
         api.get(url, json={"id": task_id, "status": "RUNNING", "progress": 0.3})
     clock = FakeClock()
     reports = []
-    rm.CONFIG = rm.load_config({**_env_of(rm.CONFIG), "RUNWAY_MCP_POLL_INTERVAL": "5"})
+    monkeypatch.setattr(rm, "CONFIG", rm.dataclasses.replace(rm.CONFIG, poll_interval=5.0))
     task = rm.wait_for(task_id, 44, task={"id": task_id, "status": "PENDING"},
                        on_poll=lambda p, e: reports.append((p.task["status"], e)), sleep=clock.sleep, clock=clock).task
     assert task["status"] == "RUNNING"
@@ -675,11 +675,6 @@ def test_wait_for_rides_out_a_passing_404(api):
     api.get(f"https://runway.test/v1/tasks/{task_id}", status=404, json={"error": "Task not found"})
     api.get(f"https://runway.test/v1/tasks/{task_id}", json={"id": task_id, "status": "SUCCEEDED", "output": []})
     assert rm.wait_for(task_id, 10, sleep=lambda s: None).task["status"] == "SUCCEEDED"
-
-
-def _env_of(config):
-    return {"RUNWAYML_API_SECRET": config.api_key, "RUNWAYML_BASE_URL": config.base_url,
-            "RUNWAY_MCP_OUTPUT_DIR": str(config.output_dir)}
 
 
 def test_ledger_skips_a_line_cut_short_by_a_crash(api, tmp_path):
@@ -1871,13 +1866,15 @@ def raw_session(env, calls, *args, close_when=lambda answers: True, timeout=30):
 
 
 def test_closing_stdin_ends_the_process_promptly_even_with_requests_in_flight(fake, tmp_path):
-    for _ in range(5):
-        fake.plan(polls=10**6, mime="video/mp4")
-    fake.fail("GET", "/v1/tasks/", action="hang", headers={"seconds": "8"}, times=2)
+    """Two downloads stall (a download may wait 60 s between bytes) while three waits poll: the host closes stdin."""
+    for polls in (1, 1, 10**6, 10**6, 10**6):
+        fake.plan(polls=polls, mime="video/mp4")
+    fake.fail("GET", "/files/", action="hang", headers={"seconds": "8"}, times=2)
     env = server_env(fake, tmp_path, RUNWAY_MCP_POLL_INTERVAL="0.2", RUNWAY_MCP_MAX_WAIT="60")
-    polling = lambda answers: len({r["path"] for r in fake.seen("GET", "/v1/tasks/")}) >= 5
-    _, _, exited = raw_session(env, [("generate_video", {"prompt": "x"})] * 5, close_when=polling)
-    assert exited < 1.5                   # two polls were still waiting on an 8 s answer
+    busy = lambda answers: (len(fake.seen("GET", "/files/")) == 2
+                            and len({r["path"] for r in fake.seen("GET", "/v1/tasks/")}) == 5)
+    _, _, exited = raw_session(env, [("generate_video", {"prompt": "x"})] * 5, close_when=busy)
+    assert exited < 1.5                   # not the 8 s the stalled downloads would take
     created = {json.loads(line)["task_id"] for line in (tmp_path / "tasks.jsonl").read_text().splitlines()}
     assert created == set(fake.tasks) and len(created) == 5        # every paid task is in the ledger
 
