@@ -85,6 +85,19 @@ HEARTBEAT_S = 5.0           # a progress notification at least this often while 
 MAX_BACKOFF_S = 30.0        # ceiling for the pause after a failed poll or request
 WORKER_THREADS = 256        # the SDK's default of 40 starves progress once 40 waits block
 
+# Toolsets: RUNWAY_MCP_TOOLS names groups or single tools; only those are listed and callable. Whatever exposes
+# a generation tool brings the task tools along, so a handle it returns can always be resumed.
+TOOLSETS = {
+    "image": ("generate_image", "upscale_image"),
+    "video": ("generate_video", "edit_video", "upscale_video", "animate_character", "convert_to_hdr"),
+    "audio": ("generate_speech", "generate_sound_effect", "change_voice", "dub_audio", "isolate_voice",
+              "generate_sound_for_video"),
+    "tasks": ("get_task", "wait_for_task", "cancel_task", "list_tasks", "list_models"),
+    "files": ("upload_file", "list_outputs", "delete_output"),
+    "account": ("get_account",),
+}
+GENERATION_GROUPS = ("image", "video", "audio")
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -100,6 +113,7 @@ class Config:
     http_token: str = ""                # bearer token the HTTP transport requires, if set
     allowed_hosts: tuple[str, ...] = () # extra Host names the HTTP transport accepts (behind a proxy)
     cancel_on_abort: bool = False       # a client cancel also cancels the Runway task
+    tools: frozenset[str] | None = None # the tools RUNWAY_MCP_TOOLS exposes; None: all
     transport: str = "stdio"            # set by the command line: stdio | http
     problems: tuple[str, ...] = ()      # one line each; calls to Runway refuse while any exists
     warnings: tuple[str, ...] = ()      # logged at start-up; a default was used instead
@@ -137,6 +151,24 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     return default if not raw else raw not in {"0", "false", "no", "off"}
+
+
+def _toolsets(raw: str, warnings: list[str]) -> frozenset[str] | None:
+    """The tools RUNWAY_MCP_TOOLS exposes: group and tool names, comma-separated; None for all."""
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    if not names:
+        return None
+    every = {tool for group in TOOLSETS.values() for tool in group}
+    if unknown := [n for n in names if n not in TOOLSETS and n not in every]:
+        warnings.append(f"RUNWAY_MCP_TOOLS: {', '.join(map(repr, unknown))} is not a toolset or tool; valid: "
+                        f"{', '.join(TOOLSETS)}, or a tool name such as generate_image")
+    chosen = {tool for n in names for tool in TOOLSETS.get(n, (n,) if n in every else ())}
+    if chosen & {tool for group in GENERATION_GROUPS for tool in TOOLSETS[group]}:
+        chosen |= set(TOOLSETS["tasks"])                # a handle must stay resumable
+    if not chosen:
+        warnings.append("RUNWAY_MCP_TOOLS names no tool this server has; serving all of them")
+        return None
+    return frozenset(chosen)
 
 
 def poll_timeout() -> tuple[float, float]:
@@ -184,6 +216,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         http_token=env.get("RUNWAY_MCP_HTTP_TOKEN", "").strip(),
         allowed_hosts=hosts,
         cancel_on_abort=_flag(env, "RUNWAY_MCP_CANCEL_ON_ABORT", False),
+        tools=_toolsets(env.get("RUNWAY_MCP_TOOLS", ""), warnings),
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
@@ -890,6 +923,78 @@ def check_model(endpoint: str, body: dict, names: Mapping[str, str] = ARGUMENT_N
         raise RunwayError(f"{_argument('referenceImages', names)}[{tagged[0]}].tag: {name} takes reference images "
                           f"without tags; drop the tag (models with tags: {', '.join(n for n, m in MODELS.items() if m.tags)})")
     return []
+
+
+# What list_models shows: a line per model by default, everything about one model when asked.
+ENDPOINT_CODES = {T2I: "t2i", I2V: "i2v", T2V: "t2v", V2V: "v2v", ACT: "act", VIDEO_UP: "vup", IMAGE_UP: "iup",
+                  TTS: "tts", SFX: "sfx", STS: "sts", DUB: "dub", ISOLATE: "iso", V2A: "v2a", HDR: "hdr"}
+ENDPOINT_TOOLS = {T2I: "generate_image", I2V: "generate_video with image", T2V: "generate_video",
+                  V2V: "edit_video", ACT: "animate_character", VIDEO_UP: "upscale_video", IMAGE_UP: "upscale_image",
+                  TTS: "generate_speech", SFX: "generate_sound_effect", STS: "change_voice", DUB: "dub_audio",
+                  ISOLATE: "isolate_voice", V2A: "generate_sound_for_video", HDR: "convert_to_hdr"}
+
+
+def _price(credits: str) -> str:
+    return credits.replace(" per second", "/s").replace(" per ", "/")
+
+
+def model_index(kind: str | None = None) -> str:
+    """One line per model: name (* default of its tool), endpoint codes, price hint; a legend first."""
+    legend = " ".join(f"{code}={endpoint}" for endpoint, code in ENDPOINT_CODES.items())
+    lines = [f"Runway models: name (* = a tool's default), endpoints, credits (where known; Runway estimates every "
+             f"task at creation). Endpoints: {legend}. list_models(model=NAME) gives one model's ratios, durations, "
+             "inputs and options."]
+    for group in ("image", "video", "audio"):
+        names = [n for n, m in MODELS.items() if m.kind == group and kind in (None, group)]
+        if names:
+            lines.append(f"{group}:")
+        for name in names:
+            model = MODELS[name]
+            default = "*" if name in DEFAULT_MODEL.values() else ""
+            codes = ",".join(ENDPOINT_CODES[e] for e in model.uses if ":" not in e)
+            lines.append(f"{name}{default} {codes} {_price(model.credits)}".rstrip())
+    return "\n".join(lines)
+
+
+def model_detail(name: str) -> str:
+    """Everything the catalog knows about one model, for the agent about to call it."""
+    model = MODELS[name]
+    names = {**ARGUMENT_NAMES, "promptText": "prompt"}
+    price = model.credits or "no hint here; Runway estimates it at creation"
+    lines = [f"{name} ({model.kind}): {model.about}", f"credits: {price}"]
+    for field_name, extra in model.surcharge.items():
+        by_amount: dict[float, list[str]] = {}
+        for value, amount in extra.items():
+            by_amount.setdefault(amount, []).append(value)
+        lines += [f"  +{amount:g}/s with {field_name} {', '.join(values)}" for amount, values in by_amount.items()]
+    if defaults := [e for e, d in DEFAULT_MODEL.items() if d == name]:
+        lines.append(f"default for: {', '.join(defaults)}")
+    for key, use in model.uses.items():
+        endpoint, _, mode = key.partition(":")
+        where = f"{endpoint} mode {mode}" if mode else f"{endpoint} ({ENDPOINT_TOOLS[endpoint]})"
+        needs = ", ".join(_argument(f, names) for f in sorted(_fields(use.needs))) or "nothing else"
+        line = f"{where}: needs {needs}"
+        if options := sorted(_fields(use.takes)):
+            line += f"; takes {', '.join(_argument(f, names).removeprefix('options.') for f in options)}"
+        if use.ratios:
+            line += f"; ratio {_describe(use.ratios)}"
+        if use.durations is not None:
+            line += f"; duration {_describe(use.durations)}"
+        if use.max_items is not None:
+            line += "; " + ", ".join(f"{f} at most {n}" for f, n in use.max_items.items())
+        lines.append(line)
+    if model.durations:
+        lines.append(f"duration: {_describe(model.durations)}")
+    lines += [f"{_argument(f, names).removeprefix('options.')}: {_describe(allowed)}"
+              for f, allowed in model.choices.items()]
+    lines += [f"{_argument(f, names).removeprefix('options.')}: at most {n} items" for f, n in model.max_items.items()]
+    if model.last_frame:
+        lines.append("last_image: yes (a last frame besides the first)")
+    if model.tags:
+        lines.append("reference_images: may carry a tag, named in the prompt as @tag")
+    if TTS in model.uses and "voice" in _fields(model.uses[TTS].needs) or STS in model.uses:
+        lines.append(f"voices: {', '.join(VOICES)}")
+    return "\n".join(lines)
 
 
 def estimate_credits(body: dict) -> float | None:
@@ -1776,6 +1881,13 @@ def output_path(name: str) -> Path:
 ##############################################################################
 # Tools
 ##############################################################################
+#
+# How a call flows. The SDK validates the arguments against the tool's signature (pydantic, so every bound
+# and pattern below is enforced even where the advertised schema leaves it out) and calls the async wrapper
+# that tool() registered. That wrapper runs the tool function in a worker thread with a stop event a client
+# cancel sets (_run_in_thread), and turns a RunwayError into an isError result. A generation tool's function
+# only maps its own arguments to a TaskRequest(endpoint, body); generation() adds the arguments every
+# generation tool shares (Run) and hands both to run_task: validate, create, record, wait, save, reply.
 
 class Output(TypedDict):
     url: str
@@ -1785,6 +1897,8 @@ class Output(TypedDict):
 
 
 class Request(TypedDict):
+    """A dry run's request: method, url and body (a plain object in the output schema, to keep it short)."""
+
     method: str
     url: str
     body: dict[str, Any]
@@ -1804,16 +1918,27 @@ class TaskResult(TypedDict):
     elapsed_s: float
     next: str | None
     notes: list[str]
-    request: NotRequired[Request]          # dry runs only: what would have been sent
+
+
+class DryRunResult(TaskResult):
+    """A dry run's result: a TaskResult and the request it would have sent (left out of the output schema, which
+    every task tool repeats)."""
+
+    request: Request
 
 
 TaskReply = Annotated[CallToolResult, TaskResult]
 
+# Said once here rather than in every tool: hosts send these instructions to the model with the tool list.
 INSTRUCTIONS = """\
-Generate images, video and audio with Runway. Generation tools spend Runway credits.
-A generation waits up to a bound (about 45 s) and then returns a handle: if `status` is not final,
-call wait_for_task(task_id) to keep waiting; nothing is lost. Results are saved as files whose
-absolute paths are in `outputs[].path`. list_tasks shows every task this server created."""
+Runway image, video and audio generation. Generation tools spend credits; each says its price, list_models \
+has the rest. Every generation tool also takes: model (a Runway model id; list_models(model=...) shows its \
+ratios, durations, inputs and options); options (other fields of that model by their Runway API name, e.g. \
+{"audio": false}); dry_run (true: check the request and show it with a credit estimate, sending nothing); \
+wait and max_wait_s (a call waits about 45 s at most, then returns a handle: if status is not final, call \
+wait_for_task(task_id); nothing is lost). Media arguments take an https:// URL, a data: URI, a runway:// \
+URI or a local file path. Results are saved as files: outputs[].path. Errors name the argument to fix; \
+list_tasks shows every task created here."""
 
 
 @contextlib.asynccontextmanager
@@ -1839,9 +1964,61 @@ def _invalid_arguments(error: ValidationError) -> str:
     return "; ".join(seen.values())
 
 
+def compact_schema(schema: dict, *, output: bool = False) -> dict:
+    """A tool's JSON schema as the model needs it, for every byte goes into its context: no titles, no
+    `anyOf [X, null]` on optional arguments, $defs inlined, and no patterns or lengths the server checks
+    anyway (pydantic still enforces them: this changes what is advertised, not what is accepted). An output
+    schema keeps its nulls, as `type: [X, "null"]`, since clients validate results against it, but says no more
+    than the types: descriptions and `required` are left to the README (every field is always present)."""
+    definitions = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            node = {**definitions[node["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}}
+        dropped = ("title", "$defs", "description", "required") if output else ("title", "$defs")
+        node = {k: v for k, v in node.items() if k not in dropped and (v is not None or k != "default")}
+        if node.get("additionalProperties") is True:
+            del node["additionalProperties"]
+        if not output:
+            for key, useless in (("pattern", None), ("minLength", 1), ("maxLength", None)):
+                if key in node and (useless is None or node[key] == useless):
+                    del node[key]
+        if "anyOf" in node:
+            alternatives = [walk(a) for a in node.pop("anyOf")]
+            real = [a for a in alternatives if a != {"type": "null"}]
+            if len(real) == 1 and not output:
+                node = {**real[0], **node}
+            elif len(real) == 1 and output and set(real[0]) == {"type"} and len(real) < len(alternatives):
+                node = {**node, "type": [real[0]["type"], "null"]}
+            else:
+                node["anyOf"] = alternatives if output else real
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                node[key] = walk(node[key])
+        if "properties" in node:
+            node["properties"] = {name: walk(value) for name, value in node["properties"].items()}
+        return node
+    return walk(schema)
+
+
 class _Server(MCPServer):
+    """MCPServer with compact tool schemas, toolsets (RUNWAY_MCP_TOOLS) and one-line argument errors."""
+
+    _listed: list | None = None
+
+    async def list_tools(self) -> list:
+        if self._listed is None:                        # the schemas never change: compact them once
+            self._listed = [tool.model_copy(update={
+                "input_schema": compact_schema(tool.input_schema),
+                "output_schema": tool.output_schema and compact_schema(tool.output_schema, output=True)})
+                for tool in await super().list_tools()]
+        return [tool for tool in self._listed if CONFIG.tools is None or tool.name in CONFIG.tools]
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None):
-        """As MCPServer's, with argument errors as one readable line instead of pydantic's report."""
+        if CONFIG.tools is not None and name not in CONFIG.tools:
+            raise ToolError(f"Unknown tool: {name} (RUNWAY_MCP_TOOLS does not expose it on this server)")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as error:
@@ -1890,39 +2067,39 @@ def _run_in_thread(fn: Callable, kwargs: dict, stop: threading.Event) -> Any:
         _local.stop = None
 
 
-Prompt = Annotated[str, Field(description="What to generate, in plain words", min_length=1, max_length=32000)]
+# Argument types. Descriptions only where the name and type do not say it; INSTRUCTIONS says what all share.
 RATIO_PATTERN = r"^([1-9][0-9]{0,4}:[1-9][0-9]{0,4}|[a-z][a-z0-9_]{1,15})$"     # 1280:720, 16:9, auto, auto_720p, adaptive
-
-
-def model_arg(description: str = "Runway model; list_models shows the others") -> Any:
-    """The `model` argument: a Runway model id (letters, digits, '.', '_', '-'), checked by the catalog if known."""
-    return Annotated[str, Field(description=description, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-
-
-ModelName = model_arg()
-MediaArg = Annotated[str, Field(description="An https:// URL, a data: URI or a runway:// URI",
-                                min_length=1, max_length=4 * DATA_URI_LIMIT)]
-Seed = Annotated[int | None, Field(description="0-4294967295; the same seed gives similar results",
-                                   ge=0, le=4294967295)]
-Options = Annotated[dict[str, Any] | None, Field(
-    description="Model-specific fields by their Runway API name, e.g. {\"audio\": false}; "
-                "list_models shows what each model takes")]
-Wait = Annotated[bool, Field(description="Wait for the result (up to max_wait_s); false returns the task id at once")]
-DryRun = Annotated[bool, Field(description="Check the request and show it, with a credit estimate, without "
-                                           "sending it (free)")]
-MaxWait = Annotated[float | None, Field(description="Seconds to wait before returning a resumable handle; "
-                                                    "default RUNWAY_MCP_MAX_WAIT (45)", ge=0, le=3600)]
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+MediaArg = Annotated[str, Field(min_length=1, max_length=4 * DATA_URI_LIMIT)]
+Prompt = Annotated[str, Field(min_length=1, max_length=32000)]
+Ratio = Annotated[str | None, Field(description="W:H, e.g. 1280:720; default: landscape", pattern=RATIO_PATTERN)]
+Seed = Annotated[int | None, Field(ge=0, le=4294967295)]
+Duration = Annotated[int | Literal["auto"] | None, Field(description="seconds; default 5 where one is needed")]
+MaxWait = Annotated[float | None, Field(ge=0, le=3600)]
+TaskId = Annotated[str, Field(min_length=1, max_length=100)]
+Voice = Annotated[str, Field(description="a preset such as Maya, Noah or Eleanor (list_models(model="
+                                         "'eleven_v3') lists them)", min_length=1, max_length=40)]
 
 
 class ReferenceImage(TypedDict):
     uri: MediaArg
-    tag: NotRequired[Annotated[str, Field(description="3-16 letters, digits or _, starting with a letter; "
-                                                      "mention it in the prompt as @tag",
-                                          pattern=r"^[A-Za-z][A-Za-z0-9_]{2,15}$")]]
+    tag: NotRequired[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{2,15}$")]]
 
 
-TaskId = Annotated[str, Field(description="The task_id a generation tool or list_tasks returned",
-                              min_length=1, max_length=100)]
+class Run(NamedTuple):
+    """The arguments every generation tool takes besides its own (INSTRUCTIONS explains them once)."""
+
+    options: dict[str, Any] | None = None
+    dry_run: bool = False
+    wait: bool = True
+    max_wait_s: MaxWait = None
+
+
+class TaskRequest(NamedTuple):
+    """What a generation tool asks Runway for: POST /v1/<endpoint> with this body (Media for media arguments)."""
+
+    endpoint: str
+    body: dict
 
 
 def _reporter(ctx: Context | None) -> Callable[[Poll, float], None]:
@@ -1944,49 +2121,46 @@ def _reporter(ctx: Context | None) -> Callable[[Poll, float], None]:
     return report
 
 
-# Arguments every generation tool takes, added to each by generation().
-GENERATION_ARGUMENTS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-                        for name, default, annotation in (("options", None, Options), ("dry_run", False, DryRun),
-                                                          ("wait", True, Wait), ("max_wait_s", None, MaxWait),
-                                                          ("ctx", None, Context))]
-
-
 def generation(title: str, names: Mapping[str, str] = {}):
-    """Register a generation tool: fn maps its own arguments to (endpoint, body); the rest is run_task's.
+    """Register a generation tool: fn maps its own arguments to a TaskRequest; run_task does the rest.
 
-    The tool gets fn's arguments plus options, dry_run, wait and max_wait_s. `names` maps body fields to
-    fn's argument names where they differ from ARGUMENT_NAMES, for error messages.
+    The tool takes fn's arguments and Run's. `names` maps body fields to fn's argument names where they
+    differ from ARGUMENT_NAMES, for error messages.
     """
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=Run._field_defaults[name],
+                                annotation=Run.__annotations__[name]) for name in Run._fields]
+    context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context)
+
     def register(fn):
         @functools.wraps(fn)
-        def generate(*, options=None, dry_run=False, wait=True, max_wait_s=None, ctx=None, **arguments):
-            endpoint, body = fn(**arguments)
-            return run_task(endpoint, body, tool_name=fn.__name__, names=names, options=options, dry_run=dry_run,
-                            wait=wait, max_wait_s=max_wait_s, ctx=ctx)
+        def generate(*, ctx: Context | None = None, **arguments):
+            run = Run(**{name: arguments.pop(name) for name in Run._fields if name in arguments})
+            return run_task(fn(**arguments), run, tool_name=fn.__name__, names=names, ctx=ctx)
         own = inspect.signature(fn)
-        generate.__signature__ = own.replace(parameters=[*own.parameters.values(), *GENERATION_ARGUMENTS],
+        generate.__signature__ = own.replace(parameters=[*own.parameters.values(), *shared, context],
                                              return_annotation=TaskReply)
-        generate.__annotations__ = {**fn.__annotations__, **{p.name: p.annotation for p in GENERATION_ARGUMENTS},
+        generate.__annotations__ = {**fn.__annotations__, **{p.name: p.annotation for p in (*shared, context)},
                                     "return": TaskReply}
         return tool(PAID, title)(generate)
     return register
 
 
-def run_task(endpoint: str, body: dict, *, tool_name: str, options: dict | None, dry_run: bool, wait: bool,
-             max_wait_s: float | None, ctx: Context | None, names: Mapping[str, str] = {}) -> CallToolResult:
-    """Validate, create, record, wait, collect: the one path of every generation tool."""
+def run_task(request: TaskRequest, run: Run, *, tool_name: str, ctx: Context | None,
+             names: Mapping[str, str] = {}) -> CallToolResult:
+    """Validate, create, record, wait, save: the one path of every generation tool."""
+    endpoint, body = request
     # Error messages name the tool's own arguments for the fields they fill, options.<field> otherwise.
     names = {field: names.get(field) or ARGUMENT_NAMES.get(field, field) for field in body}
-    for key in options or {}:
+    for key in run.options or {}:
         if key in names:
             raise RunwayError(f"options.{key} is the {names[key]} argument of this tool; set it there")
-    body = {k: v for k, v in {**body, **(options or {})}.items() if v is not None}   # send only what was given
+    body = {k: v for k, v in {**body, **(run.options or {})}.items() if v is not None}   # send only what was given
     apply_defaults(endpoint, body)
     notes = check_model(endpoint, body, names)          # nothing has been sent yet
     local = {media: check_media(media) for media in _media_in(body)}       # each file is checked once
     body = _replace(body, KindOf, lambda k: kind_of(k.media, local[k.media]))
     described = _replace(body, Media, lambda m: describe_media(m, local[m]))   # files, data: URIs as short notes
-    if dry_run:
+    if run.dry_run:
         return _dry_run_reply(endpoint, described, notes)
     started = time.monotonic()
     body = _replace(body, Media, lambda m: media_uri(m, local[m], notes))      # data: URIs and uploads
@@ -2001,8 +2175,8 @@ def run_task(endpoint: str, body: dict, *, tool_name: str, options: dict | None,
     except OSError as error:
         notes.append(f"could not record the task in {LEDGER.path} ({error.strerror}); keep this task_id")
     poll = Poll({"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")})
-    if wait:
-        poll = _wait(task_id, max_wait_s, ctx, task=poll.task)
+    if run.wait:
+        poll = _wait(task_id, run.max_wait_s, ctx, task=poll.task)
     outputs = save_outputs(poll.task, notes)                                  # downloads: network and disk
     result = task_result(poll, time.monotonic() - started, outputs, notes)
     record_status(result)                                                     # the ledger's last known state
@@ -2013,10 +2187,11 @@ def _dry_run_reply(endpoint: str, body: dict, notes: list[str]) -> CallToolResul
     estimate = estimate_credits(body)
     notes.append("estimate from the catalog's price hint" if estimate is not None else
                  "no local estimate for this request; Runway reports one when the task is created")
-    result = TaskResult(task_id=None, status="DRY_RUN", progress=None, outputs=[], estimated_credits=estimate,
-                        cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0,
-                        next="Nothing was sent. Call again without dry_run to create the task (spends credits).",
-                        notes=notes, request=Request(method="POST", url=f"{CONFIG.base_url}/v1/{endpoint}", body=body))
+    result = DryRunResult(task_id=None, status="DRY_RUN", progress=None, outputs=[], estimated_credits=estimate,
+                          cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0,
+                          next="Nothing was sent. Call again without dry_run to create the task (spends credits).",
+                          notes=notes, request=Request(method="POST", url=f"{CONFIG.base_url}/v1/{endpoint}",
+                                                       body=body))
     text = f"DRY_RUN: POST /v1/{endpoint} {json.dumps(body, ensure_ascii=False)}"
     if estimate is not None:
         text += f" · at most about {_credits(estimate)}"
@@ -2219,48 +2394,40 @@ def _video_field(model: str) -> str:
 
 Kind = Literal["image", "video"]
 MediaKind = Literal["audio", "video"]
-Voice = Annotated[str, Field(description=f"A Runway voice preset: {', '.join(VOICES)}", min_length=1, max_length=40)]
-Duration = Annotated[int | Literal["auto"] | None, Field(description="Seconds of video; list_models shows each "
-                                                                     "model's range; default 5 where one is needed")]
 
 
 @generation("Generate image")
 def generate_image(
     prompt: Prompt,
-    model: model_arg("Image model; list_models(kind='image') lists them") = "gen4_image",
-    ratio: Annotated[str | None, Field(description="Width:height in pixels, e.g. 1920:1080; default: a landscape "
-                                                   "size the model supports", pattern=RATIO_PATTERN)] = None,
+    model: ModelName = DEFAULT_MODEL[T2I],
+    ratio: Annotated[str | None, Field(description="W:H, e.g. 1920:1080; default: landscape",
+                                       pattern=RATIO_PATTERN)] = None,
     reference_images: Annotated[list[ReferenceImage | MediaArg] | None, Field(
-        description="Reference images as {uri, tag?} or plain URIs; mention a tag in the prompt as @tag. "
-                    "gen4_image takes up to 3, gen4_image_turbo needs 1-3", max_length=16)] = None,
+        description="images as {uri, tag?} or URIs; name a tag in the prompt as @tag", max_length=16)] = None,
     seed: Seed = None,
-) -> tuple[str, dict]:
-    """Generate an image from a text prompt (and optional reference images) and save it to disk.
+) -> TaskRequest:
+    """Generate an image from a prompt, optionally guided by reference images.
 
-    Costs Runway credits (gen4_image: 5 at 720p, 8 at 1080p). Returns the saved file's absolute path.
+    Costs credits (gen4_image: 5 at 720p, 8 at 1080p).
     """
     refs = [_reference(r, f"reference_images[{i}]") for i, r in enumerate(reference_images or [])]
-    body = {"model": model, "promptText": prompt, "ratio": ratio, "referenceImages": refs or None, "seed": seed}
-    return T2I, body
+    return TaskRequest(T2I, {"model": model, "promptText": prompt, "ratio": ratio, "referenceImages": refs or None,
+                             "seed": seed})
 
 
 @generation("Generate video")
 def generate_video(
-    prompt: Annotated[str | None, Field(description="What happens in the video", min_length=1,
-                                        max_length=32000)] = None,
-    model: model_arg("Video model; list_models(kind='video') lists them") = "gen4.5",
-    image: Annotated[MediaArg | None, Field(description="First frame: makes this image_to_video")] = None,
-    last_image: Annotated[MediaArg | None, Field(description="Last frame (needs image; veo3.1, kling, "
-                                                             "seedance and others)")] = None,
-    ratio: Annotated[str | None, Field(description="Width:height, e.g. 1280:720; default: landscape",
-                                       pattern=RATIO_PATTERN)] = None,
+    prompt: Prompt | None = None,
+    model: ModelName = DEFAULT_MODEL[T2V],
+    image: Annotated[MediaArg | None, Field(description="first frame")] = None,
+    last_image: Annotated[MediaArg | None, Field(description="last frame (with image)")] = None,
+    ratio: Ratio = None,
     duration: Duration = None,
     seed: Seed = None,
-) -> tuple[str, dict]:
-    """Generate a video from a prompt (text_to_video) or from a first frame (image_to_video), saved to disk.
+) -> TaskRequest:
+    """Generate a video from a prompt, or from a first frame (image) and an optional last frame.
 
-    Costs Runway credits per second of video (gen4.5: about 12/s, so 60 for 5 s). Video takes minutes:
-    after max_wait_s the call returns the task_id with status RUNNING; call wait_for_task to resume.
+    Costs credits per second (gen4.5: 12, so 60 for 5 s). Takes minutes: expect a RUNNING handle.
     """
     if last_image and not image:
         raise RunwayError(f"last_image needs image (the first frame) too: {model} has no last-frame-only mode")
@@ -2274,95 +2441,81 @@ def generate_video(
                   {"uri": Media(last_image, ("image",), "last_image"), "position": "last"}]
     body = {"model": model, "promptText": prompt, "promptImage": frames, "ratio": ratio, "duration": duration,
             "seed": seed}
-    return I2V if image else T2V, body
+    return TaskRequest(I2V if image else T2V, body)
 
 
 @generation("Edit video")
 def edit_video(
-    video: Annotated[MediaArg, Field(description="The video to edit, restyle or extend")],
-    prompt: Annotated[str | None, Field(description="What to change, e.g. 'make it snow'", min_length=1,
-                                        max_length=32000)] = None,
-    model: model_arg("aleph2 (default), seedance2_5 and gemini_omni_flash_1.1 (which can extend), kling, "
-                     "hailuo3, ...; list_models shows them") = "aleph2",
-    references: Annotated[list[MediaArg] | None, Field(description="Reference images, where the model takes "
-                                                                   "them", max_length=30)] = None,
+    video: MediaArg,
+    prompt: Prompt | None = None,
+    model: ModelName = DEFAULT_MODEL[V2V],
+    references: Annotated[list[MediaArg] | None, Field(description="reference images", max_length=30)] = None,
     mode: Annotated[Literal["reference", "extend", "edit"] | None, Field(
-        description="seedance2_5 and gemini_omni_flash_1.1: extend continues the video, edit changes it in "
-                    "place, reference (default) makes a new one guided by it")] = None,
-    ratio: Annotated[str | None, Field(description="Width:height, where the model takes one",
-                                       pattern=RATIO_PATTERN)] = None,
+        description="seedance2_5, gemini_omni_flash_1.1: extend continues the clip, edit changes it in place")] = None,
+    ratio: Ratio = None,
     duration: Duration = None,
     seed: Seed = None,
-) -> tuple[str, dict]:
-    """Edit, restyle, relight or extend an existing video with a prompt (video_to_video), saved to disk.
+) -> TaskRequest:
+    """Edit, restyle, relight or extend a video with a prompt.
 
-    Costs Runway credits per second of video. aleph2 edits up to 30 s of input; to extend a clip use
-    model seedance2_5 or gemini_omni_flash_1.1 with mode='extend'. aleph2 keyframe images go in
-    options.keyframes.
+    Costs credits per second. aleph2 edits up to 30 s (keyframe images in options.keyframes); to extend a
+    clip use seedance2_5 or gemini_omni_flash_1.1 with mode='extend'.
     """
     body = {"model": model, _video_field(model): Media(video, ("video",), "video"), "promptText": prompt,
             "references": _images(references, "references"), "mode": mode, "ratio": ratio, "duration": duration,
             "seed": seed}
-    return V2V, body
+    return TaskRequest(V2V, body)
 
 
 @generation("Upscale video", names={"targetFramerate": "frame_rate"})
 def upscale_video(
-    video: Annotated[MediaArg, Field(description="The video to upscale (at most 30 s for the Magnific model)")],
-    model: model_arg("magnific_video_upscaler_creative (resolution) or enhance_frame_rate "
-                     "(frame_rate)") = "magnific_video_upscaler_creative",
-    resolution: Annotated[Literal["720p", "1k", "2k", "4k"] | None, Field(
-        description="Target resolution for magnific_video_upscaler_creative (default 2k)")] = None,
+    video: MediaArg,
+    model: ModelName = DEFAULT_MODEL[VIDEO_UP],
+    resolution: Annotated[Literal["720p", "1k", "2k", "4k"] | None, Field(description="default 2k")] = None,
     frame_rate: Annotated[Literal[FRAME_RATES] | None, Field(  # type: ignore[valid-type]
-        description="Target frames per second for enhance_frame_rate; 23_98 means 23.976")] = None,
-) -> tuple[str, dict]:
-    """Upscale a video (up to 4K, adding detail) or raise its frame rate by interpolation; saved to disk.
+        description="interpolate to this many fps instead (23_98 is 23.976)")] = None,
+) -> TaskRequest:
+    """Upscale a video (at most 30 s) to up to 4K with added detail, or raise its frame rate.
 
-    Costs Runway credits. Creative options (creativity, sharpen, smartGrain 0-100; flavor vivid or
-    natural; fpsBoost) go in options.
+    Costs credits.
     """
     if frame_rate and model == DEFAULT_MODEL[VIDEO_UP]:
         model = "enhance_frame_rate"           # a frame rate only makes sense for the interpolation model
     body = {"model": model, "videoUri": Media(video, ("video",), "video"), "resolution": resolution,
             "targetFramerate": frame_rate}
-    return VIDEO_UP, body
+    return TaskRequest(VIDEO_UP, body)
 
 
 @generation("Upscale image", names={"scaleFactor": "scale_factor"})
 def upscale_image(
-    image: Annotated[MediaArg, Field(description="The image to upscale (300-8000 px a side)")],
-    scale_factor: Annotated[Literal[2, 4, 8, 16] | None, Field(description="How many times larger (default 2); "
-                                                                           "the result may have at most 25.3 MP")] = None,
+    image: MediaArg,
+    scale_factor: Annotated[Literal[2, 4, 8, 16] | None, Field(description="default 2; at most 25.3 MP out")] = None,
     flavor: Annotated[Literal["sublime", "photo", "photo_denoiser"] | None, Field(
-        description="sublime for illustration, photo for photographs, photo_denoiser for noisy photos")] = None,
-    model: ModelName = "magnific_precision_upscaler_v2",
-) -> tuple[str, dict]:
-    """Upscale an image 2-16x with added detail (Magnific precision upscaler); saved to disk.
+        description="sublime for illustration")] = None,
+    model: ModelName = DEFAULT_MODEL[IMAGE_UP],
+) -> TaskRequest:
+    """Upscale an image (300-8000 px a side) 2-16x with added detail.
 
-    Costs Runway credits. sharpen, smartGrain and ultraDetail (0-100) go in options.
+    Costs credits.
     """
     body = {"model": model, "imageUri": Media(image, ("image",), "image"), "scaleFactor": scale_factor,
             "flavor": flavor}
-    return IMAGE_UP, body
+    return TaskRequest(IMAGE_UP, body)
 
 
 @generation("Generate speech", names={"promptText": "text", "languageCode": "language"})
 def generate_speech(
-    text: Annotated[str, Field(description="The words to speak", min_length=1, max_length=5000)],
-    voice: Annotated[str | None, Field(description=f"A Runway voice preset (default Maya): {', '.join(VOICES)}",
-                                       min_length=1, max_length=40)] = None,
-    model: model_arg("eleven_multilingual_v2 (default), eleven_v3 (tags such as [laughs]), eleven_v4, "
-                     "seed_audio (clones voice_sample)") = "eleven_multilingual_v2",
-    voice_sample: Annotated[MediaArg | None, Field(description="seed_audio only: a clip of the voice to "
-                                                               "clone, instead of a preset")] = None,
-    language: Annotated[str | None, Field(description="ISO 639-1 language code, e.g. 'de' (eleven_v3, "
-                                                      "eleven_v4)", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
-                        ] = None,
-) -> tuple[str, dict]:
-    """Turn text into spoken audio with a Runway voice preset (text_to_speech); saved as an audio file.
+    text: Annotated[str, Field(min_length=1, max_length=5000)],
+    voice: Annotated[Voice | None, Field(description="default Maya; a preset such as Noah or Eleanor "
+                                                     "(list_models(model='eleven_v3') lists them)")] = None,
+    model: ModelName = DEFAULT_MODEL[TTS],
+    voice_sample: Annotated[MediaArg | None, Field(description="seed_audio: a clip of a voice to clone")] = None,
+    language: Annotated[str | None, Field(description="ISO 639-1, e.g. de",
+                                          pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] = None,
+) -> TaskRequest:
+    """Speak text in a voice preset, or in a cloned voice (seed_audio with voice_sample).
 
-    Costs Runway credits (eleven_multilingual_v2: about 1 per 50 characters). Voice tuning (speed,
-    stability, style, similarityBoost) goes in options for eleven_v3 and eleven_v4.
+    Costs credits (about 1 per 50 characters). eleven_v3 takes tags such as [laughs].
     """
     if voice_sample and voice:
         raise RunwayError("pass voice (a preset) or voice_sample (a clip to clone), not both")
@@ -2372,142 +2525,123 @@ def generate_speech(
         spoken = {"type": "reference-audio", "audioUri": Media(voice_sample, ("audio",), "voice_sample")}
     else:       # seed_audio speaks in its own default voice; the ElevenLabs models need a preset
         spoken = None if model == "seed_audio" else _preset(voice or "Maya")
-    body = {"model": model, "promptText": text, "voice": spoken, "languageCode": language}
-    return TTS, body
+    return TaskRequest(TTS, {"model": model, "promptText": text, "voice": spoken, "languageCode": language})
 
 
 @generation("Generate sound effect")
 def generate_sound_effect(
-    prompt: Annotated[str, Field(description="The sound, e.g. 'heavy wooden door creaking open'", min_length=1,
-                                 max_length=3000)],
-    duration: Annotated[float | None, Field(description="Seconds (0.5-30 for the default model); omit to let "
-                                                        "the model choose")] = None,
-    loop: Annotated[bool | None, Field(description="Make the sound loop seamlessly (default model)")] = None,
-    model: model_arg("eleven_text_to_sound_v2 (default), mirelo_sfx_2_0 (needs duration), "
-                     "seed_audio") = "eleven_text_to_sound_v2",
-) -> tuple[str, dict]:
-    """Create a sound effect from a text description and save it as an audio file.
+    prompt: Annotated[str, Field(min_length=1, max_length=3000)],
+    duration: Annotated[float | None, Field(description="seconds; default: chosen by the model")] = None,
+    loop: bool | None = None,
+    model: ModelName = DEFAULT_MODEL[SFX],
+) -> TaskRequest:
+    """Make a sound effect from a description: foley, ambience, UI sounds (for speech use generate_speech).
 
-    For foley, ambience and UI sounds; for spoken words use generate_speech. Costs Runway credits
-    (about 1-2 per effect with the default model).
+    Costs 1-2 credits.
     """
-    body = {"model": model, "promptText": prompt, "duration": duration, "loop": loop}
-    return SFX, body
+    return TaskRequest(SFX, {"model": model, "promptText": prompt, "duration": duration, "loop": loop})
 
 
 @generation("Animate character", names={"bodyControl": "body_control", "expressionIntensity": "expression_intensity"})
 def animate_character(
-    character: Annotated[MediaArg, Field(description="Image or video of the character (a face must be visible)")],
-    reference: Annotated[MediaArg, Field(description="Video (3-30 s) of a performer whose face and gestures "
-                                                     "the character copies")],
-    character_kind: Annotated[Kind | None, Field(description="Whether character is an image or a video; "
-                                                             "default: judged from the file")] = None,
-    ratio: Annotated[str | None, Field(description="Width:height, e.g. 1280:720", pattern=RATIO_PATTERN)] = None,
-    body_control: Annotated[bool | None, Field(description="Also copy body and hand gestures")] = None,
-    expression_intensity: Annotated[int | None, Field(description="1 (subtle) to 5 (strong)", ge=1, le=5)] = None,
+    character: Annotated[MediaArg, Field(description="image or video with a visible face")],
+    reference: Annotated[MediaArg, Field(description="3-30 s video of the performance to copy")],
+    character_kind: Annotated[Kind | None, Field(description="default: judged from the file")] = None,
+    ratio: Ratio = None,
+    body_control: bool | None = None,
+    expression_intensity: Annotated[int | None, Field(ge=1, le=5)] = None,
     seed: Seed = None,
-    model: ModelName = "act_two",
-) -> tuple[str, dict]:
+    model: ModelName = DEFAULT_MODEL[ACT],
+) -> TaskRequest:
     """Make a character (image or video) perform what an actor does in a reference video (Act-Two).
 
-    Costs Runway credits (act_two: about 5 per second of the reference). Saved to disk as video.
+    Costs about 5 credits per second of the reference.
     """
     body = {"model": model, "character": _typed(character, ("image", "video"), "character", character_kind),
             "reference": {"type": "video", "uri": Media(reference, ("video",), "reference")}, "ratio": ratio,
             "bodyControl": body_control, "expressionIntensity": expression_intensity, "seed": seed}
-    return ACT, body
+    return TaskRequest(ACT, body)
 
 
 @generation("Change voice", names={"removeBackgroundNoise": "remove_background_noise"})
 def change_voice(
-    media: Annotated[MediaArg, Field(description="Audio or video with speech to re-voice")],
+    media: Annotated[MediaArg, Field(description="audio or video with speech")],
     voice: Voice,
-    media_kind: Annotated[MediaKind | None, Field(description="Whether media is audio or video; default: judged "
-                                                              "from the file")] = None,
+    media_kind: Annotated[MediaKind | None, Field(description="default: judged from the file")] = None,
     remove_background_noise: bool | None = None,
-    model: ModelName = "eleven_multilingual_sts_v2",
-) -> tuple[str, dict]:
-    """Say the same words in another voice (speech_to_speech); saved as an audio file.
+    model: ModelName = DEFAULT_MODEL[STS],
+) -> TaskRequest:
+    """Say the same words in another voice.
 
-    Costs Runway credits (about 1 per 3 s of input).
+    Costs about 1 credit per 3 s of input.
     """
     body = {"model": model, "media": _typed(media, ("audio", "video"), "media", media_kind),
             "voice": _preset(voice), "removeBackgroundNoise": remove_background_noise}
-    return STS, body
+    return TaskRequest(STS, body)
 
 
 @generation("Dub audio", names={"targetLang": "target_language", "numSpeakers": "num_speakers"})
 def dub_audio(
-    audio: Annotated[MediaArg, Field(description="Audio (or video) with the speech to translate")],
-    target_language: Annotated[Literal[DUBBING_LANGUAGES], Field(  # type: ignore[valid-type]
-        description="Language code to dub into")],
-    num_speakers: Annotated[int | None, Field(description="How many people speak; default: detected", ge=1,
-                                              le=32)] = None,
-    model: ModelName = "eleven_voice_dubbing",
-) -> tuple[str, dict]:
-    """Translate the speech in a recording into another language, keeping the speakers' voices (dubbing).
+    audio: Annotated[MediaArg, Field(description="audio or video with speech")],
+    target_language: Literal[DUBBING_LANGUAGES],  # type: ignore[valid-type]
+    num_speakers: Annotated[int | None, Field(description="default: detected", ge=1, le=32)] = None,
+    model: ModelName = DEFAULT_MODEL[DUB],
+) -> TaskRequest:
+    """Translate the speech in a recording into another language, keeping the speakers' voices.
 
-    Costs Runway credits (about 1 per 2 s of input). disableVoiceCloning and dropBackgroundAudio go in
-    options. Saved as an audio file.
+    Costs about 1 credit per 2 s of input.
     """
     body = {"model": model, "audioUri": Media(audio, ("audio", "video"), "audio"), "targetLang": target_language,
             "numSpeakers": num_speakers}
-    return DUB, body
+    return TaskRequest(DUB, body)
 
 
 @generation("Isolate voice")
 def isolate_voice(
-    audio: Annotated[MediaArg, Field(description="Audio with speech and noise (4.6 s to 1 h)")],
-    model: ModelName = "eleven_voice_isolation",
-) -> tuple[str, dict]:
-    """Remove background noise and music from speech (voice isolation); saved as an audio file.
+    audio: Annotated[MediaArg, Field(description="4.6 s to 1 h of speech with noise")],
+    model: ModelName = DEFAULT_MODEL[ISOLATE],
+) -> TaskRequest:
+    """Remove background noise and music from speech.
 
-    Costs Runway credits (about 1 per 6 s of input).
+    Costs about 1 credit per 6 s of input.
     """
-    body = {"model": model, "audioUri": Media(audio, ("audio",), "audio")}
-    return ISOLATE, body
+    return TaskRequest(ISOLATE, {"model": model, "audioUri": Media(audio, ("audio",), "audio")})
 
 
 @generation("Generate sound for video")
 def generate_sound_for_video(
-    video: Annotated[MediaArg, Field(description="The video to add sound effects to")],
-    duration: Annotated[float, Field(description="Seconds of audio to make, usually the video's length", gt=0,
-                                     le=600)],
-    prompt: Annotated[str | None, Field(description="Optional guidance, e.g. 'gravel footsteps, distant "
-                                                    "traffic'", min_length=1, max_length=3000)] = None,
-    model: ModelName = "mirelo_sfx_2_0",
-) -> tuple[str, dict]:
-    """Generate sound effects synchronised to a video (video_to_audio); returns audio only, saved to disk.
+    video: MediaArg,
+    duration: Annotated[float, Field(description="seconds, usually the video's length", gt=0, le=600)],
+    prompt: Annotated[str | None, Field(min_length=1, max_length=3000)] = None,
+    model: ModelName = DEFAULT_MODEL[V2A],
+) -> TaskRequest:
+    """Make sound effects synchronised to a video; returns the audio only.
 
-    Costs Runway credits. preserveSpeech, negativePrompt, numVariants and format go in options.
+    Costs credits.
     """
     body = {"model": model, "videoUri": Media(video, ("video",), "video"), "duration": duration,
             "promptText": prompt}
-    return V2A, body
+    return TaskRequest(V2A, body)
 
 
 @generation("Convert video to HDR", names={"outputFormat": "output_format"})
 def convert_to_hdr(
-    video: Annotated[MediaArg, Field(description="An SDR video")],
+    video: MediaArg,
     output_format: Annotated[Literal["hdr10", "hlg", "hdr_prores", "hdr_exr_sequence", "hdr_exr_acescg_sequence_1_3",
-                                     "hdr_exr_acescg_sequence_2_0"] | None, Field(
-        description="hdr10 (default, HEVC PQ), hlg, hdr_prores (.mov), or EXR frame sequences (.zip)")] = None,
-    model: ModelName = "ruby",
-) -> tuple[str, dict]:
-    """Convert an SDR video to HDR at the same resolution (Ruby); saved to disk.
+                                     "hdr_exr_acescg_sequence_2_0"] | None, Field(description="default hdr10")] = None,
+    model: ModelName = DEFAULT_MODEL[HDR],
+) -> TaskRequest:
+    """Convert an SDR video to HDR at the same resolution (Ruby).
 
-    Costs Runway credits: about 20 per second of video (40 above 4 MP). proresProfile goes in options.
+    Costs about 20 credits per second (40 above 4 MP).
     """
     body = {"model": model, "videoUri": Media(video, ("video",), "video"), "outputFormat": output_format}
-    return HDR, body
+    return TaskRequest(HDR, body)
 
 
 @tool(READ_ONLY, "Get task")
 def get_task(task_id: TaskId) -> TaskReply:
-    """Check a task once: status, progress, credits; saves outputs not yet on disk, with fresh links.
-
-    Free. Use wait_for_task to keep waiting for a task that is still running.
-    """
+    """Check a task once; saves its outputs if finished, with fresh links. Free."""
     task_id = task_id_arg(task_id)
     started, notes = time.monotonic(), []
     poll = Poll(fetch_task(task_id))
@@ -2519,11 +2653,7 @@ def get_task(task_id: TaskId) -> TaskReply:
 
 @tool(READ_ONLY, "Wait for task")
 def wait_for_task(task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = None) -> TaskReply:
-    """Keep waiting for a task (e.g. a video still RUNNING) and save its outputs when it finishes.
-
-    Free. Sends progress while it waits; after max_wait_s it returns the current status, and you
-    can call it again. Nothing is lost if the call times out.
-    """
+    """Keep waiting for a task, with progress, and save its outputs; if it is still running, call again. Free."""
     task_id = task_id_arg(task_id)
     started, notes = time.monotonic(), []
     poll = _wait(task_id, max_wait_s, ctx)
@@ -2535,10 +2665,7 @@ def wait_for_task(task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = No
 
 @tool(DESTRUCTIVE, "Cancel task")
 def cancel_task(task_id: TaskId) -> TaskReply:
-    """Cancel a PENDING, THROTTLED or RUNNING task (or delete a finished one) on Runway.
-
-    Cancelling a task Runway already sees as RUNNING refunds nothing. Already cancelled counts as done.
-    """
+    """Cancel a pending or running task, or delete a finished one. A task already RUNNING is not refunded."""
     task_id = task_id_arg(task_id)
     started = time.monotonic()
     existed = cancel(task_id)
@@ -2548,6 +2675,16 @@ def cancel_task(task_id: TaskId) -> TaskReply:
     reply = task_reply(result)
     reply.is_error = False           # the cancel itself succeeded
     return reply
+
+
+def _listing(lines: list[str], empty: str, structured: dict) -> CallToolResult:
+    """A list tool's result: one text block, a line per item, and the same items as structured content."""
+    return CallToolResult(content=[TextContent(text=redact("\n".join(lines) or empty))],
+                          structured_content=redact(structured))
+
+
+def _quoted(text: str | None, most: int = 60) -> str:
+    return f'"{text[:most]}{"..." if len(text) > most else ""}"' if text else ""
 
 
 class TaskSummary(TypedDict):
@@ -2562,52 +2699,50 @@ class TaskSummary(TypedDict):
     outputs: list[str]
 
 
+class TaskList(TypedDict):
+    tasks: list[TaskSummary]
+
+
 @tool(LOCAL, "List tasks")
-def list_tasks(limit: Annotated[int, Field(description="How many, newest first", ge=1, le=500)] = 20
-               ) -> list[TaskSummary]:
-    """List the tasks this server created (from its ledger), newest first, with their last known status.
+def list_tasks(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> Annotated[CallToolResult, TaskList]:
+    """Tasks this server created, newest first, with their last known status (get_task checks one). Free."""
+    tasks = [TaskSummary(task_id=t["task_id"], created_at=t.get("created_at"), tool=t.get("tool"),
+                         model=t.get("model"), prompt=t.get("prompt"), status=t.get("status"),
+                         estimated_credits=t.get("estimated_credits"), cost_credits=t.get("cost_credits"),
+                         outputs=list(t.get("outputs") or []))
+             for t in LEDGER.tasks()[:limit]]
+    lines = []
+    for t in tasks:
+        credits = t["cost_credits"] if t["cost_credits"] is not None else t["estimated_credits"]
+        parts = [t["task_id"], t["status"] or "?", t["created_at"] or "", t["tool"] or "", t["model"] or "",
+                 _credits(credits) if credits is not None else "", _quoted(t["prompt"]), " ".join(t["outputs"])]
+        lines.append(" ".join(p for p in parts if p))
+    return _listing(lines, "No tasks yet.", TaskList(tasks=tasks))
 
-    Free and local. Use get_task for the current status of one.
-    """
-    return [TaskSummary(task_id=t["task_id"], created_at=t.get("created_at"), tool=t.get("tool"),
-                        model=t.get("model"), prompt=t.get("prompt"), status=t.get("status"),
-                        estimated_credits=t.get("estimated_credits"), cost_credits=t.get("cost_credits"),
-                        outputs=list(t.get("outputs") or []))
-            for t in LEDGER.tasks()[:limit]]
 
+class ModelList(TypedDict):
+    """The index as data: [model, kind, endpoint codes, credits, default for]; with model=, its detail too."""
 
-class ModelInfo(TypedDict):
-    model: str
-    kind: str
-    about: str
-    endpoints: list[str]
-    ratios: dict[str, list[str]]
-    durations: str | None
-    required: dict[str, list[str]]
-    options: dict[str, list[str]]
-    choices: dict[str, list | str]
-    credits: str | None
-    default_for: list[str]
+    models: list[list[str]]
+    endpoints: dict[str, str]           # code -> Runway endpoint
+    detail: NotRequired[str]
 
 
 @tool(LOCAL, "List models")
-def list_models(kind: Annotated[Literal["image", "video", "audio"] | None,
-                                Field(description="Only models of this kind")] = None) -> list[ModelInfo]:
-    """List the Runway models this server knows: endpoints, ratios, durations, required inputs, options, cost.
-
-    Free and local. Required inputs and options use Runway's API field names (pass options by those
-    names); keys such as "video_to_video:extend" describe a mode. credits is a price hint.
-    """
-    return [ModelInfo(
-        model=name, kind=m.kind, about=m.about, endpoints=[ep for ep in m.uses if ":" not in ep],
-        ratios={ep: list(u.ratios) for ep, u in m.uses.items() if u.ratios},
-        durations=_describe(m.durations) or None,
-        required={ep: sorted(_fields(u.needs)) for ep, u in m.uses.items()},
-        options={ep: sorted(_fields(u.takes)) for ep, u in m.uses.items()},
-        choices={k: _describe(v) if isinstance(v, range | Between | Text) else list(v) for k, v in m.choices.items()},
-        credits=m.credits or None,
-        default_for=[ep for ep, default in DEFAULT_MODEL.items() if default == name])
-        for name, m in MODELS.items() if kind in (None, m.kind)]
+def list_models(kind: Literal["image", "video", "audio"] | None = None,
+                model: Annotated[str | None, Field(max_length=64)] = None) -> Annotated[CallToolResult, ModelList]:
+    """The models this server knows: a line each (endpoints, credits); model=NAME for its ratios, durations,
+    inputs and options (by their Runway API names). Free."""
+    if model is not None and model not in MODELS:
+        close = [n for n in MODELS if model.lower() in n.lower()] or list(MODELS)
+        raise RunwayError(f"model={model!r} is not in the catalog; known: {', '.join(close)}")
+    names = [model] if model else [n for n, m in MODELS.items() if kind in (None, m.kind)]
+    rows = [[n, MODELS[n].kind, " ".join(ENDPOINT_CODES[e] for e in MODELS[n].uses if ":" not in e),
+             MODELS[n].credits, " ".join(e for e, d in DEFAULT_MODEL.items() if d == n)] for n in names]
+    found = ModelList(models=rows, endpoints={code: endpoint for endpoint, code in ENDPOINT_CODES.items()})
+    if model:
+        found["detail"] = model_detail(model)
+    return _listing([found.get("detail") or model_index(kind)], "", found)
 
 
 class ModelUsage(TypedDict):
@@ -2625,7 +2760,7 @@ class Account(TypedDict):
 
 @tool(READ_ONLY, "Get account")
 def get_account() -> Account:
-    """Show the Runway credit balance, tier limits per model and today's generations. Free."""
+    """The Runway credit balance, tier limits per model and today's generations. Free."""
     org = api("GET", "/v1/organization")
     tier, usage = org.get("tier") or {}, (org.get("usage") or {}).get("models") or {}
     limits = tier.get("models") or {}
@@ -2647,13 +2782,11 @@ class Upload(TypedDict):
 
 
 @tool(PAID, "Upload file")
-def upload_file(path: Annotated[str, Field(description="Absolute path of a local image, video or audio file "
-                                                       "(at most 200 MB)", min_length=1, max_length=4096)]) -> Upload:
-    """Upload a local file to Runway and get a runway:// URI for any media argument, valid for 24 hours.
+def upload_file(path: Annotated[str, Field(description="a local image, video or audio file, at most 200 MB",
+                                           min_length=1, max_length=4096)]) -> Upload:
+    """Upload a file once to reuse it in several calls: a runway:// URI valid 24 h. Free.
 
-    Free (but Runway allows uploads only to accounts that have bought credits). Media arguments also
-    take local paths directly; this is for reusing one large file across several calls. The same
-    file is uploaded once per day.
+    Media arguments also take paths directly. Runway allows uploads only to accounts that bought credits.
     """
     media = Media(path, ("image", "video", "audio"), "path")
     local = local_file(media)
@@ -2678,17 +2811,18 @@ class SavedOutput(TypedDict):
     prompt: str | None
 
 
+class OutputList(TypedDict):
+    outputs: list[SavedOutput]
+
+
 @tool(LOCAL, "List outputs")
 def list_outputs(
-    kind: Annotated[Literal["image", "video", "audio"] | None, Field(description="Only files of this kind")] = None,
-    limit: Annotated[int, Field(description="How many, newest first", ge=1, le=1000)] = 20,
-) -> list[SavedOutput]:
-    """List the files saved in the output directory, newest first, with the task and prompt each came from.
-
-    Free and local.
-    """
+    kind: Literal["image", "video", "audio"] | None = None,
+    limit: Annotated[int, Field(ge=1, le=1000)] = 20,
+) -> Annotated[CallToolResult, OutputList]:
+    """Files saved in the output folder, newest first, with the task, model and prompt each came from. Free."""
     files = []
-    with contextlib.suppress(OSError):                  # no directory yet, or a file removed meanwhile
+    with contextlib.suppress(OSError):                  # no folder yet, or a file removed meanwhile
         files = [(p, p.stat()) for p in CONFIG.output_dir.iterdir() if is_output(p)]
     found = []
     for path, info in sorted(files, key=lambda item: item[1].st_mtime, reverse=True):
@@ -2703,7 +2837,9 @@ def list_outputs(
             prompt=sidecar.get("prompt")))
         if len(found) == limit:
             break
-    return found
+    lines = [" ".join(p for p in (o["path"], _size(o["bytes"]), o["saved_at"], o["model"] or "",
+                                  _quoted(o["prompt"])) if p) for o in found]
+    return _listing(lines, f"Nothing saved in {CONFIG.output_dir} yet.", OutputList(outputs=found))
 
 
 class Deleted(TypedDict):
@@ -2713,13 +2849,10 @@ class Deleted(TypedDict):
 
 @tool(DESTRUCTIVE, "Delete output")
 def delete_output(
-    name: Annotated[str, Field(description="File name as list_outputs shows it", min_length=1, max_length=255)],
-    confirm: Annotated[bool, Field(description="Must be true; nothing is deleted otherwise")] = False,
+    name: Annotated[str, Field(description="a file name from list_outputs", min_length=1, max_length=255)],
+    confirm: Annotated[bool, Field(description="must be true")] = False,
 ) -> Deleted:
-    """Delete one saved output file and its sidecar from the output directory. Only with confirm=true.
-
-    Local; cannot be undone (Runway keeps its own copy only for 24-48 h).
-    """
+    """Delete a saved file and its sidecar; cannot be undone. Only with confirm=true."""
     path = output_path(name)
     size = path.stat().st_size
     if not confirm:

@@ -1163,13 +1163,87 @@ async def test_tools_are_listed_with_schemas(stdio):
     assert tools["generate_image"].input_schema["required"] == ["prompt"]
     assert tools["get_task"].input_schema["required"] == ["task_id"]
     for name in ("generate_image", "generate_video", "get_task", "wait_for_task", "cancel_task"):
-        assert set(tools[name].output_schema["required"]) >= {"task_id", "status", "progress", "outputs",
-                                                               "estimated_credits", "cost_credits", "next"}
+        assert set(tools[name].output_schema["properties"]) >= {"task_id", "status", "progress", "outputs",
+                                                                 "estimated_credits", "cost_credits", "next"}
     for name in GENERATION_TOOLS:
-        assert "credits" in tools[name].description and tools[name].annotations.open_world_hint
+        assert "credit" in tools[name].description and tools[name].annotations.open_world_hint
         assert {"wait", "max_wait_s", "model", "options", "dry_run"} <= set(tools[name].input_schema["properties"])
     video = tools["generate_video"].input_schema["properties"]
     assert {"prompt", "image", "last_image", "ratio", "duration"} <= set(video)
+
+
+def wire_size(value) -> int:
+    """Bytes as a host sends it to the model: compact JSON."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def model_facing(tool) -> dict:
+    wire = tool.model_dump(by_alias=True, exclude_none=True)
+    return {k: wire.get(k) for k in ("name", "description", "inputSchema")}
+
+
+@pytest.mark.anyio
+async def test_the_tool_list_fits_the_agents_context_budget(client):
+    """Every host sends each tool's name, description and input schema to the model in every conversation."""
+    tools = (await client.list_tools()).tools
+    sizes = {t.name: wire_size(model_facing(t)) for t in tools}
+    assert sum(sizes[name] for name in EXPECTED_TOOLS) <= 14_000, sizes
+    assert sum(sizes.values()) <= 640 * len(sizes), sizes
+    assert sum(wire_size(t.output_schema) for t in tools if t.name in EXPECTED_TOOLS and t.output_schema) <= 12_000
+    def keywords(schema):
+        """Every keyword used in a schema (not property names)."""
+        if not isinstance(schema, dict):
+            return set()
+        found = set(schema) - {"properties"}
+        for key, value in schema.items():
+            for child in (value.values() if key == "properties" else value if isinstance(value, list) else [value]):
+                found |= keywords(child)
+        return found
+    for t in tools:
+        assert not {"title", "$defs", "$ref"} & (keywords(t.input_schema) | keywords(t.output_schema)), t.name
+        for name, spec in t.input_schema["properties"].items():
+            assert {"type": "null"} not in spec.get("anyOf", []), (t.name, name)
+
+
+@pytest.mark.anyio
+async def test_list_results_are_one_text_block_and_list_models_fits_its_budget(client, fake):
+    await call(client, "generate_image", {"prompt": "a"})
+    await call(client, "generate_image", {"prompt": "b"})
+    for tool in ("list_tasks", "list_outputs"):
+        result, data = await call(client, tool)
+        [block] = result.content
+        assert len(block.text.splitlines()) == 2, block.text
+    result, index = await call(client, "list_models")
+    [block] = result.content
+    assert wire_size(block.text) <= 5_000 and wire_size(index) <= 2 * wire_size(block.text)
+    for name in rm.MODELS:
+        result, detail = await call(client, "list_models", {"model": name})
+        assert len(result.content) == 1 and wire_size(result.content[0].text) <= 2_000, name
+
+
+def test_toolsets_name_groups_or_tools_and_bring_the_task_tools_along():
+    assert rm.load_config({}).tools is None
+    config = rm.load_config({"RUNWAY_MCP_TOOLS": "image, get_account"})
+    assert config.tools == {*rm.TOOLSETS["image"], *rm.TOOLSETS["tasks"], "get_account"} and not config.warnings
+    assert rm.load_config({"RUNWAY_MCP_TOOLS": "files"}).tools == set(rm.TOOLSETS["files"])     # nothing to resume
+    config = rm.load_config({"RUNWAY_MCP_TOOLS": "video,imagez"})
+    assert set(rm.TOOLSETS["video"]) <= config.tools
+    assert "'imagez' is not a toolset or tool" in config.warnings[0] and "image, video, audio" in config.warnings[0]
+    config = rm.load_config({"RUNWAY_MCP_TOOLS": "nothing"})
+    assert config.tools is None and len(config.warnings) == 2
+
+
+@pytest.mark.anyio
+async def test_a_toolset_lists_and_serves_only_its_tools(client, serve, fake):
+    everything = {t.name for t in (await client.list_tools()).tools}
+    assert everything == {tool for group in rm.TOOLSETS.values() for tool in group}     # every tool has a group
+    serve(RUNWAY_MCP_TOOLS="audio")
+    listed = {t.name for t in (await client.list_tools()).tools}
+    assert listed == {*rm.TOOLSETS["audio"], *rm.TOOLSETS["tasks"]}
+    result, _ = await call(client, "generate_image", {"prompt": "x"})
+    assert result.is_error and "RUNWAY_MCP_TOOLS" in result.content[0].text and fake.requests == []
+    result, _ = await call(client, "generate_sound_effect", {"prompt": "rain", "dry_run": True})
+    assert not result.is_error
 
 
 @pytest.mark.anyio
@@ -1217,7 +1291,7 @@ async def test_a_long_video_returns_a_handle_and_wait_for_task_finishes_it(clien
     assert time.monotonic() - started < 5
     assert not result.is_error and data["status"] == "RUNNING" and 0 < data["progress"] < 1
     assert "wait_for_task" in data["next"] and data["task_id"] in data["next"] and data["outputs"] == []
-    listed = (await client.call_tool("list_tasks", {})).structured_content["result"]
+    listed = (await client.call_tool("list_tasks", {})).structured_content["tasks"]
     assert listed[0]["task_id"] == data["task_id"] and listed[0]["status"] == "RUNNING"
     fake.finish(data["task_id"])
     result, done = await call(client, "wait_for_task", {"task_id": data["task_id"]})
@@ -1614,12 +1688,12 @@ async def test_list_outputs_and_delete_output(client, fake):
     _, image = await call(client, "generate_image", {"prompt": "a red kite"})
     _, video = await call(client, "generate_video", {"prompt": "a kite flying"})
     _, listed = await call(client, "list_outputs", {"kind": "image", "limit": 5})
-    newest = listed["result"][0]
-    assert all(item["kind"] == "image" for item in listed["result"])
+    newest = listed["outputs"][0]
+    assert all(item["kind"] == "image" for item in listed["outputs"])
     assert newest["path"] == image["outputs"][0]["path"] and newest["prompt"] == "a red kite"
     assert newest["task_id"] == image["task_id"] and newest["bytes"] == len(PNG) and newest["model"] == "gen4_image"
     _, everything = await call(client, "list_outputs", {"limit": 2})
-    assert [o["path"] for o in everything["result"]] == [video["outputs"][0]["path"], image["outputs"][0]["path"]]
+    assert [o["path"] for o in everything["outputs"]] == [video["outputs"][0]["path"], image["outputs"][0]["path"]]
     path = Path(newest["path"])
     result, _ = await call(client, "delete_output", {"name": path.name})
     assert result.is_error and "confirm=true" in result.content[0].text and path.exists()
@@ -1637,22 +1711,28 @@ async def test_get_account_reports_balance_limits_and_usage(client, fake):
 
 
 @pytest.mark.anyio
-async def test_list_models_shows_every_model_and_marks_the_defaults(client):
-    _, everything = await call(client, "list_models")
-    assert {m["model"] for m in everything["result"]} == set(rm.MODELS)
-    defaults = {ep for m in everything["result"] for ep in m["default_for"]}
+async def test_list_models_gives_an_index_and_one_models_detail(client):
+    result, everything = await call(client, "list_models")
+    [block] = result.content
+    assert [row[0] for row in everything["models"]] == list(rm.MODELS)
+    for name in rm.MODELS:
+        assert re.search(rf"^{re.escape(name)}\*? ", block.text, re.MULTILINE), name
+    defaults = {e for row in everything["models"] for e in row[4].split()}
     assert defaults == {e for m in rm.MODELS.values() for e in m.uses if ":" not in e}   # one per endpoint
-    _, data = await call(client, "list_models", {"kind": "video"})
-    models = {m["model"]: m for m in data["result"]}
-    assert all(m["kind"] == "video" for m in models.values()) and "gen4_image" not in models
-    gen45 = models["gen4.5"]
-    assert gen45["default_for"] == ["image_to_video", "text_to_video"] and gen45["credits"] == "12 per second"
-    assert gen45["durations"] == "2-10" and gen45["ratios"]["text_to_video"] == ["1280:720", "720:1280"]
-    assert gen45["required"]["text_to_video"] == ["duration", "promptText", "ratio"]
-    assert "outputFormat" in gen45["options"]["text_to_video"] and "prores" in gen45["choices"]["outputFormat"]
-    assert models["seedance2_5"]["required"]["video_to_video:extend"] == ["promptText", "promptVideo"]
-    _, audio = await call(client, "list_models", {"kind": "audio"})
-    assert "eleven_v3" in {m["model"] for m in audio["result"]}
+    assert "gen4.5* i2v,t2v 12/s" in block.text and everything["endpoints"]["i2v"] == "image_to_video"
+    _, video = await call(client, "list_models", {"kind": "video"})
+    assert {row[1] for row in video["models"]} == {"video"} and "gen4.5" in {row[0] for row in video["models"]}
+    result, gen45 = await call(client, "list_models", {"model": "gen4.5"})
+    detail = result.content[0].text
+    assert gen45["models"] == [["gen4.5", "video", "i2v t2v", "12 per second", "image_to_video text_to_video"]]
+    assert gen45["detail"] == detail and "duration: 2-10" in detail and "prompt: at most 1000 characters" in detail
+    assert "text_to_video (generate_video): needs duration, prompt, ratio; takes contentModeration, outputFormat, " \
+           "proresProfile, seed; ratio 1280:720, 720:1280" in detail
+    assert "+5/s with outputFormat prores, png_sequence" in detail and "prores, png_sequence, hdr10" in detail
+    _, seedance = await call(client, "list_models", {"model": "seedance2_5"})
+    assert "video_to_video mode extend: needs prompt, video" in seedance["detail"]
+    result, _ = await call(client, "list_models", {"model": "gen9"})
+    assert result.is_error and "model='gen9' is not in the catalog" in result.content[0].text
 
 
 @pytest.mark.anyio
@@ -2076,7 +2156,7 @@ async def test_http_requires_the_token_when_one_is_set(fake, tmp_path):
         assert health.status_code == 200 and health.text == "ok"
         async with http_client(url, TOKEN) as client:
             result, data = await call(client, "list_models", {"kind": "audio"})
-    assert not result.is_error and data["result"]
+    assert not result.is_error and data["models"]
 
 
 def test_http_refuses_a_public_bind_without_a_token(main, capsys):
