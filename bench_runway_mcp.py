@@ -5,7 +5,7 @@ two alternating, because these machines are noisy. Nothing here needs the networ
 
     .venv/bin/python bench_runway_mcp.py            # everything (about two minutes)
     .venv/bin/python bench_runway_mcp.py startup    # one benchmark: startup, concurrency, overhead,
-                                                    # polling or downloads
+                                                    # polling, downloads or context
 """
 
 import json
@@ -398,8 +398,67 @@ def bench_downloads(fake) -> list[tuple]:
              max(growth) < 30)]
 
 
+# 6. Context ---------------------------------------------------------------------------------------
+# Bytes, not seconds: what a host puts into the model's context. A count has no noise, so the baseline is
+# the official Runway MCP server as measured for issue 10 (6.3 KB for 10 tools, 631 B per tool).
+
+OFFICIAL_PER_TOOL = 631
+
+
+def wire(value) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def listed_tools(fake, tools: str = "") -> list[dict]:
+    server = RawServer(t.SERVER, env_for(fake, WORK / "context", **({"RUNWAY_MCP_TOOLS": tools} if tools else {})))
+    try:
+        return server.request("tools/list")["result"]["tools"]
+    finally:
+        server.close()
+
+
+def model_facing(tools: list[dict]) -> int:
+    return sum(wire({k: tool.get(k) for k in ("name", "description", "inputSchema")}) for tool in tools)
+
+
+def bench_context(fake) -> list[tuple]:
+    tools = listed_tools(fake)
+    original = [tool for tool in tools if tool["name"] in t.EXPECTED_TOOLS]
+    size, per_tool = model_facing(tools), model_facing(tools) / len(tools)
+    rows = [(f"Context: name + description + inputSchema, all {len(tools)} tools", f"{size / 1000:.1f} KB",
+             f"{OFFICIAL_PER_TOOL} B per tool (official Runway server)", f"{per_tool / OFFICIAL_PER_TOOL:.2f} x",
+             "<= 640 B per tool", per_tool <= 640),
+            (f"Context: the same, the {len(original)} tools of issue 10", f"{model_facing(original) / 1000:.1f} KB",
+             "32.6 KB before", f"{model_facing(original) / 32600:.2f} x", "<= 14 KB", model_facing(original) <= 14000)]
+    schemas = sum(wire(tool["outputSchema"]) for tool in original if tool.get("outputSchema"))
+    rows.append((f"Context: outputSchema, the {len(original)} tools of issue 10", f"{schemas / 1000:.1f} KB",
+                 "31.9 KB before", f"{schemas / 31900:.2f} x", "<= 12 KB", schemas <= 12000))
+    server = RawServer(t.SERVER, env_for(fake, WORK / "context"))
+    try:
+        index = server.call("list_models", {})
+        details = [(wire(server.call("list_models", {"model": name})["content"][0]["text"]), name)
+                   for name in t.rm.MODELS]
+    finally:
+        server.close()
+    text = sum(wire(block["text"]) for block in index["content"])
+    rows.append((f"Context: list_models() text, {len(t.rm.MODELS)} models", f"{text / 1000:.1f} KB "
+                 f"({len(index['content'])} block)", "61.5 KB in 61 blocks before", f"{text / 61500:.2f} x",
+                 "<= 5 KB", text <= 5000))
+    rows.append(("Context: list_models() structured content", f"{wire(index['structuredContent']) / 1000:.1f} KB",
+                 "41.9 KB before", f"{wire(index['structuredContent']) / text:.2f} x the text", "<= 2 x the text",
+                 wire(index["structuredContent"]) <= 2 * text))
+    largest, name = max(details)
+    rows.append((f"Context: list_models(model=...), largest ({name})", f"{largest / 1000:.1f} KB", "", "",
+                 "<= 2 KB", largest <= 2000))
+    for group in t.rm.TOOLSETS:
+        subset = listed_tools(fake, group)
+        rows.append((f"Context: RUNWAY_MCP_TOOLS={group} ({len(subset)} tools)",
+                     f"{model_facing(subset) / 1000:.1f} KB", "", "", "", True))
+    return rows
+
+
 BENCHMARKS = {"startup": bench_startup, "concurrency": bench_concurrency, "overhead": bench_overhead,
-              "polling": bench_polling, "downloads": bench_downloads}
+              "polling": bench_polling, "downloads": bench_downloads, "context": bench_context}
 
 
 def main(names: list[str]) -> int:
