@@ -1,17 +1,23 @@
-"""runway-mcp: one-file MCP server for the Runway developer API (images, video, audio).
+#!/usr/bin/env -S uv run --script
+# /// script
+# requires-python = ">=3.11"
+# dependencies = ["requests>=2.32,<3", "mcp>=2.3,<3"]
+# ///
+"""An MCP server for the Runway API: generate, edit, upscale and voice images, video and audio.
 
-An agent can generate and edit media, watch progress while Runway works, resume tasks that
-outlive a host's tool-call limit, and find every result saved on disk.
+One file. An agent can generate and edit media, watch progress while Runway works, resume tasks
+that outlive a host's tool-call limit, and find every result saved on disk.
 
-    python runway_mcp.py                      # serve MCP over stdio (what desktop hosts run)
+    uv run --script runway_mcp.py             # serve MCP over stdio; uv installs what the block above lists
+    python runway_mcp.py                      # the same, with requests and mcp already installed
     python runway_mcp.py --check              # verify RUNWAYML_API_SECRET, print the credit balance
+    python runway_mcp.py --print-config claude-desktop   # a config block to paste into a host
     python runway_mcp.py --help
 
 Configuration is read from environment variables; README.md lists them (and `load_config` below).
-Runtime dependencies: requests, mcp>=2.3,<3.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import argparse
 import base64
@@ -176,6 +182,20 @@ def poll_timeout() -> tuple[float, float]:
     return (5.0, min(10.0, max(1.0, 2 * CONFIG.poll_interval)))
 
 
+def _filled(env: Mapping[str, str], warnings: list[str]) -> dict[str, str]:
+    """The RUNWAY* variables, less those a host left as an unfilled placeholder: an MCP bundle passes an optional
+    setting the person left empty as the literal `${user_config.name}`, which must not become a folder or a flag."""
+    filled = {}
+    for name, value in env.items():
+        if not name.startswith("RUNWAY"):
+            continue
+        if "${" in value:
+            warnings.append(f"{name} holds a placeholder the host did not fill ({value[:60]!r}); treated as unset")
+        else:
+            filled[name] = value
+    return filled
+
+
 def load_config(env: Mapping[str, str]) -> Config:
     """Read the RUNWAY* variables of `env`, never raising.
 
@@ -184,6 +204,7 @@ def load_config(env: Mapping[str, str]) -> Config:
     """
     problems: list[str] = []
     warnings: list[str] = []
+    env = _filled(env, warnings)
 
     key = (env.get("RUNWAYML_API_SECRET") or env.get("RUNWAY_API_KEY") or "").strip()
     if key and not KEY_PATTERN.fullmatch(key):
@@ -2234,7 +2255,7 @@ def save_outputs(task: dict, notes: list[str]) -> list[Output]:
     record = LEDGER.find(task["id"])
     for n, output in enumerate(outputs, 1):
         try:
-            path = saved_output(task["id"], n) or _save(task, n, output, record)
+            path = saved_output(task["id"], n) or _save(task, n, output, record, notes)
         except (RunwayError, OSError) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             notes.append(f"output {n} was not saved ({reason}); its link works for 24-48 h, call get_task to "
@@ -2245,7 +2266,7 @@ def save_outputs(task: dict, notes: list[str]) -> list[Output]:
     return outputs
 
 
-def _save(task: dict, n: int, output: Output, record: LedgerRecord) -> Path:
+def _save(task: dict, n: int, output: Output, record: LedgerRecord, notes: list[str]) -> Path:
     """Download output n with a sidecar beside it; an expired link is refreshed from the task once."""
     model = MODELS.get(record.get("model", ""))
     kind = model.kind if model else "output"
@@ -2259,13 +2280,16 @@ def _save(task: dict, n: int, output: Output, record: LedgerRecord) -> Path:
             raise
         output["url"] = fresh[n - 1]
         path, output["mime_type"], _ = download(output["url"], task["id"], n, kind)
-    with contextlib.suppress(OSError):
+    try:
         write_sidecar(path, {
             "file": path.name, "task_id": task["id"], "output": n, "tool": record.get("tool"),
             "model": record.get("model"), "endpoint": record.get("endpoint"), "prompt": record.get("prompt"),
             "arguments": record.get("arguments"), "created_at": record.get("created_at"), "saved_at": _now(),
             "estimated_credits": record.get("estimated_credits"), "cost_credits": (task.get("cost") or {}).get("credits"),
             "mime_type": output["mime_type"], "bytes": path.stat().st_size, "source_url": output["url"]})
+    except OSError as error:
+        log.warning("could not write the sidecar of %s: %s", path.name, error.strerror)
+        notes.append(f"{path.name} was saved, but not its record {path.name}.json ({error.strerror})")
     return path
 
 
@@ -2327,10 +2351,12 @@ def record_status(result: TaskResult) -> None:
     known, outputs = LEDGER.find(result["task_id"]), [o["path"] or o["url"] for o in result["outputs"]]
     if known.get("status") == result["status"] and known.get("outputs", []) == outputs:
         return
-    with contextlib.suppress(OSError):
+    try:
         LEDGER.append(LedgerRecord(task_id=result["task_id"], status=result["status"], progress=result["progress"],
                                    cost_credits=result["cost_credits"], outputs=outputs,
                                    **({"failure": result["failure"]} if result["failure"] else {})))
+    except OSError as error:
+        log.warning("could not record task %s's status in %s: %s", result["task_id"], LEDGER.path, error.strerror)
 
 
 def _credits(amount: float) -> str:
@@ -2884,6 +2910,47 @@ def _check() -> int:
     return 0
 
 
+HOSTS = ("claude-desktop", "claude-code", "cursor", "vscode")
+KEY_PLACEHOLDER = "key_REPLACE_WITH_YOUR_RUNWAY_KEY"       # never the real key: configs get pasted and shared
+
+
+def launch_command() -> list[str]:
+    """How a host starts this server on this machine, by absolute paths (GUI hosts do not see the shell's PATH):
+    the installed runway-mcp command, or uv running this file (it installs what the script block lists), or
+    this interpreter running this file."""
+    if Path(sys.argv[0]).name == "runway-mcp" and Path(sys.argv[0]).exists():
+        return [str(Path(sys.argv[0]).absolute())]
+    here = str(Path(__file__).resolve())
+    uv = shutil.which("uv")
+    return [uv, "run", "--script", here] if uv else [sys.executable, here]
+
+
+def host_config(host: str) -> str:
+    """A block to paste into a host's MCP settings, with a placeholder for the key."""
+    command, *args = launch_command()
+    server = {"command": command, "args": args, "env": {"RUNWAYML_API_SECRET": KEY_PLACEHOLDER}}
+    if host == "claude-code":
+        import shlex
+        return shlex.join(["claude", "mcp", "add", "runway", "--scope", "user", "-e",
+                           f"RUNWAYML_API_SECRET={KEY_PLACEHOLDER}", "--", command, *args])
+    if host == "vscode":          # .vscode/mcp.json: "servers", and an input that asks for the key once
+        key = {"type": "promptString", "id": "runway-api-key", "description": "Runway API key (dev.runwayml.com)",
+               "password": True}
+        server = {"type": "stdio", **server, "env": {"RUNWAYML_API_SECRET": "${input:runway-api-key}"}}
+        return json.dumps({"inputs": [key], "servers": {"runway": server}}, indent=2)
+    return json.dumps({"mcpServers": {"runway": server}}, indent=2)
+
+
+HOST_HINTS = {
+    "claude-desktop": f"Paste it into claude_desktop_config.json (Settings > Developer > Edit Config) with your key "
+                      f"in place of {KEY_PLACEHOLDER}, then restart Claude Desktop.",
+    "claude-code": f"Run it once in a terminal, with your key in place of {KEY_PLACEHOLDER}.",
+    "cursor": f"Paste it into ~/.cursor/mcp.json (or .cursor/mcp.json in a project) with your key in place of "
+              f"{KEY_PLACEHOLDER}.",
+    "vscode": "Paste it into .vscode/mcp.json; VS Code asks for the key once and keeps it.",
+}
+
+
 @mcp.custom_route("/healthz", methods=["GET"])
 async def _healthz(request: Any) -> Any:
     """For load balancers: answers without authentication and says nothing about the server."""
@@ -2959,6 +3026,8 @@ def _main(argv: list[str] | None = None) -> int:
         "set RUNWAYML_API_SECRET (see README.md for every variable).")
     parser.add_argument("--version", action="version", version=f"runway-mcp {__version__}")
     parser.add_argument("--check", action="store_true", help="verify the API key, print the credit balance, exit")
+    parser.add_argument("--print-config", choices=HOSTS, metavar="HOST",
+                        help=f"print a config block for an MCP host ({', '.join(HOSTS)}) and exit")
     parser.add_argument("--transport", choices=("stdio", "http"), default="stdio",
                         help="stdio (default) or streamable HTTP at /mcp")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (default 127.0.0.1; any "
@@ -2974,6 +3043,10 @@ def _main(argv: list[str] | None = None) -> int:
         log.warning("%s", message)
     if args.check:
         return _check()
+    if args.print_config:
+        print(host_config(args.print_config))
+        print(HOST_HINTS[args.print_config], file=sys.stderr)
+        return 0
     CONFIG = dataclasses.replace(CONFIG, transport=args.transport)
     if args.transport == "http":
         return _serve_http(args.host, args.port)
@@ -2982,5 +3055,10 @@ def _main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The runway-mcp command (pyproject.toml's console script)."""
     sys.exit(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -5,18 +5,27 @@ under a real MCP client (stdio, mode "legacy", as desktop hosts use it) against 
 stateful stand-in for the Runway API served on 127.0.0.1 by this file. Nothing needs the network.
 """
 
+import ast
 import base64
+import collections.abc
 import contextlib
+import importlib
 import inspect
 import json
 import logging
 import os
 import re
+import shlex
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
+import tomllib
+import typing
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +36,9 @@ import anyio
 import pytest
 import requests
 import responses
+import runwayml
 from mcp import Client, StdioServerParameters
+from typing_extensions import NotRequired, Required, is_typeddict
 
 import runway_mcp as rm
 
@@ -321,14 +332,6 @@ def test_catalog_rules_name_the_argument():
 # runwayml's request types (types/*_create_params.py, generated from Runway's OpenAPI spec) say, model by model,
 # which fields a body takes, which are required, their enums, and in the field docs the limits: "up to 1000
 # characters", "Up to 5 videos", "(0-4294967295)". The tests below read them and hold the catalog to them.
-
-import ast
-import collections.abc
-import importlib
-import typing
-
-import runwayml
-from typing_extensions import NotRequired, Required, is_typeddict
 
 assert runwayml.__version__ == "5.24.0", "the catalog was checked against runwayml 5.24.0; update both together"
 
@@ -2166,6 +2169,238 @@ def test_http_refuses_a_public_bind_without_a_token(main, capsys):
 
 
 ##############################################################################
+# Installing: the script block, the package, the bundle, the registry entry, host configs
+##############################################################################
+
+NODE_TOOLS = HERE / ".tools" / "node_modules" / ".bin"
+UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+needs_uv = pytest.mark.skipif(UV is None, reason="uv is not installed (make test installs it into .venv)")
+
+
+def needs_node_tool(name):
+    return pytest.mark.skipif(not (NODE_TOOLS / name).exists(),
+                              reason=f"{name} is not in .tools (make test installs it with npm; is npm installed?)")
+
+
+def script_block() -> dict:
+    """runway_mcp.py's PEP 723 block, parsed as uv reads it."""
+    match = re.search(r"(?m)^# /// script$\s(?P<content>(^#(| .*)$\s)+)^# ///$", Path(SERVER).read_text())
+    return tomllib.loads("".join(line[2:] + "\n" for line in match["content"].splitlines()))
+
+
+def tools_of_process(command, env, cwd=None, timeout=180):
+    """Start an MCP server as a host would, list its tools over raw stdio; (tool names, stderr).
+
+    Everything it writes to stdout must be JSON-RPC: uv's and pip's messages belong on stderr.
+    """
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env, cwd=cwd, text=True)
+    errors: list[str] = []
+    threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True).start()
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    try:
+        messages = [INITIALIZE, {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                    {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
+        process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+        process.stdin.flush()
+        answers = []
+        while not answers or answers[-1].get("id") != 2:
+            line = process.stdout.readline()
+            assert line, f"the server ended without listing its tools: {''.join(errors)[-2000:]}"
+            answers.append(json.loads(line))            # a line that is not JSON-RPC fails here
+        listed = answers[-1]["result"]["tools"]
+        process.stdin.close()
+        answers += [json.loads(line) for line in process.stdout]
+        process.wait()
+    finally:
+        timer.cancel()
+    assert all(a.get("jsonrpc") == "2.0" for a in answers)
+    return {t["name"] for t in listed}, "".join(errors)
+
+
+def plain_env(**extra):
+    """What a host passes: PATH and HOME, this machine's network settings (its CA bundle, any proxy), and what the
+    host's config says. uv reaches PyPI with them when its cache does not have a package yet."""
+    network = {k: v for k, v in os.environ.items() if re.search(r"SSL|CERT|CA_BUNDLE|PROXY", k, re.IGNORECASE)}
+    return {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "HOME": os.environ.get("HOME", "/tmp"), **network, **extra}
+
+
+def manifest_tools(tools) -> list[dict]:
+    """What manifest.json should list for these tools: each one's name and the first line of its description."""
+    return [{"name": t.name, "description": t.description.splitlines()[0]} for t in tools]
+
+
+MANIFEST = json.loads((HERE / "manifest.json").read_text())
+SERVER_JSON = json.loads((HERE / "server.json").read_text())
+PYPROJECT = tomllib.loads((HERE / "pyproject.toml").read_text())
+
+
+def test_the_script_block_and_the_package_ask_for_exactly_the_runtime_requirements():
+    requirements = [line.strip() for line in (HERE / "requirements.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    block = script_block()
+    assert block["dependencies"] == requirements == PYPROJECT["project"]["dependencies"]
+    assert block["requires-python"] == PYPROJECT["project"]["requires-python"] == ">=3.11"
+
+
+def test_one_version_everywhere():
+    assert "version" in PYPROJECT["project"]["dynamic"]           # flit reads __version__ from the module
+    assert MANIFEST["version"] == SERVER_JSON["version"] == rm.__version__
+    assert [p["version"] for p in SERVER_JSON["packages"]] == [rm.__version__]
+
+
+def test_server_json_is_a_registry_entry_for_the_package():
+    assert SERVER_JSON["$schema"].startswith("https://static.modelcontextprotocol.io/schemas/")
+    assert re.fullmatch(r"io\.github\.[\w-]+/runway-mcp", SERVER_JSON["name"])
+    assert 0 < len(SERVER_JSON["description"]) <= 100
+    [package] = SERVER_JSON["packages"]
+    assert package["registryType"] == "pypi" and package["identifier"] == PYPROJECT["project"]["name"]
+    assert package["transport"] == {"type": "stdio"} and package["runtimeHint"] == "uvx"
+    variables = {v["name"]: v for v in package["environmentVariables"]}
+    assert variables["RUNWAYML_API_SECRET"]["isRequired"] and variables["RUNWAYML_API_SECRET"]["isSecret"]
+    assert all(name in (HERE / "README.md").read_text() for name in variables)      # each one documented
+    assert f"<!-- mcp-name: {SERVER_JSON['name']} -->" in (HERE / "README.md").read_text()   # PyPI ownership
+
+
+@pytest.mark.anyio
+async def test_the_manifest_lists_the_tools_as_tools_list_does(client):
+    assert MANIFEST["tools"] == manifest_tools((await client.list_tools()).tools), "run `make manifest`"
+
+
+def test_the_manifest_asks_for_the_key_once_and_keeps_it_secret():
+    settings, env = MANIFEST["user_config"], MANIFEST["server"]["mcp_config"]["env"]
+    assert settings["api_key"]["sensitive"] and settings["api_key"]["required"]
+    assert settings["output_dir"]["type"] == "directory" and not settings["output_dir"]["required"]
+    assert "default" not in settings["output_dir"]         # a host would pass "${HOME}/Runway" unexpanded
+    assert settings["max_wait"]["max"] < 60 and settings["max_wait"]["default"] == rm.Config.max_wait
+    assert env == {"RUNWAYML_API_SECRET": "${user_config.api_key}", "RUNWAY_MCP_OUTPUT_DIR": "${user_config.output_dir}",
+                   "RUNWAY_MCP_MAX_WAIT": "${user_config.max_wait}"}
+    assert MANIFEST["server"]["type"] == "uv" and MANIFEST["server"]["entry_point"] == "runway_mcp.py"
+
+
+def test_an_unfilled_host_placeholder_is_treated_as_unset_and_said():
+    config = rm.load_config({"RUNWAYML_API_SECRET": KEY, "RUNWAY_MCP_OUTPUT_DIR": "${user_config.output_dir}",
+                             "RUNWAY_MCP_DOWNLOAD": "${user_config.download}", "RUNWAY_MCP_MAX_WAIT": "${x}"})
+    assert config.output_dir == (Path.home() / "Runway").resolve() and config.download and config.max_wait == 45
+    assert len(config.warnings) == 3 and all("placeholder the host did not fill" in w for w in config.warnings)
+    assert "${user_config.output_dir}" in config.warnings[0] and "RUNWAY_MCP_OUTPUT_DIR" in config.warnings[0]
+
+
+@pytest.mark.parametrize("host", rm.HOSTS)
+def test_print_config_gives_a_block_for_each_host(main, capsys, host):
+    assert main("--print-config", host) == 0
+    out, err = capsys.readouterr()
+    assert KEY not in out and rm.KEY_PLACEHOLDER in out + err or host == "vscode"
+    if host == "claude-code":
+        words = shlex.split(out)
+        assert words[:4] == ["claude", "mcp", "add", "runway"] and f"RUNWAYML_API_SECRET={rm.KEY_PLACEHOLDER}" in words
+        command = words[words.index("--") + 1:]
+    else:
+        config = json.loads(out)
+        servers = config["servers"] if host == "vscode" else config["mcpServers"]
+        if host == "vscode":
+            assert servers["runway"]["type"] == "stdio" and config["inputs"][0]["password"]
+            assert servers["runway"]["env"]["RUNWAYML_API_SECRET"] == "${input:runway-api-key}"
+        command = [servers["runway"]["command"], *servers["runway"]["args"]]
+    assert Path(command[0]).is_absolute() and Path(command[0]).exists()         # GUI hosts have no shell PATH
+    assert any(Path(a).name == "runway_mcp.py" and Path(a).is_absolute() for a in command[1:])
+
+
+@pytest.mark.slow
+@needs_uv
+def test_the_file_alone_installs_what_it_needs_with_uv(tmp_path):
+    alone = tmp_path / "runway_mcp.py"
+    shutil.copy(SERVER, alone)                                  # no venv, no clone: the file itself
+    tools, stderr = tools_of_process([UV, "run", "--script", str(alone)], plain_env())
+    assert tools == {tool for group in rm.TOOLSETS.values() for tool in group}
+    alone.chmod(0o755)                                          # its #! line runs it with uv too
+    tools, _ = tools_of_process([str(alone)], plain_env(PATH=f"{Path(UV).parent}{os.pathsep}/usr/bin:/bin"))
+    assert "generate_image" in tools
+
+
+@pytest.mark.slow
+@needs_uv
+@pytest.mark.parametrize("host", ["claude-desktop", "vscode"])
+def test_a_printed_config_starts_the_server(tmp_path, host):
+    """The block --print-config prints, run as the host would run it (here uv is on the PATH, as it is in CI)."""
+    done = subprocess.run([sys.executable, SERVER, "--print-config", host], capture_output=True, text=True,
+                          env=plain_env(), check=True)
+    config = json.loads(done.stdout)
+    server = (config.get("servers") or config["mcpServers"])["runway"]
+    env = {k: v for k, v in server["env"].items() if "${" not in v}
+    tools, _ = tools_of_process([server["command"], *server["args"]], plain_env(**env))
+    assert "generate_video" in tools
+
+
+@pytest.mark.slow
+@needs_node_tool("claude")
+def test_the_claude_code_line_adds_a_server_that_claude_code_connects_to(tmp_path):
+    """Claude Code itself runs the printed line and then health-checks the server (no login needed for that)."""
+    env = plain_env(HOME=str(tmp_path), DISABLE_AUTOUPDATER="1", DISABLE_TELEMETRY="1")
+    env["PATH"] = f"{NODE_TOOLS}{os.pathsep}{env['PATH']}"
+    line = subprocess.run([sys.executable, SERVER, "--print-config", "claude-code"], capture_output=True, text=True,
+                          env=plain_env(), check=True).stdout
+    subprocess.run(shlex.split(line), env=env, check=True, capture_output=True, timeout=120)
+    listed = subprocess.run(["claude", "mcp", "list"], env=env, capture_output=True, text=True, timeout=120)
+    assert re.search(r"runway: .*runway_mcp\.py - ✔ Connected", listed.stdout), listed.stdout + listed.stderr
+
+
+@pytest.mark.slow
+@needs_uv
+def test_the_wheel_holds_one_module_and_installs_the_runway_mcp_command(tmp_path):
+    subprocess.run([UV, "build", "--wheel", "--out-dir", str(tmp_path), str(HERE)], check=True, capture_output=True,
+                   timeout=300)
+    [wheel] = tmp_path.glob("runway_mcp-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert [n for n in names if ".dist-info/" not in n] == ["runway_mcp.py"]
+    assert "runway-mcp=runway_mcp:main" in zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    subprocess.run([UV, "venv", "--quiet", str(tmp_path / "venv")], check=True, capture_output=True)
+    subprocess.run([UV, "pip", "install", "--quiet", "--python", str(tmp_path / "venv" / "bin" / "python"), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    command = tmp_path / "venv" / "bin" / "runway-mcp"
+    tools, _ = tools_of_process([str(command)], plain_env())
+    assert "generate_image" in tools
+    version = subprocess.run([str(command), "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"runway-mcp {rm.__version__}"
+
+
+HOST_SUBSTITUTION = """
+import {getMcpConfigForManifest} from "@anthropic-ai/mcpb";
+import {readFileSync} from "node:fs";
+const [dir, userConfig] = [process.argv[1], JSON.parse(process.argv[2])];
+const manifest = JSON.parse(readFileSync(`${dir}/manifest.json`, "utf8"));
+const config = await getMcpConfigForManifest({manifest, extensionPath: dir, userConfig, pathSeparator: "/",
+                                              systemDirs: {HOME: process.env.HOME}});
+console.log(JSON.stringify(config));
+"""
+
+
+@pytest.mark.slow
+@needs_uv
+@needs_node_tool("mcpb")
+def test_the_bundle_starts_as_claude_desktop_starts_it(tmp_path):
+    """make bundle, then what a host does: unpack, substitute the settings with the mcpb library, start, list."""
+    subprocess.run(["make", "-s", "bundle"], cwd=HERE, check=True, capture_output=True, timeout=600)
+    extension = tmp_path / "extension"
+    zipfile.ZipFile(HERE / "dist" / "runway-mcp.mcpb").extractall(extension)
+    assert sorted(p.name for p in extension.iterdir()) == sorted(["manifest.json", "pyproject.toml", "runway_mcp.py",
+                                                                  "README.md", "uv.lock"])
+    # The person gave the key and left the optional output folder empty.
+    substituted = subprocess.run(
+        ["node", "--input-type=module", "-e", HOST_SUBSTITUTION, str(extension), json.dumps({"api_key": KEY})],
+        cwd=HERE / ".tools", capture_output=True, text=True, check=True, env=plain_env(HOME=str(tmp_path)))
+    config = json.loads(substituted.stdout)
+    assert config["env"]["RUNWAY_MCP_OUTPUT_DIR"] == "${user_config.output_dir}"   # what hosts pass for "empty"
+    tools, stderr = tools_of_process([config["command"], *config["args"]],
+                                     plain_env(HOME=str(tmp_path), **config["env"]))
+    assert tools == {tool for group in rm.TOOLSETS.values() for tool in group}
+    assert "RUNWAY_MCP_OUTPUT_DIR holds a placeholder the host did not fill" in stderr and KEY not in stderr
+
+
+##############################################################################
 # Command line
 ##############################################################################
 
@@ -2204,3 +2439,14 @@ def test_cli_check_fails_on_a_wrong_key(main, serve, capsys):
     assert main("--check") == 1
     stderr = capsys.readouterr().err
     assert "RUNWAYML_API_SECRET" in stderr and "f" * 128 not in stderr
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--update-manifest"]:             # make manifest
+        async def every_tool():
+            async with Client(rm.mcp) as client:
+                return (await client.list_tools()).tools
+        rm.CONFIG = rm.load_config({})                    # all tools, whatever RUNWAY_MCP_TOOLS says here
+        manifest = json.loads((HERE / "manifest.json").read_text())
+        manifest["tools"] = manifest_tools(anyio.run(every_tool))
+        (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
