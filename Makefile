@@ -8,8 +8,10 @@ TEST_DEPS := "pytest>=8,<10" "responses>=0.25,<1" "runwayml==5.24.0" "uv>=0.9,<1
 # Installing writes to stderr: under `make run`, stdout is the MCP channel.
 INSTALLED := $(VENV)/.installed
 NODE_TOOLS := .tools
-# The official MCP bundle CLI, and Claude Code, which checks that a printed config connects.
-NPM_PACKAGES := @anthropic-ai/mcpb@2.1.2 @anthropic-ai/claude-code@2.1.332
+# The official MCP bundle CLI; Claude Code, which checks that a printed config connects; and a host for the viewer
+# in headless Chromium: the official ext-apps AppBridge, esbuild to bundle it, puppeteer-core to drive Chromium.
+NPM_PACKAGES := @anthropic-ai/mcpb@2.1.2 @anthropic-ai/claude-code@2.1.332 @modelcontextprotocol/ext-apps@2.0.4 \
+	esbuild@0.28.2 puppeteer-core@24.43.1
 NODE_INSTALLED := $(NODE_TOOLS)/.installed
 MCPB := $(NODE_TOOLS)/node_modules/.bin/mcpb
 BUNDLE_FILES := manifest.json pyproject.toml runway_mcp.py README.md

@@ -45,13 +45,16 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, NotRequired
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
+from mcp import MCPError
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.types import (INVALID_PARAMS, CallToolResult, ImageContent, Resource, ResourceLink, ResourceTemplate,
+                       TextContent, ToolAnnotations)
 from pydantic import Field, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
@@ -1496,13 +1499,14 @@ def local_file(media: Media) -> LocalFile | None:
     Everything that can be decided from the path and its stat is decided before the file is opened: over
     HTTP the input root, then existence, the file type (a FIFO or a device is never opened), access, size.
     """
-    path = _local_path(media.value)
-    if path is None:
-        return None
     name = media.argument
-    if "\x00" in str(path):
+    if (saved := named_output(media.value)) is not None:
+        path = output_path(saved, name)     # a file this server saved: usable over HTTP too
+    elif (path := _local_path(media.value)) is None:
+        return None
+    elif "\x00" in str(path):
         raise RunwayError(f"{name}: {media.value[:80]!r} is not a usable path (it holds a NUL character)")
-    if CONFIG.transport == "http":
+    elif CONFIG.transport == "http":
         path = _inside_input_root(path, name)
     path = path.absolute()
     shown = _shorten(str(path))
@@ -1781,6 +1785,11 @@ def _extension(mime: str | None, url: str) -> str:
     return suffix if re.fullmatch(r"[a-z0-9]{1,5}", suffix) else "bin"
 
 
+def link_mime(url: str) -> str | None:
+    """The media type a link's file name says, until a download tells: Runway's links end in .mp4, .png..."""
+    return MIME_TYPES.get(Path(urlsplit(url).path).suffix[1:].lower())
+
+
 def _short(task_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "", task_id)[:8] or "x"
 
@@ -1889,14 +1898,54 @@ def read_sidecar(path: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def output_path(name: str) -> Path:
+def output_path(name: str, argument: str = "name") -> Path:
     """A saved output named by the caller: a plain file name inside the output directory, nothing else."""
     if not name or name != Path(name).name or name in (".", ".."):
-        raise RunwayError(f"name={name!r} must be a file name from list_outputs, without a directory")
+        raise RunwayError(f"{argument}={name!r} must be a file name from list_outputs, without a directory")
     path = CONFIG.output_dir / name
     if not is_output(path):
-        raise RunwayError(f"name={name!r} is not a saved output in {CONFIG.output_dir}; list_outputs shows them")
+        raise RunwayError(f"{argument}={name!r} is not a saved output in {CONFIG.output_dir}; list_outputs shows them",
+                          status=404)
     return path
+
+
+# Saved outputs are MCP resources: runway-mcp://outputs/<name>, readable by any client, local or remote.
+OUTPUT_URI = "runway-mcp://outputs/"
+RESOURCE_MAX_BYTES = 20 * 1024 * 1024       # README, "Saved outputs as resources", says why
+RESOURCE_LIST_MAX = 200                     # resources/list shows the newest; the template reaches every one
+
+
+def output_uri(name: str) -> str:
+    return OUTPUT_URI + quote(name)
+
+
+def named_output(uri: str) -> str | None:
+    """The file name a runway-mcp://outputs/ URI names, or None for any other value."""
+    return unquote(uri.strip()[len(OUTPUT_URI):]) if uri.strip().startswith(OUTPUT_URI) else None
+
+
+def saved_outputs(kind: str | None = None) -> list[tuple[Path, os.stat_result]]:
+    """The saved outputs (of one kind, if given), newest first."""
+    try:
+        files = [(p, p.stat()) for p in CONFIG.output_dir.iterdir() if is_output(p)]
+    except OSError:                         # no folder yet, or a file removed meanwhile
+        return []
+    return [(p, info) for p, info in sorted(files, key=lambda item: item[1].st_mtime, reverse=True)
+            if kind in (None, _kind(MIME_TYPES.get(p.suffix[1:].lower()), None))]
+
+
+def read_output(name: str) -> tuple[bytes, str]:
+    """A saved output's bytes and media type, for resources/read; one too large to send whole is an error that
+    says where it is."""
+    path = output_path(name, "uri")
+    size = path.stat().st_size
+    if size > RESOURCE_MAX_BYTES:
+        link = read_sidecar(path).get("source_url")
+        raise RunwayError(f"{name} is {_size(size)}, more than the {_size(RESOURCE_MAX_BYTES)} sent whole as a "
+                          f"resource; it is at {path}" + (f"; Runway's link (24-48 h): {link}" if link else ""),
+                          status=413)
+    with _open_checked(path, "uri") as f:
+        return f.read(), MIME_TYPES.get(path.suffix[1:].lower(), "application/octet-stream")
 
 
 ##############################################################################
@@ -1913,6 +1962,7 @@ def output_path(name: str) -> Path:
 class Output(TypedDict):
     url: str
     path: str | None
+    uri: str | None                         # runway-mcp://outputs/<name>: the saved file as an MCP resource
     mime_type: str | None
     bytes: int | None
 
@@ -1960,6 +2010,15 @@ wait and max_wait_s (a call waits about 45 s at most, then returns a handle: if 
 wait_for_task(task_id); nothing is lost). Media arguments take an https:// URL, a data: URI, a runway:// \
 URI or a local file path. Results are saved as files: outputs[].path. Errors name the argument to fix; \
 list_tasks shows every task created here."""
+
+
+# The viewer (an MCP Apps view, at the end of this section) and where it may load Runway's links from.
+VIEWER_URI = "ui://runway-mcp/viewer"
+VIEWER_MIME = "text/html;profile=mcp-app"
+# Where Runway's output links point, for a view showing an output that was not saved.
+OUTPUT_HOSTS = ["https://*.cloudfront.net", "https://*.runwayml.com", "https://*.amazonaws.com"]
+VIEWER_META = {"ui": {"csp": {"resourceDomains": OUTPUT_HOSTS}, "prefersBorder": True}}
+TASK_TOOL_META = {"ui": {"resourceUri": VIEWER_URI}, "ui/resourceUri": VIEWER_URI}   # the flat key: older hosts
 
 
 @contextlib.asynccontextmanager
@@ -2021,13 +2080,31 @@ def compact_schema(schema: dict, *, output: bool = False) -> dict:
         if "properties" in node:
             node["properties"] = {name: walk(value) for name, value in node["properties"].items()}
         return node
-    return walk(schema)
+    compact = walk(schema)
+    if output:                              # below the root, an object's properties say it is an object
+        for value in compact.get("properties", {}).values():
+            for nested in (value, value.get("items")):
+                if isinstance(nested, dict) and "properties" in nested:
+                    nested.pop("type", None)
+    return compact
+
+
+RESOURCE_NOT_FOUND = -32002                     # MCP's code for a resource that does not exist
 
 
 class _Server(MCPServer):
-    """MCPServer with compact tool schemas, toolsets (RUNWAY_MCP_TOOLS) and one-line argument errors."""
+    """MCPServer with compact tool schemas, toolsets (RUNWAY_MCP_TOOLS), one-line argument errors, saved
+    outputs as resources, and only the capabilities it serves."""
 
     _listed: list | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Capabilities are derived from the handlers registered, and MCPServer registers the prompt handlers
+        # whether or not there are prompts: an unknown prompt then answers JSON-RPC code 0 with a traceback.
+        # This server has none, so it does not claim them (the SDK has no public way to say so).
+        for method in ("prompts/list", "prompts/get"):
+            self._lowlevel_server._request_handlers.pop(method, None)
 
     async def list_tools(self) -> list:
         if self._listed is None:                        # the schemas never change: compact them once
@@ -2036,6 +2113,31 @@ class _Server(MCPServer):
                 "output_schema": tool.output_schema and compact_schema(tool.output_schema, output=True)})
                 for tool in await super().list_tools()]
         return [tool for tool in self._listed if CONFIG.tools is None or tool.name in CONFIG.tools]
+
+    async def list_resources(self) -> list:
+        outputs = await anyio.to_thread.run_sync(saved_outputs)
+        return await super().list_resources() + [
+            Resource(uri=output_uri(path.name), name=path.name, mime_type=MIME_TYPES.get(path.suffix[1:].lower()),
+                     size=info.st_size) for path, info in outputs[:RESOURCE_LIST_MAX]]
+
+    async def list_resource_templates(self) -> list:
+        return await super().list_resource_templates() + [ResourceTemplate(
+            uri_template=OUTPUT_URI + "{name}", name="output",
+            description="A saved output by the name list_outputs shows; its bytes, with its media type")]
+
+    async def read_resource(self, uri: Any, context: Context | None = None):
+        uri = str(uri)
+        if (name := named_output(uri)) is not None:
+            try:
+                content, mime = await anyio.to_thread.run_sync(read_output, name)
+            except RunwayError as error:
+                code = RESOURCE_NOT_FOUND if error.status == 404 else INVALID_PARAMS
+                raise MCPError(code, str(error), {"uri": uri}) from None
+            return [ReadResourceContents(content=content, mime_type=mime)]
+        if uri != VIEWER_URI:
+            raise MCPError(RESOURCE_NOT_FOUND, f"No resource {uri}: resources/list shows what this server has",
+                           {"uri": uri})
+        return await super().read_resource(uri, context)
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None):
         if CONFIG.tools is not None and name not in CONFIG.tools:
@@ -2058,7 +2160,7 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idemp
                               open_world_hint=True)
 
 
-def tool(annotations: ToolAnnotations, title: str | None = None):
+def tool(annotations: ToolAnnotations, title: str | None = None, meta: dict | None = None):
     """Register fn as an MCP tool: cleaned docstring as description, RunwayError -> isError result.
 
     fn runs in a worker thread. When the client cancels the call, the call returns at once and the
@@ -2075,7 +2177,7 @@ def tool(annotations: ToolAnnotations, title: str | None = None):
                 raise ToolError(str(error)) from None
             finally:
                 stop.set()
-        mcp.tool(title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations)(call)
+        mcp.tool(title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations, meta=meta)(call)
         return fn
     return register
 
@@ -2162,7 +2264,7 @@ def generation(title: str, names: Mapping[str, str] = {}):
                                              return_annotation=TaskReply)
         generate.__annotations__ = {**fn.__annotations__, **{p.name: p.annotation for p in (*shared, context)},
                                     "return": TaskReply}
-        return tool(PAID, title)(generate)
+        return tool(PAID, title, TASK_TOOL_META)(generate)
     return register
 
 
@@ -2248,8 +2350,8 @@ def save_outputs(task: dict, notes: list[str]) -> list[Output]:
     saved; a link that expired is refreshed from the task. What could not be saved is said in `notes`."""
     if task.get("status") != "SUCCEEDED":
         return []
-    outputs = [Output(url=u, path=None, mime_type=None, bytes=None) for u in task.get("output") or []
-               if isinstance(u, str)]
+    outputs = [Output(url=url, path=None, uri=None, mime_type=link_mime(url), bytes=None)
+               for url in task.get("output") or [] if isinstance(url, str)]
     if not CONFIG.download:
         return outputs
     record = LEDGER.find(task["id"])
@@ -2261,8 +2363,8 @@ def save_outputs(task: dict, notes: list[str]) -> list[Output]:
             notes.append(f"output {n} was not saved ({reason}); its link works for 24-48 h, call get_task to "
                          "try again")
             continue
-        output.update(path=str(path), bytes=path.stat().st_size,
-                      mime_type=output["mime_type"] or MIME_TYPES.get(path.suffix[1:]))
+        output.update(path=str(path), uri=output_uri(path.name), bytes=path.stat().st_size,
+                      mime_type=MIME_TYPES.get(path.suffix[1:]) or output["mime_type"])
     return outputs
 
 
@@ -2271,7 +2373,7 @@ def _save(task: dict, n: int, output: Output, record: LedgerRecord, notes: list[
     model = MODELS.get(record.get("model", ""))
     kind = model.kind if model else "output"
     try:
-        path, output["mime_type"], _ = download(output["url"], task["id"], n, kind)
+        path, mime, _ = download(output["url"], task["id"], n, kind)
     except RunwayError as error:
         if error.status not in (403, 404):
             raise
@@ -2279,7 +2381,8 @@ def _save(task: dict, n: int, output: Output, record: LedgerRecord, notes: list[
         if len(fresh) < n:
             raise
         output["url"] = fresh[n - 1]
-        path, output["mime_type"], _ = download(output["url"], task["id"], n, kind)
+        path, mime, _ = download(output["url"], task["id"], n, kind)
+    output["mime_type"] = mime or output["mime_type"]
     try:
         write_sidecar(path, {
             "file": path.name, "task_id": task["id"], "output": n, "tool": record.get("tool"),
@@ -2337,7 +2440,7 @@ def _output_content(output: Output) -> list:
         return [ResourceLink(uri=output["url"], name=Path(urlsplit(output["url"]).path).name or "output",
                              description="Runway's link; expires in 24-48 h")]
     path = Path(output["path"])
-    content: list = [ResourceLink(uri=path.as_uri(), name=path.name, mime_type=output["mime_type"],
+    content: list = [ResourceLink(uri=output["uri"], name=path.name, mime_type=output["mime_type"],
                                   size=output["bytes"])]
     if output["mime_type"] in PREVIEWABLE and (output["bytes"] or 0) <= PREVIEW_MAX_BYTES:
         with contextlib.suppress(OSError):
@@ -2665,7 +2768,7 @@ def convert_to_hdr(
     return TaskRequest(HDR, body)
 
 
-@tool(READ_ONLY, "Get task")
+@tool(READ_ONLY, "Get task", TASK_TOOL_META)
 def get_task(task_id: TaskId) -> TaskReply:
     """Check a task once; saves its outputs if finished, with fresh links. Free."""
     task_id = task_id_arg(task_id)
@@ -2677,7 +2780,7 @@ def get_task(task_id: TaskId) -> TaskReply:
     return task_reply(result)
 
 
-@tool(READ_ONLY, "Wait for task")
+@tool(READ_ONLY, "Wait for task", TASK_TOOL_META)
 def wait_for_task(task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = None) -> TaskReply:
     """Keep waiting for a task, with progress, and save its outputs; if it is still running, call again. Free."""
     task_id = task_id_arg(task_id)
@@ -2689,7 +2792,7 @@ def wait_for_task(task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = No
     return task_reply(result)
 
 
-@tool(DESTRUCTIVE, "Cancel task")
+@tool(DESTRUCTIVE, "Cancel task", TASK_TOOL_META)
 def cancel_task(task_id: TaskId) -> TaskReply:
     """Cancel a pending or running task, or delete a finished one. A task already RUNNING is not refunded."""
     task_id = task_id_arg(task_id)
@@ -2827,6 +2930,7 @@ def upload_file(path: Annotated[str, Field(description="a local image, video or 
 class SavedOutput(TypedDict):
     name: str
     path: str
+    uri: str
     kind: str
     mime_type: str | None
     bytes: int
@@ -2835,34 +2939,38 @@ class SavedOutput(TypedDict):
     tool: str | None
     model: str | None
     prompt: str | None
+    record: NotRequired[dict[str, Any]]     # list_outputs(name=...): the whole sidecar
 
 
 class OutputList(TypedDict):
     outputs: list[SavedOutput]
 
 
+def _saved(path: Path, info: os.stat_result, sidecar: dict) -> SavedOutput:
+    mime = MIME_TYPES.get(path.suffix[1:].lower())
+    return SavedOutput(name=path.name, path=str(path), uri=output_uri(path.name), kind=_kind(mime, "other"),
+                       mime_type=mime, bytes=info.st_size,
+                       saved_at=datetime.fromtimestamp(info.st_mtime, UTC).isoformat(timespec="seconds"),
+                       task_id=sidecar.get("task_id"), tool=sidecar.get("tool"), model=sidecar.get("model"),
+                       prompt=sidecar.get("prompt"))
+
+
 @tool(LOCAL, "List outputs")
 def list_outputs(
     kind: Literal["image", "video", "audio"] | None = None,
     limit: Annotated[int, Field(ge=1, le=1000)] = 20,
+    name: Annotated[str | None, Field(description="one file's full record", max_length=255)] = None,
 ) -> Annotated[CallToolResult, OutputList]:
-    """Files saved in the output folder, newest first, with the task, model and prompt each came from. Free."""
-    files = []
-    with contextlib.suppress(OSError):                  # no folder yet, or a file removed meanwhile
-        files = [(p, p.stat()) for p in CONFIG.output_dir.iterdir() if is_output(p)]
-    found = []
-    for path, info in sorted(files, key=lambda item: item[1].st_mtime, reverse=True):
-        mime = MIME_TYPES.get(path.suffix[1:].lower())
-        if kind not in (None, _kind(mime, None)):
-            continue
-        sidecar = read_sidecar(path)
-        found.append(SavedOutput(
-            name=path.name, path=str(path), kind=_kind(mime, "other"), mime_type=mime, bytes=info.st_size,
-            saved_at=datetime.fromtimestamp(info.st_mtime, UTC).isoformat(timespec="seconds"),
-            task_id=sidecar.get("task_id"), tool=sidecar.get("tool"), model=sidecar.get("model"),
-            prompt=sidecar.get("prompt")))
-        if len(found) == limit:
-            break
+    """Files saved in the output folder, newest first, with the model and prompt each came from. Free."""
+    if name is not None:
+        path = output_path(name)
+        found = _saved(path, path.stat(), sidecar := read_sidecar(path))
+        found["record"] = sidecar
+        lines = [f"{found['path']} ({found['uri']}, {_size(found['bytes'])})"]
+        lines += [f"{key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value}"
+                  for key, value in sidecar.items() if key not in ("file", "bytes")]
+        return _listing(lines, "", OutputList(outputs=[found]))
+    found = [_saved(path, info, read_sidecar(path)) for path, info in saved_outputs(kind)[:limit]]
     lines = [" ".join(p for p in (o["path"], _size(o["bytes"]), o["saved_at"], o["model"] or "",
                                   _quoted(o["prompt"])) if p) for o in found]
     return _listing(lines, f"Nothing saved in {CONFIG.output_dir} yet.", OutputList(outputs=found))
@@ -2892,6 +3000,209 @@ def delete_output(
         deleted.append(sidecar.name)
     log.info("deleted %s", ", ".join(deleted))
     return Deleted(deleted=deleted, freed_bytes=size)
+
+
+# The viewer --------------------------------------------------------------------------------------------
+# An MCP Apps view (the io.modelcontextprotocol/ui extension): hosts that render views show a task tool's result
+# in it; others never read it. It speaks JSON-RPC over postMessage with the host, needs no SDK, and loads nothing
+# from elsewhere: a saved output comes through resources/read as a data: URI (hosts' CSP blocks blob: URLs, and
+# the file outlives Runway's link), and Runway's link is used only when nothing was saved.
+
+VIEWER_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Runway result</title>
+<style>
+:root { color-scheme: light dark;
+  --bg: var(--color-background-primary, Canvas); --fg: var(--color-text-primary, CanvasText);
+  --muted: var(--color-text-secondary, GrayText); --line: var(--color-border-primary, #8884);
+  --accent: var(--color-ring-primary, #3b82f6); --danger: var(--color-text-danger, #dc2626);
+  --radius: var(--border-radius-md, 8px); --font: var(--font-sans, system-ui, sans-serif); }
+html, body { margin: 0; background: var(--bg); color: var(--fg); font: 14px/1.4 var(--font); }
+main { padding: 12px; display: grid; gap: 10px; }
+header { display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; }
+.status { font-weight: 600; } .status.bad { color: var(--danger); }
+.muted { color: var(--muted); font-size: 12px; }
+.prompt { margin: 0; white-space: pre-wrap; }
+figure { margin: 0; display: grid; gap: 4px; }
+img, video { display: block; max-width: 100%; height: 320px; object-fit: contain; border-radius: var(--radius);
+  background: #0001; }
+audio { width: 100%; }
+progress { width: 100%; height: 8px; accent-color: var(--accent); }
+button { font: inherit; padding: 6px 12px; border-radius: var(--radius); border: 1px solid var(--line);
+  background: transparent; color: inherit; cursor: pointer; justify-self: start; }
+button:disabled { opacity: .6; cursor: default; }
+</style>
+</head>
+<body>
+<main id="view"><p class="muted">Waiting for the result...</p></main>
+<script>
+"use strict";
+const ACTIVE = ["PENDING", "THROTTLED", "RUNNING"];
+const pending = new Map();
+let nextId = 1, args = {};
+
+function request(method, params) {
+  const id = nextId++;
+  window.parent.postMessage({jsonrpc: "2.0", id, method, params}, "*");
+  return new Promise((resolve, reject) => pending.set(id, {resolve, reject}));
+}
+function notify(method, params) { window.parent.postMessage({jsonrpc: "2.0", method, params}, "*"); }
+function answer(id, result) { window.parent.postMessage({jsonrpc: "2.0", id, result}, "*"); }
+
+window.addEventListener("message", (event) => {
+  const message = event.data;
+  if (event.source !== window.parent || !message || message.jsonrpc !== "2.0") return;
+  if (message.id !== undefined && !message.method) {
+    const waiting = pending.get(message.id);
+    pending.delete(message.id);
+    if (waiting) message.error ? waiting.reject(new Error(message.error.message)) : waiting.resolve(message.result);
+  } else if (message.method === "ui/notifications/tool-input") {
+    args = (message.params && message.params.arguments) || {};
+  } else if (message.method === "ui/notifications/tool-result") {
+    show(message.params);
+  } else if (message.method === "ui/notifications/tool-cancelled") {
+    render([el("p", "status bad", "Cancelled before it finished.")]);
+  } else if (message.method === "ui/notifications/host-context-changed") {
+    applyContext(message.params || {});
+  } else if (message.method === "ui/resource-teardown") {
+    answer(message.id, {});
+  } else if (message.id !== undefined) {
+    window.parent.postMessage({jsonrpc: "2.0", id: message.id, error: {code: -32601, message: "Method not found"}}, "*");
+  }
+});
+
+function applyContext(context) {
+  if (context.theme) document.documentElement.style.colorScheme = context.theme;
+  const variables = (context.styles && context.styles.variables) || {};
+  for (const [name, value] of Object.entries(variables)) {
+    if (value) document.documentElement.style.setProperty(name, value);
+  }
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function render(nodes) {
+  document.getElementById("view").replaceChildren(...nodes);
+  resize();
+}
+
+// An explicit height: some hosts measure the document rather than listen for size-changed.
+function resize() {
+  document.documentElement.style.height = "auto";
+  const height = Math.ceil(document.getElementById("view").getBoundingClientRect().height);
+  document.documentElement.style.height = height + "px";
+  notify("ui/notifications/size-changed", {width: document.documentElement.scrollWidth, height});
+}
+
+function credits(result) {
+  const value = result.cost_credits ?? result.estimated_credits;
+  if (value === null || value === undefined) return "";
+  return `${value} credit${value === 1 ? "" : "s"}` + (result.cost_credits == null ? " (estimate)" : "");
+}
+
+async function source(output) {
+  if (output.uri) {
+    try {
+      const read = await request("resources/read", {uri: output.uri});
+      const content = read.contents[0];
+      if (content.blob) return `data:${content.mimeType || output.mime_type};base64,${content.blob}`;
+    } catch (error) { /* not readable here: Runway's link below */ }
+  }
+  return output.url;
+}
+
+async function figure(output) {
+  const mime = output.mime_type || "";
+  const kind = mime.split("/")[0];
+  const media = kind === "image" ? el("img") : kind === "audio" ? el("audio") : el("video");
+  if (kind !== "image") { media.controls = true; media.preload = "auto"; media.playsInline = true; }
+  media.addEventListener(kind === "image" ? "load" : "loadeddata", () => {
+    media.dataset.loaded = "true";
+    resize();
+  });
+  const name = output.uri ? decodeURIComponent(output.uri.split("/").pop()) : "not saved: Runway's link (24-48 h)";
+  const caption = el("figcaption", "muted", name + (output.bytes ? ` · ${Math.round(output.bytes / 1024)} KB` : ""));
+  media.src = await source(output);
+  const node = el("figure");
+  node.append(media, caption);
+  return node;
+}
+
+// The sidecar of a saved output says what made it, also for results of wait_for_task or get_task.
+async function record(result) {
+  const saved = (result.outputs || []).find((o) => o.uri);
+  if (!saved) return {};
+  try {
+    const listed = await request("tools/call", {name: "list_outputs",
+      arguments: {name: decodeURIComponent(saved.uri.split("/").pop())}});
+    return ((listed.structuredContent || {}).outputs || [{}])[0].record || {};
+  } catch (error) { return {}; }
+}
+
+async function show(toolResult) {
+  const result = toolResult.structuredContent;
+  if (!result || !result.status) {
+    const text = ((toolResult.content || []).find((c) => c.type === "text") || {}).text || "No result.";
+    return render([el("p", toolResult.isError ? "status bad" : "", text)]);
+  }
+  const made = await record(result);
+  const nodes = [];
+  const header = el("header");
+  header.append(el("span", "status" + (["FAILED", "CANCELLED"].includes(result.status) ? " bad" : ""),
+                   result.status), el("span", "muted", [made.model || args.model, credits(result),
+                   result.task_id ? "task " + result.task_id.slice(0, 8) : ""].filter(Boolean).join(" · ")));
+  nodes.push(header);
+  const prompt = made.prompt || args.prompt || args.text;
+  if (prompt) nodes.push(el("p", "prompt", prompt));
+  if (ACTIVE.includes(result.status)) {
+    const bar = el("progress");
+    bar.max = 1;
+    if (result.progress !== null && result.progress !== undefined) bar.value = result.progress;
+    const button = el("button", "", "Keep waiting");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      button.textContent = "Waiting for Runway...";
+      try {
+        show(await request("tools/call", {name: "wait_for_task", arguments: {task_id: result.task_id}}));
+      } catch (error) {
+        button.disabled = false;
+        button.textContent = "Keep waiting";
+        nodes.push(el("p", "status bad", String(error.message || error)));
+        render(nodes);
+      }
+    });
+    nodes.push(bar, button);
+  }
+  if (result.failure) nodes.push(el("p", "status bad", result.failure + (result.failure_code ?
+                                                         ` (${result.failure_code})` : "")));
+  if (result.status === "DRY_RUN") nodes.push(el("p", "muted", "Dry run: nothing was sent."));
+  nodes.push(...await Promise.all((result.outputs || []).map(figure)));
+  if (result.next && !ACTIVE.includes(result.status)) nodes.push(el("p", "muted", result.next));
+  render(nodes);
+}
+
+request("ui/initialize", {protocolVersion: "2026-01-26", appInfo: {name: "runway-mcp viewer", version: "VERSION"},
+                          appCapabilities: {}})
+  .then((initialized) => applyContext(initialized.hostContext || {}))
+  .finally(() => notify("ui/notifications/initialized", {}));
+</script>
+</body>
+</html>
+""".replace("VERSION", __version__)
+
+
+@mcp.resource(VIEWER_URI, name="viewer", title="Runway result viewer", mime_type=VIEWER_MIME, meta=VIEWER_META,
+              description="Shows a task tool's result: images, video and audio players, progress, failures")
+def viewer() -> str:
+    return VIEWER_HTML
 
 
 ##############################################################################

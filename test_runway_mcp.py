@@ -37,7 +37,7 @@ import pytest
 import requests
 import responses
 import runwayml
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from typing_extensions import NotRequired, Required, is_typeddict
 
 import runway_mcp as rm
@@ -886,6 +886,9 @@ class FakeRunway:
                     if fault.action:
                         return fault.action, fault.headers, b""
                     return fault.status, fault.headers, json.dumps(fault.body or {"error": "scripted"}).encode()
+            if path == "/files" and method == "DELETE":            # the tests' switch: Runway's links expire
+                self.files.clear()
+                return 204, {}, b""
             if path.startswith("/files/"):
                 content, mime = self.files.get(path[len("/files/"):], (None, None))
                 return (200, {"Content-Type": mime}, content) if content else (404, {}, b"")
@@ -1137,6 +1140,24 @@ def client(serve, connection):
 def spawn(env):
     return Client(StdioServerParameters(command=sys.executable, args=[SERVER], env=env, cwd=str(HERE)),
                   mode="legacy")
+
+
+NODE_TOOLS = HERE / ".tools" / "node_modules" / ".bin"
+UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+needs_uv = pytest.mark.skipif(UV is None, reason="uv is not installed (make test installs it into .venv)")
+
+
+def needs_node_tool(name):
+    return pytest.mark.skipif(not (NODE_TOOLS / name).exists(),
+                              reason=f"{name} is not in .tools (make test installs it with npm; is npm installed?)")
+
+
+def plain_env(**extra):
+    """What a host passes: PATH and HOME, this machine's network settings (its CA bundle, any proxy), and what the
+    host's config says. uv reaches PyPI with them when its cache does not have a package yet."""
+    network = {k: v for k, v in os.environ.items() if re.search(r"SSL|CERT|CA_BUNDLE|PROXY", k, re.IGNORECASE)}
+    return {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "HOME": os.environ.get("HOME", "/tmp"), **network, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -1637,13 +1658,129 @@ async def test_an_image_result_carries_a_link_a_preview_and_a_sidecar(client, fa
     result, data = await call(client, "generate_image", {"prompt": "a lighthouse", "seed": 7})
     path = Path(data["outputs"][0]["path"])
     link, preview = result.content[1], result.content[2]
-    assert link.type == "resource_link" and link.uri == path.as_uri() and link.mime_type == "image/png"
+    assert link.type == "resource_link" and link.uri == f"runway-mcp://outputs/{path.name}" == data["outputs"][0]["uri"]
+    assert link.mime_type == "image/png" and link.size == len(PNG)
     assert preview.type == "image" and base64.b64decode(preview.data) == PNG
     sidecar = json.loads(path.with_name(path.name + ".json").read_text())
     assert sidecar["task_id"] == data["task_id"] and sidecar["tool"] == "generate_image"
     assert sidecar["model"] == "gen4_image" and sidecar["prompt"] == "a lighthouse"
     assert sidecar["arguments"]["seed"] == 7 and sidecar["cost_credits"] == 50 and sidecar["estimated_credits"] == 60
     assert sidecar["source_url"].startswith(fake.url + "/files/") and sidecar["created_at"]
+
+
+# Saved outputs as resources, and the viewer ----------------------------------------------------------------
+
+@pytest.mark.anyio
+async def test_saved_outputs_are_resources_newest_first(client, fake, out_dir):
+    _, image = await call(client, "generate_image", {"prompt": "a kite"})
+    _, video = await call(client, "generate_video", {"prompt": "a kite flying"})
+    listed = (await client.list_resources()).resources
+    assert [r.uri for r in listed if r.uri.startswith("runway-mcp://")] == [video["outputs"][0]["uri"],
+                                                                            image["outputs"][0]["uri"]]
+    by_uri = {r.uri: r for r in listed}
+    assert by_uri[image["outputs"][0]["uri"]].mime_type == "image/png" and by_uri[image["outputs"][0]["uri"]].size == len(PNG)
+    assert by_uri[rm.VIEWER_URI].mime_type == "text/html;profile=mcp-app"
+    templates = (await client.list_resource_templates()).resource_templates
+    assert [t.uri_template for t in templates] == ["runway-mcp://outputs/{name}"]
+    [content] = (await client.read_resource(video["outputs"][0]["uri"])).contents
+    assert content.mime_type == "video/mp4" and base64.b64decode(content.blob) == MP4
+
+
+@pytest.mark.anyio
+async def test_only_saved_outputs_are_resources(client, fake, out_dir):
+    _, image = await call(client, "generate_image", {"prompt": "a kite"})
+    (out_dir / ".video_x_1.mp4.abc.part").write_bytes(MP4)
+    (out_dir.parent / "secret.png").write_bytes(PNG)
+    for name in ["tasks.jsonl", Path(image["outputs"][0]["path"]).name + ".json", ".video_x_1.mp4.abc.part",
+                 "missing.png", "..%2Fsecret.png", "../secret.png", "%2E%2E/secret.png", ""]:
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource(f"runway-mcp://outputs/{name}")
+        assert caught.value.code in (-32002, -32602), name
+    for uri in ["runway-mcp://elsewhere/x.png", "file:///etc/passwd", "ui://runway-mcp/other"]:
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource(uri)
+        assert caught.value.code == -32002 and uri in str(caught.value), uri
+
+
+@pytest.mark.anyio
+async def test_an_output_too_large_to_send_whole_says_where_it_is(client, fake, out_dir, monkeypatch):
+    monkeypatch.setattr(rm, "RESOURCE_MAX_BYTES", 1000)
+    _, video = await call(client, "generate_video", {"prompt": "x"})
+    with pytest.raises(MCPError) as caught:
+        await client.read_resource(video["outputs"][0]["uri"])
+    message = str(caught.value)
+    assert video["outputs"][0]["path"] in message and "/files/" in message and "1 KB" in message
+
+
+@pytest.mark.anyio
+async def test_a_saved_output_feeds_the_next_call_by_its_uri(client, serve, fake):
+    _, image = await call(client, "generate_image", {"prompt": "a red fox"})
+    serve(RUNWAY_MCP_INPUT_ROOT="")                     # as over HTTP, the server's own files are still readable
+    rm.CONFIG = rm.dataclasses.replace(rm.CONFIG, transport="http")
+    result, data = await call(client, "generate_video", {"prompt": "it runs", "image": image["outputs"][0]["uri"],
+                                                         "wait": False})
+    assert not result.is_error, result.content[0].text
+    assert fake.bodies("image_to_video")[0]["promptImage"] == "data:image/png;base64," + b64(PNG)
+    result, _ = await call(client, "animate_character", {"character": image["outputs"][0]["uri"], "reference": VIDEO,
+                                                         "wait": False})
+    assert fake.bodies("character_performance")[0]["character"]["type"] == "image"
+    result, _ = await call(client, "generate_video", {"prompt": "x", "image": "runway-mcp://outputs/tasks.jsonl"})
+    assert result.is_error and "image='tasks.jsonl' is not a saved output" in result.content[0].text
+
+
+@pytest.mark.anyio
+async def test_list_outputs_gives_one_files_full_record(client, fake):
+    _, image = await call(client, "generate_image", {"prompt": "a lighthouse at dusk", "seed": 3})
+    name = Path(image["outputs"][0]["path"]).name
+    result, data = await call(client, "list_outputs", {"name": name})
+    [found] = data["outputs"]
+    assert found["record"]["task_id"] == image["task_id"] and found["record"]["arguments"]["seed"] == 3
+    assert found["uri"] == image["outputs"][0]["uri"] and found["record"]["cost_credits"] == 50
+    text = result.content[0].text
+    assert "prompt: a lighthouse at dusk" in text and "model: gen4_image" in text and "source_url: " in text
+    result, _ = await call(client, "list_outputs", {"name": "../tasks.jsonl"})
+    assert result.is_error and "name=" in result.content[0].text
+
+
+@pytest.mark.anyio
+async def test_every_task_tool_names_the_viewer_and_the_viewer_is_an_mcp_app(client):
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    task_tools = {n for group in ("image", "video", "audio") for n in rm.TOOLSETS[group]} | {
+        "get_task", "wait_for_task", "cancel_task"}
+    for name, tool in tools.items():
+        meta = tool.meta or {}
+        if name in task_tools:
+            assert meta["ui"]["resourceUri"] == meta["ui/resourceUri"] == "ui://runway-mcp/viewer", name
+        else:
+            assert "ui" not in meta, name
+    [content] = (await client.read_resource("ui://runway-mcp/viewer")).contents
+    assert content.mime_type == "text/html;profile=mcp-app" and content.text.startswith("<!DOCTYPE html>")
+    assert content.meta["ui"]["csp"]["resourceDomains"] == rm.OUTPUT_HOSTS
+    assert not re.search(r"<script[^>]*\bsrc=|<link[^>]*href=|@import|url\(http", content.text)   # self-contained
+
+
+def test_only_served_capabilities_are_advertised_and_unknown_names_get_proper_errors(fake, tmp_path):
+    calls = [{"jsonrpc": "2.0", "id": 3, "method": "prompts/get", "params": {"name": "nope"}},
+             {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "runway-mcp://outputs/nope.png"}},
+             {"jsonrpc": "2.0", "id": 5, "method": "resources/read", "params": {"uri": "ui://nope"}},
+             {"jsonrpc": "2.0", "id": 6, "method": "prompts/list"}]
+    process = subprocess.Popen([sys.executable, SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=server_env(fake, tmp_path), text=True)
+    messages = [INITIALIZE, {"jsonrpc": "2.0", "method": "notifications/initialized"}, *calls]
+    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+    process.stdin.flush()
+    answers = {}
+    while len(answers) < 1 + len(calls):
+        answer = json.loads(process.stdout.readline())
+        answers[answer["id"]] = answer
+    process.stdin.close()
+    stderr = process.stderr.read()
+    process.wait(10)
+    capabilities = answers[1]["result"]["capabilities"]
+    assert "prompts" not in capabilities and "resources" in capabilities and "tools" in capabilities
+    assert answers[3]["error"]["code"] == -32601 and answers[6]["error"]["code"] == -32601
+    assert answers[4]["error"]["code"] == -32002 and answers[5]["error"]["code"] == -32002
+    assert "Traceback" not in stderr and " ERROR " not in stderr, stderr
 
 
 @pytest.mark.anyio
@@ -2112,6 +2249,11 @@ async def test_http_serves_mcp_with_progress_and_keeps_dns_rebinding_protection(
             assert EXPECTED_TOOLS <= {t.name for t in (await client.list_tools()).tools}
             result, data = await call(client, "generate_video", {"prompt": "x"}, progress=progress)
             assert not result.is_error and data["status"] == "SUCCEEDED" and len(seen) >= 5
+            [content] = (await client.read_resource(data["outputs"][0]["uri"])).contents   # what it made, remotely
+            assert base64.b64decode(content.blob) == MP4 and content.mime_type == "video/mp4"
+            result, _ = await call(client, "edit_video", {"video": data["outputs"][0]["uri"], "prompt": "snow",
+                                                          "dry_run": True})
+            assert not result.is_error, result.content[0].text           # its own files: no input root needed
             fake.reset()
             result, _ = await call(client, "generate_video", {"prompt": "x", "image": str(frame)})
             assert result.is_error and "RUNWAY_MCP_INPUT_ROOT" in result.content[0].text and fake.requests == []
@@ -2168,19 +2310,248 @@ def test_http_refuses_a_public_bind_without_a_token(main, capsys):
     assert "RUNWAY_MCP_HTTP_TOKEN" in stderr and len([line for line in stderr.splitlines() if "refusing" in line]) == 1
 
 
+# The viewer in a real browser -----------------------------------------------------------------------------
+# Headless Chromium as the host: the official ext-apps AppBridge (bundled by esbuild) renders the viewer in a
+# sandboxed iframe with the CSP its resource declares, and forwards the view's tools/call and resources/read to
+# runway_mcp.py over stdio, running against the fake API. Real media, so that players really load: a 1 s H.264
+# MP4 (64x64) and a 0.5 s MP3, made with ffmpeg for these tests.
+
+PLAYABLE_MP4 = base64.b64decode(
+    "AAAAIGZ0eXBpc29tAAACAGlzb21pc28yYXZjMW1wNDEAAANGbW9vdgAAAGxtdmhkAAAAAAAAAAAAAAAAAAAD6AAAA+gAAQAAAQAAAAAAAAAA"
+    "AAAAAAEAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAgAAAnB0cmFrAAAAXHRr"
+    "aGQAAAADAAAAAAAAAAAAAAABAAAAAAAAA+gAAAAAAAAAAAAAAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAAAAAABAAAAAAEAA"
+    "AABAAAAAAAAkZWR0cwAAABxlbHN0AAAAAAAAAAEAAAPoAAAAAAABAAAAAAHobWRpYQAAACBtZGhkAAAAAAAAAAAAAAAAAABAAAAAQABVxAAA"
+    "AAAALWhkbHIAAAAAAAAAAHZpZGUAAAAAAAAAAAAAAABWaWRlb0hhbmRsZXIAAAABk21pbmYAAAAUdm1oZAAAAAEAAAAAAAAAAAAAACRkaW5m"
+    "AAAAHGRyZWYAAAAAAAAAAQAAAAx1cmwgAAAAAQAAAVNzdGJsAAAAu3N0c2QAAAAAAAAAAQAAAKthdmMxAAAAAAAAAAEAAAAAAAAAAAAAAAAA"
+    "AAAAAEAAQABIAAAASAAAAAAAAAABFUxhdmM1OS4zNy4xMDAgbGlieDI2NAAAAAAAAAAAAAAAGP//AAAAMWF2Y0MBQsAK/+EAGGdCwAqmERCb"
+    "ARAAAAMAEAAAAwEA8SJhGAEABmjIQgOSyAAAABBwYXNwAAAAAQAAAAEAAAAUYnRydAAAAAAAACRwAAAkcAAAABhzdHRzAAAAAAAAAAEAAAAI"
+    "AAAIAAAAABRzdHNzAAAAAAAAAAEAAAABAAAAHHN0c2MAAAAAAAAAAQAAAAEAAAAIAAAAAQAAADRzdHN6AAAAAAAAAAAAAAAIAAAD4QAAABkA"
+    "AAAaAAAAGwAAABYAAAAZAAAAHQAAABMAAAAUc3RjbwAAAAAAAAABAAADdgAAAGJ1ZHRhAAAAWm1ldGEAAAAAAAAAIWhkbHIAAAAAAAAAAG1k"
+    "aXJhcHBsAAAAAAAAAAAAAAAALWlsc3QAAAAlqXRvbwAAAB1kYXRhAAAAAQAAAABMYXZmNTkuMjcuMTAwAAAACGZyZWUAAASWbWRhdAAAAnIG"
+    "Bf//btxF6b3m2Ui3lizYINkj7u94MjY0IC0gY29yZSAxNjQgcjMwOTUgYmFlZTQwMCAtIEguMjY0L01QRUctNCBBVkMgY29kZWMgLSBDb3B5"
+    "bGVmdCAyMDAzLTIwMjIgLSBodHRwOi8vd3d3LnZpZGVvbGFuLm9yZy94MjY0Lmh0bWwgLSBvcHRpb25zOiBjYWJhYz0wIHJlZj0xNiBkZWJs"
+    "b2NrPTE6MDowIGFuYWx5c2U9MHgxOjB4MTMxIG1lPXVtaCBzdWJtZT0xMCBwc3k9MSBwc3lfcmQ9MS4wMDowLjAwIG1peGVkX3JlZj0xIG1l"
+    "X3JhbmdlPTI0IGNocm9tYV9tZT0xIHRyZWxsaXM9MiA4eDhkY3Q9MCBjcW09MCBkZWFkem9uZT0yMSwxMSBmYXN0X3Bza2lwPTEgY2hyb21h"
+    "X3FwX29mZnNldD0tMiB0aHJlYWRzPTIgbG9va2FoZWFkX3RocmVhZHM9MSBzbGljZWRfdGhyZWFkcz0wIG5yPTAgZGVjaW1hdGU9MSBpbnRl"
+    "cmxhY2VkPTAgYmx1cmF5X2NvbXBhdD0wIGNvbnN0cmFpbmVkX2ludHJhPTAgYmZyYW1lcz0wIHdlaWdodHA9MCBrZXlpbnQ9MjUwIGtleWlu"
+    "dF9taW49OCBzY2VuZWN1dD00MCBpbnRyYV9yZWZyZXNoPTAgcmNfbG9va2FoZWFkPTYwIHJjPWNyZiBtYnRyZWU9MSBjcmY9NDAuMCBxY29t"
+    "cD0wLjYwIHFwbWluPTAgcXBtYXg9NjkgcXBzdGVwPTQgaXBfcmF0aW89MS40MCBhcT0xOjEuMDAAgAAAAWdliIIThiKABgeujBnevfz/gRZs"
+    "x6P/4lkQAEQxvq/oBJ3pZMGUlnLHwh40WKZc4lJW/G5I978CgEECBAFYcQUH7BCY5f6rsD9jw+IY//DRwdMZpb+JHLqEgEcAAQGQgUDWHIml"
+    "gbsgLvj+AG+UxBLnn+vDXGnGC8ZlSKfr4JOtrNuCWsMjEQQACAWCsPffM0ZKwZkdfDb7cPh+EzlFTO/4tgGbXh6wHWO/x5eeHTI2n/FP6wYc"
+    "ZbGAd4DCuqd52Lus+z+kJIYQ//wQEBgPQZB59tNzMXr//7MEJYDiEcyZG5gtmMI9cFAMKHm+vCj5tOvDATAsMCOMFn0PtMouTQI+s0UfHkqI"
+    "oRzr671hQfMIo27MIgA84SA4HcVkYB3uE7+wLzWGnmF8voHgsQAOOvv173cIgACAMPAYC7DylSxh8buvljC2P4dHC4BxdfeNYsvh/LfEIUDg"
+    "BFxRdE02K4DOPJBJdxglwAAAABVBmhwnFYnxNdedcQtx4ITO7vSLVfYAAAAWQZoqDcakJfT+kVoEYk9nv06ow7WdgAAAABdBmjsNxqx0f+jy"
+    "L+X29YrL+Gta9qff4AAAABJBmkkBHG+unVY76xX/BFrU6mAAAAAVQZpZQVxqwlCbXMPgi3vd+skX1EWmAAAAGUGaaYGcb57/z6fax31jOfHH"
+    "5NS+CLWvIMAAAAAPQZp5wIcasdH69W9VOjqA"
+)
+PLAYABLE_MP3 = base64.b64decode(
+    "SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjU5LjI3LjEwMAAAAAAAAAAAAAAA/+M4wAAAAAAAAAAAAEluZm8AAAAPAAAACQAAA2AAVVVVVVVV"
+    "VVVVVVVqampqampqampqaoCAgICAgICAgICAlZWVlZWVlZWVlZWqqqqqqqqqqqqqqsDAwMDAwMDAwMDA1dXV1dXV1dXV1dXq6urq6urq6urq"
+    "6v//////////////AAAAAExhdmM1OS4zNwAAAAAAAAAAAAAAACQCYAAAAAAAAANgGNVEmAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAA/+MYxAANIJaceUwAAAgLdwL3ve973vSlKUpSnXve97/O007EMCYEwJiOf8OBAEMTh///nOn3f0ghy/uxAAwf"
+    "4Y6VJoiwyxM//+MYxAYOcPKUAZRQAOOaK1HKELf4WeEcgd4wBjwknAO+SEaSHgdCKJzCSAyBRFYRQiv/yEej044iEv+EgaEp0Gn/////////"
+    "/+MYxAcN6KZAAd4AAP/////5UlsAgAk1hCAIYEIKBg1gtGDmI8Yc8ixjCCGGF6CYYGYGgOAjL7g4A1IV1Or///fVgRe0wIIy/+MYxAoM2KY0"
+    "AAa8RCSNAlOPYMMAUs23aCzPQD/MJ0EIwMgCygApRNE5UrDrH////////q/9Vf//+AF5p6NHTwMuHOQ4MNMQ/+MYxBENMKY0AAa8RBN4R/00"
+    "MQyzC0A6MEcBswHgEjAEAILPpeMDx////////3//rf//+Tt6l0DgEwITApsDIcEj0GEB0UYH/+MYxBcMeKY0AAb8RCMASA6hYC4AgHhgAZEA"
+    "Imyx2///////////1P///jGAGAADfQMAIBwMCwEgEAvAxGjLAx9m1A6vxbA3/+MYxCANOKZAAVYAAKQ/gMGwIAMAwCQAgXgJAKI+GYEKISB/"
+    "////s4cSwyj/////YhFFbEVPf85RHQv63Q3mGS4VwAAo2ydd/+MYxCYWuZqIIZuAAN//CwsG7xkxjxKZE///KZByudIubrL///+bol83BcPA"
+    "//+Aw8D4DDwf//xpomNNJd//+auQcKbkAA///+MYxAYM0Lq1GcMYA2Zl/ZmZlLjBmDCigYCAm1AQJv6qgLDfigoU/oKDHfiCjf/EGCv6ChR3"
+    "4gx3/2pMQU1FMy4xMDCqqqqq"
+)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+VIEW_HOST = r"""// A test host for the viewer: real Chromium, the official ext-apps AppBridge, the real server over stdio.
+// Usage: node harness.mjs <config.json>; prints a JSON report on stdout.
+import {spawn} from "node:child_process";
+import {readFileSync} from "node:fs";
+import {createInterface} from "node:readline";
+import {build} from "esbuild";
+import puppeteer from "puppeteer-core";
+
+const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
+
+class StdioServer {
+  constructor(env) {
+    this.process = spawn(config.python, [config.server], {env, stdio: ["pipe", "pipe", "pipe"]});
+    this.pending = new Map();
+    this.nextId = 1;
+    this.stderr = "";
+    this.process.stderr.on("data", (chunk) => { this.stderr += chunk; });
+    createInterface({input: this.process.stdout}).on("line", (line) => {
+      const message = JSON.parse(line);
+      const waiting = message.id !== undefined && this.pending.get(message.id);
+      if (!waiting) return;
+      this.pending.delete(message.id);
+      message.error ? waiting.reject(new Error(`${message.error.code} ${message.error.message}`))
+                    : waiting.resolve(message.result);
+    });
+  }
+  send(message) { this.process.stdin.write(JSON.stringify(message) + "\n"); }
+  request(method, params) {
+    const id = this.nextId++;
+    this.send({jsonrpc: "2.0", id, method, params});
+    return new Promise((resolve, reject) => this.pending.set(id, {resolve, reject}));
+  }
+  async start() {
+    await this.request("initialize", {protocolVersion: "2025-11-25", clientInfo: {name: "browser-test", version: "1"},
+      capabilities: {extensions: {"io.modelcontextprotocol/ui": {mimeTypes: ["text/html;profile=mcp-app"]}}}});
+    this.send({jsonrpc: "2.0", method: "notifications/initialized"});
+    return this;
+  }
+  close() { this.process.stdin.end(); }
+}
+
+const HOST = `
+import {AppBridge, PostMessageTransport} from "@modelcontextprotocol/ext-apps/app-bridge";
+window.initialized = 0;
+window.bridges = {};
+window.mount = async (name, server, html, csp, input, result, theme) => {
+  const frame = document.createElement("iframe");
+  frame.name = name;
+  frame.setAttribute("sandbox", "allow-scripts");
+  frame.style.cssText = "width: 640px; height: 700px; border: 0";
+  frame.srcdoc = html.replace("<head>", '<head><meta http-equiv="Content-Security-Policy" content="' + csp + '">');
+  document.body.replaceChildren(frame);
+  await new Promise((resolve) => frame.addEventListener("load", resolve, {once: true}));
+  const bridge = new AppBridge(null, {name: "browser-test-host", version: "1"}, {serverTools: {}, serverResources: {}},
+                              {hostContext: {theme}});
+  window.bridges[name] = bridge;
+  bridge.oncalltool = (params) => window.mcpRequest(server, "tools/call", params);
+  bridge.onreadresource = (params) => window.mcpRequest(server, "resources/read", params);
+  const ready = new Promise((resolve) => { bridge.oninitialized = () => { window.initialized += 1; resolve(); }; });
+  await bridge.connect(new PostMessageTransport(frame.contentWindow, frame.contentWindow));
+  await ready;
+  await bridge.sendToolInput({arguments: input});
+  await bridge.sendToolResult(result);
+};
+`;
+
+function cspFor(resource, extra = []) {
+  const domains = [...((resource._meta?.ui?.csp?.resourceDomains) || []), ...extra].join(" ");
+  return `default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; ` +
+         `img-src 'self' data: ${domains}; media-src 'self' data: ${domains}; connect-src 'none'; ` +
+         `frame-src 'none'; object-src 'none'; base-uri 'self'`;
+}
+
+const report = {scenarios: {}, console: [], violations: []};
+const servers = {saved: await new StdioServer(config.env).start(),
+                 unsaved: await new StdioServer({...config.env, RUNWAY_MCP_DOWNLOAD: "0"}).start()};
+const browser = await puppeteer.launch({executablePath: config.chromium, headless: true, userDataDir: config.profile,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]});
+try {
+  const page = await browser.newPage();
+  page.on("console", (message) => {
+    report.console.push(`${message.type()}: ${message.text()}`);
+    if (/Content Security Policy/i.test(message.text())) report.violations.push(message.text());
+  });
+  await page.exposeFunction("mcpRequest", (server, method, params) => servers[server].request(method, params));
+  const bundle = await build({stdin: {contents: HOST, resolveDir: config.tools}, bundle: true, write: false,
+                              format: "iife", platform: "browser", logLevel: "silent"});
+  await page.setContent(`<!DOCTYPE html><html><body><script>${bundle.outputFiles[0].text}</script></body></html>`);
+  const [viewer] = (await servers.saved.request("resources/read", {uri: config.viewer})).contents;
+
+  const results = {};
+  async function view(step) {
+    const server = step.server || "saved";
+    const result = results[step.name] = step.again ? results[step.again]
+      : await servers[server].request("tools/call", {name: step.tool, arguments: step.input});
+    if (step.clearFiles) await fetch(`${config.fake}/files`, {method: "DELETE"});   // Runway's links are gone
+    await page.evaluate((...args) => window.mount(...args), step.name, server, viewer.text,
+                        cspFor(viewer, server === "unsaved" ? [config.fake] : []), step.input || {}, result,
+                        step.theme || "light");
+    return {frame: page.frames().find((frame) => frame.name() === step.name), result};
+  }
+  async function media(frame, selector) {
+    await frame.waitForSelector(`${selector}[data-loaded="true"]`, {timeout: 20000});
+    return frame.$eval(selector, (node) => ({scheme: (node.currentSrc || node.src).split(":")[0],
+      ready: node.readyState ?? (node.complete && node.naturalWidth > 0 ? 4 : 0)}));
+  }
+  async function text(frame) { return frame.$eval("main", (node) => node.innerText); }
+
+  for (const step of config.steps) {
+    const entry = report.scenarios[step.name] = {};
+    try {
+      const {frame, result} = await view(step);
+      entry.status = result.structuredContent?.status;
+      if (step.click) {
+        await frame.waitForSelector("button");
+        entry.before = await text(frame);
+        await frame.click("button");
+        await frame.waitForFunction(() => !document.querySelector("button"), {timeout: 20000});
+      }
+      if (step.media) entry.media = await media(frame, step.media);
+      entry.text = await text(frame);
+      if (step.theme) {
+        const scheme = () => frame.evaluate(() => getComputedStyle(document.documentElement).colorScheme);
+        entry.themes = [await scheme()];
+        await page.evaluate((name) => window.bridges[name].setHostContext({theme: "light"}), step.name);
+        await frame.waitForFunction(() => getComputedStyle(document.documentElement).colorScheme === "light",
+                                    {timeout: 5000}).catch(() => {});
+        entry.themes.push(await scheme());
+      }
+      entry.height = await frame.evaluate(() => document.documentElement.style.height);
+    } catch (error) {
+      entry.error = String(error.stack || error);
+    }
+  }
+  report.initialized = await page.evaluate(() => window.initialized);
+} finally {
+  await browser.close();
+  for (const server of Object.values(servers)) server.close();
+  report.stderr = servers.saved.stderr.slice(-3000);
+  console.log(JSON.stringify(report));
+}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+@needs_node_tool("esbuild")
+def test_the_viewer_shows_every_result_in_a_real_browser(fake, tmp_path):
+    for plan in ({"mime": "image/png"}, {"mime": "video/mp4", "content": PLAYABLE_MP4},
+                 {"mime": "audio/mpeg", "content": PLAYABLE_MP3},
+                 {"seconds": 1.5, "mime": "video/mp4", "content": PLAYABLE_MP4},
+                 {"outcome": "FAILED"}, {"mime": "image/png"}):
+        fake.plan(**plan)
+    steps = [
+        {"name": "image", "tool": "generate_image", "input": {"prompt": "a red fox"}, "media": "img", "theme": "dark"},
+        {"name": "video", "tool": "generate_video", "input": {"prompt": "waves"}, "media": "video"},
+        {"name": "audio", "tool": "generate_speech", "input": {"text": "hello"}, "media": "audio"},
+        {"name": "link_gone", "again": "video", "clearFiles": True, "media": "video"},
+        {"name": "running", "tool": "generate_video", "input": {"prompt": "a long take", "max_wait_s": 0.3},
+         "click": True, "media": "video"},
+        {"name": "failed", "tool": "generate_image", "input": {"prompt": "x"}},
+        {"name": "not_saved", "server": "unsaved", "tool": "generate_image", "input": {"prompt": "y"}, "media": "img"},
+    ]
+    config = {"python": sys.executable, "server": SERVER, "chromium": CHROMIUM, "profile": str(tmp_path / "profile"),
+              "tools": str(HERE / ".tools"), "viewer": rm.VIEWER_URI, "fake": fake.url, "steps": steps,
+              "env": plain_env(**server_env(fake, tmp_path / "out"))}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "host.mjs").write_text(VIEW_HOST)
+    (tmp_path / "node_modules").symlink_to(HERE / ".tools" / "node_modules")     # where its imports resolve
+    done = subprocess.run(["node", str(tmp_path / "host.mjs"), str(tmp_path / "config.json")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    seen = report["scenarios"]
+    assert not [name for name, entry in seen.items() if "error" in entry], json.dumps(seen, indent=1)[:4000]
+    assert report["initialized"] == len(steps)                            # every view completed the handshake
+    for name in ("image", "video", "audio", "link_gone"):
+        assert seen[name]["media"]["scheme"] == "data" and seen[name]["media"]["ready"] >= 2, name
+        assert seen[name]["height"].endswith("px"), name                  # an explicit height
+    assert "gen4_image" in seen["image"]["text"] and "a red fox" in seen["image"]["text"]
+    assert "credits" in seen["image"]["text"] and seen["image"]["themes"] == ["dark", "light"]
+    assert seen["running"]["status"] == "RUNNING" and "Keep waiting" in seen["running"]["before"]
+    assert seen["running"]["text"].startswith("SUCCEEDED") and seen["running"]["media"]["scheme"] == "data"
+    assert seen["failed"]["status"] == "FAILED" and "flagged by moderation (SAFETY.OUTPUT.IMAGE)" in seen["failed"]["text"]
+    assert seen["not_saved"]["media"]["scheme"] == "http"                # Runway's link, nothing saved
+    assert report["violations"] == [], report["violations"]
+    assert not [line for line in report["console"] if line.startswith("error:")], report["console"]
+
+
 ##############################################################################
 # Installing: the script block, the package, the bundle, the registry entry, host configs
 ##############################################################################
-
-NODE_TOOLS = HERE / ".tools" / "node_modules" / ".bin"
-UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
-needs_uv = pytest.mark.skipif(UV is None, reason="uv is not installed (make test installs it into .venv)")
-
-
-def needs_node_tool(name):
-    return pytest.mark.skipif(not (NODE_TOOLS / name).exists(),
-                              reason=f"{name} is not in .tools (make test installs it with npm; is npm installed?)")
-
 
 def script_block() -> dict:
     """runway_mcp.py's PEP 723 block, parsed as uv reads it."""
@@ -2217,14 +2588,6 @@ def tools_of_process(command, env, cwd=None, timeout=180):
         timer.cancel()
     assert all(a.get("jsonrpc") == "2.0" for a in answers)
     return {t["name"] for t in listed}, "".join(errors)
-
-
-def plain_env(**extra):
-    """What a host passes: PATH and HOME, this machine's network settings (its CA bundle, any proxy), and what the
-    host's config says. uv reaches PyPI with them when its cache does not have a package yet."""
-    network = {k: v for k, v in os.environ.items() if re.search(r"SSL|CERT|CA_BUNDLE|PROXY", k, re.IGNORECASE)}
-    return {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "HOME": os.environ.get("HOME", "/tmp"), **network, **extra}
 
 
 def manifest_tools(tools) -> list[dict]:
