@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import hashlib
 import hmac
 import importlib
 import inspect
@@ -49,13 +50,15 @@ from urllib.parse import quote, unquote, urlsplit
 
 import anyio
 import anyio.to_thread
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp import MCPError
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.types import (INVALID_PARAMS, CallToolResult, ImageContent, Resource, ResourceLink, ResourceTemplate,
                        TextContent, ToolAnnotations)
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, validate_call
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 log = logging.getLogger("runway_mcp")
@@ -104,8 +107,9 @@ TOOLSETS = {
     "tasks": ("get_task", "wait_for_task", "cancel_task", "list_tasks", "list_models"),
     "files": ("upload_file", "list_outputs", "delete_output"),
     "account": ("get_account",),
+    "batch": ("generate_batch",),
 }
-GENERATION_GROUPS = ("image", "video", "audio")
+GENERATION_GROUPS = ("image", "video", "audio", "batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +127,9 @@ class Config:
     allowed_hosts: tuple[str, ...] = () # extra Host names the HTTP transport accepts (behind a proxy)
     cancel_on_abort: bool = False       # a client cancel also cancels the Runway task
     tools: frozenset[str] | None = None # the tools RUNWAY_MCP_TOOLS exposes; None: all
+    budget_credits: float | None = None # credits all tasks created here may commit in any 24 h; None: no budget
+    confirm_above: float | None = None  # a task estimated above this needs the person's confirmation; None: never
+    dedupe_s: float = 300.0             # an identical request this recent returns the earlier task; 0: off
     transport: str = "stdio"            # set by the command line: stdio | http
     problems: tuple[str, ...] = ()      # one line each; calls to Runway refuse while any exists
     warnings: tuple[str, ...] = ()      # logged at start-up; a default was used instead
@@ -142,8 +149,8 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float,
-            warnings: list[str]) -> float:
+def _number(env: Mapping[str, str], name: str, default: Any, low: float, high: float,
+            warnings: list[str]) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -152,7 +159,8 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     except ValueError:
         value = float("nan")
     if not low <= value <= high:     # NaN fails this too
-        warnings.append(f"{name}={raw!r} is not a number from {low:g} to {high:g}; using {default:g}")
+        fallback = "leaving it unset" if default is None else f"using {default:g}"
+        warnings.append(f"{name}={raw!r} is not a number from {low:g} to {high:g}; {fallback}")
         return default
     return value
 
@@ -241,6 +249,9 @@ def load_config(env: Mapping[str, str]) -> Config:
         allowed_hosts=hosts,
         cancel_on_abort=_flag(env, "RUNWAY_MCP_CANCEL_ON_ABORT", False),
         tools=_toolsets(env.get("RUNWAY_MCP_TOOLS", ""), warnings),
+        budget_credits=_number(env, "RUNWAY_MCP_BUDGET_CREDITS", None, 0, 1e9, warnings),
+        confirm_above=_number(env, "RUNWAY_MCP_CONFIRM_ABOVE", None, 0, 1e9, warnings),
+        dedupe_s=_number(env, "RUNWAY_MCP_DEDUPE_S", 300.0, 0, 7 * 24 * 3600, warnings),
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
@@ -1134,6 +1145,11 @@ def request(method: str, url: str, *, attempts: int = 4, max_delay: float = 10.0
     raise AssertionError("unreachable")
 
 
+def account_id() -> str:
+    """A short one-way name for the account the key belongs to (with the API it is used on): never the key."""
+    return hashlib.sha256(f"{CONFIG.base_url} {CONFIG.api_key}".encode()).hexdigest()[:16]
+
+
 def _require_api() -> str:
     if CONFIG.problems:
         raise RunwayError(CONFIG.problems[0])
@@ -1211,7 +1227,7 @@ def cancel(task_id: str) -> bool:
 # Waiting
 ##############################################################################
 
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "UNKNOWN"}    # UNKNOWN: a task no longer found
 ACTIVE = ("PENDING", "THROTTLED", "RUNNING")
 
 
@@ -1271,6 +1287,27 @@ def _poll(task_id: str, last: dict, failures: int, interval: float) -> tuple[Pol
     return Poll(task), interval
 
 
+def wait_many(tasks: list[dict], max_wait_s: float, *, on_poll: Callable[[list[Poll], float], None],
+              sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic) -> list[Poll]:
+    """Poll several tasks together, each once per interval, until all are terminal or the next round would pass the
+    wait bound. A task whose checks keep failing keeps its last known state and the error."""
+    interval, sleep = CONFIG.poll_interval, sleep or pause
+    start = clock()
+    polls, failures = [Poll(task) for task in tasks], [0] * len(tasks)
+    active = lambda: [i for i, poll in enumerate(polls) if poll.task.get("status") not in TERMINAL]
+    on_poll(polls, clock() - start)
+    while active() and clock() - start + interval <= max_wait_s:
+        _sleep_with_heartbeat(interval, lambda: on_poll(polls, clock() - start), sleep)
+        for i in active():
+            failures[i] = failures[i] + 1 if polls[i].error else 0
+            try:
+                polls[i], _ = _poll(polls[i].task["id"], polls[i].task, failures[i], interval)
+            except RunwayError as error:          # gone for good: stop asking, say why
+                polls[i] = Poll({**polls[i].task, "status": "UNKNOWN"}, error)
+        on_poll(polls, clock() - start)
+    return polls
+
+
 def _sleep_with_heartbeat(seconds: float, beat: Callable[[], None], sleep: Callable[[float], None]) -> None:
     while seconds > HEARTBEAT_S:
         sleep(HEARTBEAT_S)
@@ -1297,6 +1334,7 @@ class LedgerRecord(TypedDict, total=False):
     outputs: list[str]                  # saved paths, or links when not saved
     failure: str
     note: str
+    fingerprint: str                    # what makes two requests the same (Spending): the duplicate guard's key
 
 
 class Ledger:
@@ -1730,15 +1768,18 @@ class UploadCache:
 UPLOADS = UploadCache()
 
 
-def _upload_key(local: LocalFile) -> str:
-    """The cache key of an upload: the file's content and the account it was uploaded for (a hash of the key)."""
-    import hashlib
+def content_digest(local: LocalFile) -> str:
+    """sha256 of a local file's content."""
     digest = hashlib.sha256()
     with local.open() as f:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
-    account = hashlib.sha256(f"{CONFIG.base_url} {CONFIG.api_key}".encode()).hexdigest()[:16]
-    return f"{account}:{digest.hexdigest()}"
+    return digest.hexdigest()
+
+
+def _upload_key(local: LocalFile) -> str:
+    """The cache key of an upload: the file's content and the account it was uploaded for."""
+    return f"{account_id()}:{content_digest(local)}"
 
 
 def upload(local: LocalFile) -> dict:
@@ -1949,6 +1990,176 @@ def read_output(name: str) -> tuple[bytes, str]:
 
 
 ##############################################################################
+# Spending
+##############################################################################
+#
+# Three guards on credits, all kept in the ledger so that they hold across restarts and across processes
+# sharing the output folder: a budget for any 24 hours (RUNWAY_MCP_BUDGET_CREDITS), no second payment for a
+# request identical to a recent one (RUNWAY_MCP_DEDUPE_S), and the person's confirmation above a threshold
+# (RUNWAY_MCP_CONFIRM_ABOVE, asked in the Tools section). Estimates come from the catalog's price hint, else from
+# what Runway estimated for earlier tasks with the same model; Runway's own estimate replaces them once a task
+# exists, and its final cost once it is known.
+
+WINDOW_S = 24 * 3600
+
+
+class Estimate(NamedTuple):
+    """What a request is expected to cost at most, and where that figure comes from."""
+
+    credits: float | None
+    source: str               # for notes and refusals: "the catalog's price hint", "learned from ...", or why not
+
+
+def _created_at(record: LedgerRecord) -> float | None:
+    try:
+        return datetime.fromisoformat(record["created_at"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def charged(record: LedgerRecord) -> float:
+    """What a task counts against the budget: its final cost once known, else its estimate."""
+    for key in ("cost_credits", "estimated_credits"):
+        if isinstance(record.get(key), int | float):
+            return float(record[key])
+    return 0.0
+
+
+def committed(now: float) -> list[tuple[float, float]]:
+    """(created at, credits) of every task created in the 24 hours before `now`, oldest first."""
+    spent = [(at, charged(r)) for r in LEDGER.tasks() if (at := _created_at(r)) is not None and now - at < WINDOW_S]
+    return sorted(spent)
+
+
+def budget_refusal(estimate: Estimate, count: int = 1) -> str | None:
+    """Why tasks estimated at `estimate` may not be created now under RUNWAY_MCP_BUDGET_CREDITS, or None."""
+    budget = CONFIG.budget_credits
+    if budget is None:
+        return None
+    what = "this task" if count == 1 else f"these {count} tasks"
+    if estimate.credits is None:
+        return (f"RUNWAY_MCP_BUDGET_CREDITS={budget:g} is set and {what} cannot be priced here ({estimate.source}); "
+                "nothing was sent: raise or unset the budget to create it")
+    now = time.time()
+    window = committed(now)
+    total = sum(credits for _, credits in window)
+    if total + estimate.credits <= budget:
+        return None
+    message = (f"over budget: RUNWAY_MCP_BUDGET_CREDITS={budget:g} for any 24 h, {total:g} committed, {what} about "
+               f"{estimate.credits:g}; nothing was sent")
+    if estimate.credits > budget:
+        return message + "; it alone is more than the budget: raise the budget or ask for less"
+    freed = total
+    for at, credits in window:                  # the oldest tasks leave the window first
+        freed -= credits
+        if freed + estimate.credits <= budget:
+            when = datetime.fromtimestamp(at + WINDOW_S, UTC).isoformat(timespec="minutes")
+            return message + f"; enough frees up at {when} (in {(at + WINDOW_S - now) / 3600:.1f} h)"
+    return message
+
+
+def budget_status() -> dict | None:
+    """The budget as get_account shows it, or None when there is none."""
+    if CONFIG.budget_credits is None:
+        return None
+    spent = sum(credits for _, credits in committed(time.time()))
+    return {"limit": CONFIG.budget_credits, "committed": round(spent, 2),
+            "remaining": round(max(0.0, CONFIG.budget_credits - spent), 2), "window_hours": WINDOW_S // 3600}
+
+
+def _units(body: dict) -> tuple[str, float]:
+    """What a learned price is per: seconds of output, images, or the request."""
+    if isinstance(body.get("duration"), int | float):
+        return "second", float(body["duration"])
+    if isinstance(body.get("outputCount"), int):
+        return "image", float(body["outputCount"])
+    return "request", 1.0
+
+
+def estimate(endpoint: str, body: dict) -> Estimate:
+    """The most a request may cost: the catalog's hint, else the highest rate Runway estimated for this model before."""
+    if (credits := estimate_credits(body)) is not None:
+        return Estimate(credits, "the catalog's price hint")
+    model = MODELS.get(body.get("model"))
+    if model and re.search(r" of input$", model.credits):
+        return Estimate(None, f"{body.get('model')} is priced by the length of its input, unknown here")
+    unit, amount = _units(body)
+    rates = []
+    for record in LEDGER.tasks():
+        if (record.get("model"), record.get("endpoint")) == (body.get("model"), endpoint) and isinstance(
+                record.get("estimated_credits"), int | float):
+            their_unit, their_amount = _units(record.get("arguments") or {})
+            if their_unit == unit and their_amount > 0:
+                rates.append(record["estimated_credits"] / their_amount)
+    if not rates:
+        return Estimate(None, f"no price hint for {body.get('model')} and no earlier task with it on {endpoint} "
+                              "to learn Runway's estimate from")
+    return Estimate(max(rates) * amount, f"learned from Runway's estimates of {len(rates)} earlier "
+                                         f"{body.get('model')} task{'s' if len(rates) > 1 else ''}, per {unit}")
+
+
+def fingerprint(tool_name: str, endpoint: str, body: dict, local: Mapping["Media", LocalFile | None]) -> str:
+    """What makes two requests the same: tool, endpoint, final body (files by their content) and account."""
+    def content(media: Media) -> str:
+        return f"sha256:{content_digest(local[media])}" if local.get(media) else media.value.strip()
+    canonical = json.dumps([account_id(), tool_name, endpoint, _replace(body, Media, content)], sort_keys=True,
+                           default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def earlier_twin(print_: str) -> LedgerRecord | None:
+    """The newest task with this fingerprint created within RUNWAY_MCP_DEDUPE_S that is not known to have failed."""
+    if CONFIG.dedupe_s <= 0:
+        return None
+    now = time.time()
+    for record in LEDGER.tasks():
+        at = _created_at(record)
+        if at is not None and now - at > CONFIG.dedupe_s:
+            break                               # newest first: the rest are older still
+        if record.get("fingerprint") == print_ and record.get("status") in (*ACTIVE, "SUCCEEDED"):
+            return record
+    return None
+
+
+_STRIPES = [threading.Lock() for _ in range(64)]
+_BUDGET_LOCK = threading.Lock()
+
+
+def same_request_lock(print_: str) -> threading.Lock:
+    """Held from the duplicate check until the task is in the ledger: two identical requests in this process
+    cannot both pass the guard (different requests seldom share one of these locks)."""
+    return _STRIPES[int(print_[:8], 16) % len(_STRIPES)]
+
+
+@contextlib.contextmanager
+def budget_lock():
+    """With a budget, held from its check until the task is in the ledger, in every process sharing the output
+    folder: no two tasks can both fit into what is left. Without a budget, nothing to hold."""
+    if CONFIG.budget_credits is None:
+        yield
+        return
+    with _BUDGET_LOCK, _file_lock(CONFIG.output_dir / ".spending.lock"):
+        yield
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An exclusive lock on a file, across processes (fcntl on POSIX, msvcrt on Windows)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.name == "nt":
+            import msvcrt
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+        else:
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)                            # closing releases the lock
+
+
+##############################################################################
 # Tools
 ##############################################################################
 #
@@ -2007,9 +2218,10 @@ has the rest. Every generation tool also takes: model (a Runway model id; list_m
 ratios, durations, inputs and options); options (other fields of that model by their Runway API name, e.g. \
 {"audio": false}); dry_run (true: check the request and show it with a credit estimate, sending nothing); \
 wait and max_wait_s (a call waits about 45 s at most, then returns a handle: if status is not final, call \
-wait_for_task(task_id); nothing is lost). Media arguments take an https:// URL, a data: URI, a runway:// \
-URI or a local file path. Results are saved as files: outputs[].path. Errors name the argument to fix; \
-list_tasks shows every task created here."""
+wait_for_task(task_id); nothing is lost); new (true for a deliberate second task: an identical request within \
+minutes otherwise returns the first). Media arguments take an https:// URL, a data: URI, a runway:// \
+URI, an earlier result's runway-mcp://outputs/ URI or a local file path. Results are saved as files: \
+outputs[].path. Errors name the argument to fix; list_tasks shows every task created here."""
 
 
 # The viewer (an MCP Apps view, at the end of this section) and where it may load Runway's links from.
@@ -2036,8 +2248,10 @@ def _invalid_arguments(error: ValidationError) -> str:
         top = parts[0] if parts else path
         if top in seen:
             continue
-        if problem["type"] == "missing":
+        if problem["type"] in ("missing", "missing_argument"):
             seen[top] = f"{path} is required"
+        elif problem["type"] == "unexpected_keyword_argument":
+            seen[top] = f"{path} is not an argument of this tool"
         else:
             got = repr(problem.get("input"))
             seen[top] = f"{path}: {problem['msg']} (got {got if len(got) <= 60 else got[:57] + '...'})"
@@ -2070,6 +2284,9 @@ def compact_schema(schema: dict, *, output: bool = False) -> dict:
             real = [a for a in alternatives if a != {"type": "null"}]
             if len(real) == 1 and not output:
                 node = {**real[0], **node}
+            elif len(real) == 1 and output and len(real) < len(alternatives) and (
+                    "properties" in real[0] or "items" in real[0]):
+                node = {**real[0], **node}                      # nullable by leaving the type out (see implied)
             elif len(real) == 1 and output and set(real[0]) == {"type"} and len(real) < len(alternatives):
                 node = {**node, "type": [real[0]["type"], "null"]}
             else:
@@ -2080,12 +2297,20 @@ def compact_schema(schema: dict, *, output: bool = False) -> dict:
         if "properties" in node:
             node["properties"] = {name: walk(value) for name, value in node["properties"].items()}
         return node
+    def implied(node: Any) -> Any:
+        """Below the root, `properties` say "object" and `items` say "array": the type is left out (null too
+        passes, as an optional field's may)."""
+        if isinstance(node, dict):
+            if "properties" in node or "items" in node:
+                node.pop("type", None)
+            for child in [*node.get("properties", {}).values(), node.get("items")]:
+                implied(child)
+        return node
+
     compact = walk(schema)
-    if output:                              # below the root, an object's properties say it is an object
+    if output:
         for value in compact.get("properties", {}).values():
-            for nested in (value, value.get("items")):
-                if isinstance(nested, dict) and "properties" in nested:
-                    nested.pop("type", None)
+            implied(value)
     return compact
 
 
@@ -2216,6 +2441,7 @@ class Run(NamedTuple):
     dry_run: bool = False
     wait: bool = True
     max_wait_s: MaxWait = None
+    new: bool = False                   # skip the duplicate guard: a deliberate second task
 
 
 class TaskRequest(NamedTuple):
@@ -2244,33 +2470,72 @@ def _reporter(ctx: Context | None) -> Callable[[Poll, float], None]:
     return report
 
 
+class Confirm(BaseModel):
+    """Nothing to fill in: accepting spends the credits, declining sends nothing."""
+
+
+# What the confirmation resolver decided when it did not ask the person.
+NOT_ASKED, CANNOT_ASK = "not needed", "client cannot ask"
+
+
+class Generator(NamedTuple):
+    """A generation tool's own function, validating its arguments (for generate_batch), and its argument names."""
+
+    build: Callable[..., TaskRequest]
+    names: Mapping[str, str]
+
+
+GENERATORS: dict[str, Generator] = {}
+
+
 def generation(title: str, names: Mapping[str, str] = {}):
     """Register a generation tool: fn maps its own arguments to a TaskRequest; run_task does the rest.
 
     The tool takes fn's arguments and Run's. `names` maps body fields to fn's argument names where they
-    differ from ARGUMENT_NAMES, for error messages.
+    differ from ARGUMENT_NAMES, for error messages. Before the call runs, a resolver may ask the person to
+    confirm the spend (RUNWAY_MCP_CONFIRM_ABOVE); its answer arrives as `confirmation`.
     """
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=Run._field_defaults[name],
                                 annotation=Run.__annotations__[name]) for name in Run._fields]
     context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context)
 
     def register(fn):
-        @functools.wraps(fn)
-        def generate(*, ctx: Context | None = None, **arguments):
-            run = Run(**{name: arguments.pop(name) for name in Run._fields if name in arguments})
-            return run_task(fn(**arguments), run, tool_name=fn.__name__, names=names, ctx=ctx)
+        GENERATORS[fn.__name__] = Generator(validate_call(fn), names)
         own = inspect.signature(fn)
-        generate.__signature__ = own.replace(parameters=[*own.parameters.values(), *shared, context],
-                                             return_annotation=TaskReply)
-        generate.__annotations__ = {**fn.__annotations__, **{p.name: p.annotation for p in (*shared, context)},
+        resolver = _confirmation_resolver(lambda arguments: [_single_plan(fn.__name__, arguments)],
+                                          [*own.parameters, *Run._fields])
+        confirmation = inspect.Parameter("confirmation", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                         annotation=Annotated[ElicitationResult[Confirm], Resolve(resolver)])
+
+        @functools.wraps(fn)
+        def generate(*, ctx: Context | None = None, confirmation: Any = None, **arguments):
+            run = Run(**{name: arguments.pop(name) for name in Run._fields if name in arguments})
+            return run_task(fn(**arguments), run, tool_name=fn.__name__, names=names, ctx=ctx,
+                            confirmation=confirmation)
+        parameters = [*own.parameters.values(), *shared, confirmation, context]
+        generate.__signature__ = own.replace(parameters=parameters, return_annotation=TaskReply)
+        generate.__annotations__ = {**fn.__annotations__, **{p.name: p.annotation for p in parameters[len(own.parameters):]},
                                     "return": TaskReply}
         return tool(PAID, title, TASK_TOOL_META)(generate)
     return register
 
 
-def run_task(request: TaskRequest, run: Run, *, tool_name: str, ctx: Context | None,
-             names: Mapping[str, str] = {}) -> CallToolResult:
-    """Validate, create, record, wait, save: the one path of every generation tool."""
+class Plan(NamedTuple):
+    """A generation request checked and ready to send; nothing has been sent for it yet."""
+
+    tool: str
+    endpoint: str
+    body: dict                          # with Media where files and URIs go
+    local: dict                         # Media -> the LocalFile it names, or None for a URI
+    described: dict                     # the body as a dry run shows it: files and data: URIs as short notes
+    notes: list[str]
+    estimate: Estimate
+    fingerprint: str
+    run: Run
+
+
+def prepare(request: TaskRequest, run: Run, tool_name: str, names: Mapping[str, str] = {}) -> Plan:
+    """Check a request as far as it can be checked here: nothing is sent, nothing is spent."""
     endpoint, body = request
     # Error messages name the tool's own arguments for the fields they fill, options.<field> otherwise.
     names = {field: names.get(field) or ARGUMENT_NAMES.get(field, field) for field in body}
@@ -2279,45 +2544,186 @@ def run_task(request: TaskRequest, run: Run, *, tool_name: str, ctx: Context | N
             raise RunwayError(f"options.{key} is the {names[key]} argument of this tool; set it there")
     body = {k: v for k, v in {**body, **(run.options or {})}.items() if v is not None}   # send only what was given
     apply_defaults(endpoint, body)
-    notes = check_model(endpoint, body, names)          # nothing has been sent yet
+    notes = check_model(endpoint, body, names)
     local = {media: check_media(media) for media in _media_in(body)}       # each file is checked once
     body = _replace(body, KindOf, lambda k: kind_of(k.media, local[k.media]))
-    described = _replace(body, Media, lambda m: describe_media(m, local[m]))   # files, data: URIs as short notes
+    described = _replace(body, Media, lambda m: describe_media(m, local[m]))
+    return Plan(tool_name, endpoint, body, local, described, notes, estimate(endpoint, body),
+                fingerprint(tool_name, endpoint, body, local), run)
+
+
+def _single_plan(tool_name: str, arguments: dict) -> Plan:
+    """The Plan of one generation tool's call, from its arguments as the SDK passes them (the confirmation's view)."""
+    generator = GENERATORS[tool_name]
+    run = Run(**{name: arguments.pop(name) for name in Run._fields if name in arguments})
+    return prepare(generator.build(**arguments), run, tool_name, generator.names)
+
+
+def run_task(request: TaskRequest, run: Run, *, tool_name: str, ctx: Context | None, names: Mapping[str, str] = {},
+             confirmation: Any = None) -> CallToolResult:
+    """Check, guard the spend, create, record, wait, save: the one path of every generation tool."""
+    plan = prepare(request, run, tool_name, names)                         # nothing has been sent yet
     if run.dry_run:
-        return _dry_run_reply(endpoint, described, notes)
+        return _dry_run_reply(plan)
     started = time.monotonic()
-    body = _replace(body, Media, lambda m: media_uri(m, local[m], notes))      # data: URIs and uploads
-    created = create_task(endpoint, body)
-    task_id = created["id"]
-    estimate = (created.get("estimatedCost") or {}).get("credits")
-    log.info("created %s task %s with %s (estimate %s credits)", endpoint, task_id, body["model"], estimate)
-    try:
-        LEDGER.append(LedgerRecord(task_id=task_id, created_at=_now(), tool=tool_name, endpoint=endpoint,
-                                   model=body["model"], prompt=str(body.get("promptText", ""))[:2000],
-                                   status="PENDING", estimated_credits=estimate, arguments=elide_blobs(described)))
-    except OSError as error:
-        notes.append(f"could not record the task in {LEDGER.path} ({error.strerror}); keep this task_id")
-    poll = Poll({"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")})
+    with same_request_lock(plan.fingerprint):
+        twin = None if run.new else live_twin(plan.fingerprint)
+        if twin is None:
+            if refusal := budget_refusal(plan.estimate):
+                raise RunwayError(refusal)
+            if declined := _declined(confirmation, plan.estimate):
+                return declined
+            task = _create(plan)                                             # in the ledger before any wait
+    if twin is not None:
+        return _reuse(twin, run, ctx, started)
+    poll = Poll(task)
     if run.wait:
-        poll = _wait(task_id, run.max_wait_s, ctx, task=poll.task)
-    outputs = save_outputs(poll.task, notes)                                  # downloads: network and disk
-    result = task_result(poll, time.monotonic() - started, outputs, notes)
+        poll = _wait(task["id"], run.max_wait_s, ctx, task=task)
+    outputs = save_outputs(poll.task, plan.notes)                            # downloads: network and disk
+    result = task_result(poll, time.monotonic() - started, outputs, plan.notes)
     record_status(result)                                                     # the ledger's last known state
     return task_reply(result)
 
 
-def _dry_run_reply(endpoint: str, body: dict, notes: list[str]) -> CallToolResult:
-    estimate = estimate_credits(body)
-    notes.append("estimate from the catalog's price hint" if estimate is not None else
-                 "no local estimate for this request; Runway reports one when the task is created")
-    result = DryRunResult(task_id=None, status="DRY_RUN", progress=None, outputs=[], estimated_credits=estimate,
-                          cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0,
-                          next="Nothing was sent. Call again without dry_run to create the task (spends credits).",
-                          notes=notes, request=Request(method="POST", url=f"{CONFIG.base_url}/v1/{endpoint}",
-                                                       body=body))
-    text = f"DRY_RUN: POST /v1/{endpoint} {json.dumps(body, ensure_ascii=False)}"
-    if estimate is not None:
-        text += f" · at most about {_credits(estimate)}"
+def _create(plan: Plan) -> dict:
+    """Upload what needs uploading, then, under the budget lock, create the task and record it in the ledger."""
+    body = _replace(plan.body, Media, lambda m: media_uri(m, plan.local[m], plan.notes))    # data: URIs, uploads
+    with budget_lock():
+        if refusal := budget_refusal(plan.estimate):    # again, now that no other task can slip in
+            raise RunwayError(refusal)
+        created = create_task(plan.endpoint, body)
+        task_id = created["id"]
+        estimate = (created.get("estimatedCost") or {}).get("credits")
+        log.info("created %s task %s with %s (estimate %s credits)", plan.endpoint, task_id, body["model"], estimate)
+        try:
+            LEDGER.append(LedgerRecord(
+                task_id=task_id, created_at=_now(), tool=plan.tool, endpoint=plan.endpoint, model=body["model"],
+                prompt=str(body.get("promptText", ""))[:2000], status="PENDING", arguments=elide_blobs(plan.described),
+                estimated_credits=estimate if estimate is not None else plan.estimate.credits,
+                fingerprint=plan.fingerprint))
+        except OSError as error:
+            plan.notes.append(f"could not record the task in {LEDGER.path} ({error.strerror}); keep this task_id")
+    return {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
+
+
+def live_twin(print_: str) -> dict | None:
+    """The earlier identical task to return instead of paying again: one still running or succeeded. A ledger that
+    says running is checked with Runway first (a free GET), since a task that failed meanwhile blocks nothing."""
+    record = earlier_twin(print_)
+    if record is None:
+        return None
+    if record.get("status") == "SUCCEEDED":
+        return {"id": record["task_id"], "status": "SUCCEEDED", "created_at": record.get("created_at")}
+    try:
+        task = fetch_task(record["task_id"])
+    except RunwayError as error:
+        if error.status != 404:
+            raise
+        task = {"id": record["task_id"], "status": "CANCELLED"}          # gone: it blocks nothing
+    if task.get("status") in ("FAILED", "CANCELLED"):
+        record_status(task_result(Poll(task), 0.0, [], []))
+        return None
+    return {**task, "created_at": record.get("created_at")}
+
+
+def _reuse(twin: dict, run: Run, ctx: Context | None, started: float) -> CallToolResult:
+    """The earlier identical task, as wait_for_task or get_task would return it, with a note that says so."""
+    age = time.time() - (datetime.fromisoformat(twin["created_at"]).timestamp() if twin.get("created_at") else 0)
+    notes = [f"identical to task {twin['id']}, created {age:.0f} s ago: returned that task instead of paying for a "
+             "second one (pass new=true for a deliberate second)"]
+    if twin["status"] == "SUCCEEDED":
+        poll = Poll(fetch_task(twin["id"]))                                 # fresh links; outputs already saved
+    elif run.wait:
+        poll = _wait(twin["id"], run.max_wait_s, ctx)
+    else:
+        poll = Poll({k: v for k, v in twin.items() if k != "created_at"})
+    outputs = save_outputs(poll.task, notes)
+    result = task_result(poll, time.monotonic() - started, outputs, notes)
+    record_status(result)
+    return task_reply(result)
+
+
+def _declined(confirmation: Any, estimate: Estimate) -> CallToolResult | None:
+    """What the person said to spending the credits: None to go on; a result to return if they declined; an error
+    if they had to be asked and this client cannot ask."""
+    if confirmation is None or isinstance(confirmation, AcceptedElicitation) and confirmation.data != CANNOT_ASK:
+        return None
+    if isinstance(confirmation, AcceptedElicitation):
+        cost = f"about {_credits(estimate.credits)}" if estimate.credits is not None else "a cost unknown here"
+        raise RunwayError(f"this needs the person's confirmation ({cost}, RUNWAY_MCP_CONFIRM_ABOVE="
+                          f"{CONFIG.confirm_above:g}) and this client cannot ask (it has no elicitation); nothing was "
+                          "sent: raise or unset RUNWAY_MCP_CONFIRM_ABOVE in the server's environment")
+    result = TaskResult(task_id=None, status="DECLINED", progress=None, outputs=[], estimated_credits=estimate.credits,
+                        cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0, notes=[],
+                        next="The person declined the cost: nothing was sent. Do not try again unless they ask.")
+    return CallToolResult(content=[TextContent(text=_summary(result))], structured_content=result, is_error=True)
+
+
+def _confirmation_resolver(plans_of: Callable[[dict], list[Plan]], names: list[str]) -> Callable:
+    """A resolver (run by the SDK before the tool) that asks the person to confirm a spend above
+    RUNWAY_MCP_CONFIRM_ABOVE: over a live request on initialize sessions, an input-required result on 2026-07-28
+    ones. It asks nothing for a dry run, a request that reuses an earlier task, one the checks or the budget will
+    refuse anyway (the tool then says why), or one below the threshold."""
+    def confirm_spend(ctx: Context, **arguments: Any) -> Any:
+        if CONFIG.confirm_above is None or arguments.get("dry_run"):
+            return NOT_ASKED
+        try:
+            plans = [p for p in plans_of(dict(arguments)) if p.run.new or earlier_twin(p.fingerprint) is None]
+        except (RunwayError, ValidationError, TypeError):
+            return NOT_ASKED
+        total = _total(plans)
+        if not plans or budget_refusal(total, len(plans)) or total.credits is not None and (
+                total.credits <= CONFIG.confirm_above):
+            return NOT_ASKED
+        capabilities = ctx.client_capabilities
+        if capabilities is None or capabilities.elicitation is None:
+            return CANNOT_ASK
+        cost = f"about {_credits(total.credits)}" if total.credits is not None else "a cost Runway sets at creation"
+        return Elicit(f"{_what(plans)} for {cost}?", Confirm)
+
+    confirm_spend.__signature__ = inspect.Signature(
+        [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+        + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in names])
+    confirm_spend.__annotations__ = {"ctx": Context}
+    return confirm_spend
+
+
+def _total(plans: list[Plan]) -> Estimate:
+    known = [p.estimate.credits for p in plans]
+    if None in known:
+        return Estimate(None, next(p.estimate.source for p in plans if p.estimate.credits is None))
+    return Estimate(sum(known), "the sum of the items' estimates")
+
+
+def _what(plans: list[Plan]) -> str:
+    """What the person is asked to pay for, in their words: "Generate 10 s of gen4.5 video"."""
+    def one(plan: Plan) -> str:
+        model = MODELS.get(plan.body["model"])
+        kind = model.kind if model else "media"
+        if isinstance(plan.body.get("duration"), int | float) and kind == "video":
+            return f"{plan.body['duration']:g} s of {plan.body['model']} video"
+        count = plan.body.get("outputCount") or 1
+        return f"{count} {plan.body['model']} {kind}{'s' if count > 1 and kind == 'image' else ''}"
+    if len(plans) == 1:
+        return f"Generate {one(plans[0])}"
+    return f"Create {len(plans)} tasks ({', '.join(one(p) for p in plans)})"
+
+
+def _dry_run_reply(plan: Plan) -> CallToolResult:
+    notes = [*plan.notes, f"estimate: {plan.estimate.source}"]
+    if (record := earlier_twin(plan.fingerprint)) is not None and not plan.run.new:
+        notes.append(f"identical to task {record['task_id']}: a real call would return that task, not pay again")
+    if refusal := budget_refusal(plan.estimate):
+        notes.append(refusal.replace("nothing was sent", "a real call would be refused"))
+    result = DryRunResult(task_id=None, status="DRY_RUN", progress=None, outputs=[],
+                          estimated_credits=plan.estimate.credits, cost_credits=None, failure=None, failure_code=None,
+                          elapsed_s=0.0, next="Nothing was sent. Call again without dry_run to create the task "
+                                              "(spends credits).", notes=notes,
+                          request=Request(method="POST", url=f"{CONFIG.base_url}/v1/{plan.endpoint}",
+                                          body=plan.described))
+    text = f"DRY_RUN: POST /v1/{plan.endpoint} {json.dumps(plan.described, ensure_ascii=False)}"
+    if plan.estimate.credits is not None:
+        text += f" · at most about {_credits(plan.estimate.credits)}"
     return CallToolResult(content=[TextContent(text=redact(text))], structured_content=redact(result))
 
 
@@ -2768,6 +3174,113 @@ def convert_to_hdr(
     return TaskRequest(HDR, body)
 
 
+BATCH_MAX = 20           # items per batch: enough for a storyboard, few enough to confirm, wait on and read at once
+
+
+class BatchItem(TypedDict):
+    tool: Annotated[str, Field(max_length=64)]
+    arguments: dict[str, Any]
+
+
+class BatchResult(TypedDict):
+    items: list[TaskResult]
+    estimated_credits: float | None
+    notes: list[str]
+
+
+def _batch_plans(requests: list[BatchItem]) -> list[Plan]:
+    """Every item checked as its tool would check it, before anything is sent; the first bad one refuses all."""
+    plans = []
+    for i, item in enumerate(requests):
+        where, tool_name = f"requests[{i}]", item["tool"]
+        exposed = [name for name in GENERATORS if CONFIG.tools is None or name in CONFIG.tools]
+        if tool_name not in exposed:
+            raise RunwayError(f"{where}.tool={tool_name!r} is not a generation tool here; use one of: "
+                              f"{', '.join(exposed)}")
+        arguments = dict(item["arguments"])
+        if batch_only := sorted({"dry_run", "wait", "max_wait_s"} & arguments.keys()):
+            raise RunwayError(f"{where}.arguments.{batch_only[0]}: set it on the batch, not on an item")
+        run = Run(options=arguments.pop("options", None), new=bool(arguments.pop("new", False)))
+        generator = GENERATORS[tool_name]
+        try:
+            plans.append(prepare(generator.build(**arguments), run, tool_name, generator.names))
+        except ValidationError as error:
+            raise RunwayError(f"{where}.arguments.{_invalid_arguments(error)}") from None
+        except RunwayError as error:
+            raise RunwayError(f"{where} ({tool_name}): {error}") from None
+    return plans
+
+
+@tool(PAID, "Generate batch", TASK_TOOL_META)
+def generate_batch(
+    requests: Annotated[list[BatchItem], Field(description="each {tool, arguments}: a generation tool's call",
+                                               min_length=1, max_length=BATCH_MAX)],
+    dry_run: bool = False,
+    wait: bool = True,
+    max_wait_s: MaxWait = None,
+    confirmation: Annotated[ElicitationResult[Confirm], Resolve(_confirmation_resolver(
+        lambda arguments: _batch_plans(arguments["requests"]), ["requests", "dry_run"]))] = None,
+    ctx: Context = None,
+) -> Annotated[CallToolResult, BatchResult]:
+    """Run up to 20 generation calls as one: all checked and estimated first, confirmed and budgeted as one.
+
+    Costs the sum of the items. Waits for them together; still-running items come back as handles.
+    """
+    plans = _batch_plans(requests)                          # one bad item refuses the batch: nothing sent
+    total = _total(plans)
+    if dry_run:
+        items = [_dry_run_reply(plan).structured_content for plan in plans]
+        return _batch_reply(items, total, ["Nothing was sent: a dry run. Call again without dry_run to create them."])
+    started = time.monotonic()
+    twins = [None if plan.run.new else live_twin(plan.fingerprint) for plan in plans]
+    fresh = [plan for plan, twin in zip(plans, twins) if twin is None]
+    if refusal := budget_refusal(_total(fresh), len(fresh)):
+        raise RunwayError(refusal)
+    if declined := _declined(confirmation, _total(fresh)):
+        return declined
+    tasks = []
+    for plan, twin in zip(plans, twins):
+        if twin is not None:
+            plan.notes.append(f"identical to task {twin['id']}: returned that task instead of paying for a second one")
+            tasks.append({k: v for k, v in twin.items() if k != "created_at"})
+            continue
+        with same_request_lock(plan.fingerprint):
+            tasks.append(_create(plan))                         # each in the ledger at once
+    polls = wait_many(tasks, CONFIG.max_wait if max_wait_s is None else max_wait_s,
+                      on_poll=_batch_reporter(ctx)) if wait else [Poll(task) for task in tasks]
+    items = []
+    for plan, poll in zip(plans, polls):
+        outputs = save_outputs(poll.task, plan.notes)
+        result = task_result(poll, time.monotonic() - started, outputs, plan.notes)
+        record_status(result)
+        items.append(result)
+    return _batch_reply(items, total, [])
+
+
+def _batch_reporter(ctx: Context | None) -> Callable[[list[Poll], float], None]:
+    """One progress stream for a batch: items finished of the total."""
+    def report(polls: list[Poll], elapsed: float) -> None:
+        _checkpoint()
+        done = sum(poll.task.get("status") in TERMINAL for poll in polls)
+        if ctx is not None:
+            import anyio.from_thread
+            anyio.from_thread.run(ctx.report_progress, done, len(polls), f"{done} of {len(polls)} done · {elapsed:.0f}s")
+    return report
+
+
+def _batch_reply(items: list, total: Estimate, notes: list[str]) -> CallToolResult:
+    """A line per item, then each item's links (no inline previews: twenty images would flood the context)."""
+    lines = [f"[{i}] {_summary(item)}" for i, item in enumerate(items)]
+    if total.credits is not None:
+        lines.append(f"batch: at most about {_credits(total.credits)} in all")
+    lines += notes
+    links = [link for item in items for output in item["outputs"] for link in _output_content(output)[:1]]
+    result = BatchResult(items=items, estimated_credits=total.credits, notes=notes)
+    failed = all(item["status"] in ("FAILED", "CANCELLED") for item in items)
+    return CallToolResult(content=[TextContent(text=redact("\n".join(lines))), *links],
+                          structured_content=redact(result), is_error=failed)
+
+
 @tool(READ_ONLY, "Get task", TASK_TOOL_META)
 def get_task(task_id: TaskId) -> TaskReply:
     """Check a task once; saves its outputs if finished, with fresh links. Free."""
@@ -2881,15 +3394,23 @@ class ModelUsage(TypedDict):
     concurrency_limit: int | None
 
 
+class Budget(TypedDict):
+    limit: float
+    committed: float
+    remaining: float
+    window_hours: int
+
+
 class Account(TypedDict):
     credit_balance: float | None
     max_monthly_credit_spend: float | None
     models: list[ModelUsage]
+    budget: Budget | None               # RUNWAY_MCP_BUDGET_CREDITS: what this server may still commit in 24 h
 
 
 @tool(READ_ONLY, "Get account")
 def get_account() -> Account:
-    """The Runway credit balance, tier limits per model and today's generations. Free."""
+    """The Runway credit balance, tier limits, today's generations, and this server's budget. Free."""
     org = api("GET", "/v1/organization")
     tier, usage = org.get("tier") or {}, (org.get("usage") or {}).get("models") or {}
     limits = tier.get("models") or {}
@@ -2898,7 +3419,8 @@ def get_account() -> Account:
         models=[ModelUsage(model=m, used_today=(usage.get(m) or {}).get("dailyGenerations"),
                            daily_limit=(limits.get(m) or {}).get("maxDailyGenerations"),
                            concurrency_limit=(limits.get(m) or {}).get("maxConcurrentGenerations"))
-                for m in sorted(set(limits) | set(usage))])
+                for m in sorted(set(limits) | set(usage))],
+        budget=budget_status())
 
 
 class Upload(TypedDict):
@@ -3021,7 +3543,7 @@ VIEWER_HTML = """<!DOCTYPE html>
   --accent: var(--color-ring-primary, #3b82f6); --danger: var(--color-text-danger, #dc2626);
   --radius: var(--border-radius-md, 8px); --font: var(--font-sans, system-ui, sans-serif); }
 html, body { margin: 0; background: var(--bg); color: var(--fg); font: 14px/1.4 var(--font); }
-main { padding: 12px; display: grid; gap: 10px; }
+main, section { display: grid; gap: 10px; } main { padding: 12px; }
 header { display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; }
 .status { font-weight: 600; } .status.bad { color: var(--danger); }
 .muted { color: var(--muted); font-size: 12px; }
@@ -3147,21 +3669,18 @@ async function record(result) {
   } catch (error) { return {}; }
 }
 
-async function show(toolResult) {
-  const result = toolResult.structuredContent;
-  if (!result || !result.status) {
-    const text = ((toolResult.content || []).find((c) => c.type === "text") || {}).text || "No result.";
-    return render([el("p", toolResult.isError ? "status bad" : "", text)]);
-  }
+// One task's result; a batch shows one section per item. The button waits for that task only.
+async function section(result, input) {
   const made = await record(result);
   const nodes = [];
   const header = el("header");
-  header.append(el("span", "status" + (["FAILED", "CANCELLED"].includes(result.status) ? " bad" : ""),
-                   result.status), el("span", "muted", [made.model || args.model, credits(result),
+  header.append(el("span", "status" + (["FAILED", "CANCELLED", "DECLINED"].includes(result.status) ? " bad" : ""),
+                   result.status), el("span", "muted", [made.model || input.model, credits(result),
                    result.task_id ? "task " + result.task_id.slice(0, 8) : ""].filter(Boolean).join(" · ")));
   nodes.push(header);
-  const prompt = made.prompt || args.prompt || args.text;
+  const prompt = made.prompt || input.prompt || input.text;
   if (prompt) nodes.push(el("p", "prompt", prompt));
+  const box = el("section");
   if (ACTIVE.includes(result.status)) {
     const bar = el("progress");
     bar.max = 1;
@@ -3171,12 +3690,14 @@ async function show(toolResult) {
       button.disabled = true;
       button.textContent = "Waiting for Runway...";
       try {
-        show(await request("tools/call", {name: "wait_for_task", arguments: {task_id: result.task_id}}));
+        const next = await request("tools/call", {name: "wait_for_task", arguments: {task_id: result.task_id}});
+        box.replaceChildren(...(await section(next.structuredContent, input)).childNodes);
+        resize();
       } catch (error) {
         button.disabled = false;
         button.textContent = "Keep waiting";
-        nodes.push(el("p", "status bad", String(error.message || error)));
-        render(nodes);
+        box.append(el("p", "status bad", String(error.message || error)));
+        resize();
       }
     });
     nodes.push(bar, button);
@@ -3186,7 +3707,22 @@ async function show(toolResult) {
   if (result.status === "DRY_RUN") nodes.push(el("p", "muted", "Dry run: nothing was sent."));
   nodes.push(...await Promise.all((result.outputs || []).map(figure)));
   if (result.next && !ACTIVE.includes(result.status)) nodes.push(el("p", "muted", result.next));
-  render(nodes);
+  box.append(...nodes);
+  return box;
+}
+
+async function show(toolResult) {
+  const result = toolResult.structuredContent;
+  if (result && Array.isArray(result.items)) {
+    const inputs = args.requests || [];
+    return render(await Promise.all(result.items.map((item, i) =>
+      section(item, (inputs[i] && inputs[i].arguments) || {}))));
+  }
+  if (!result || !result.status) {
+    const text = ((toolResult.content || []).find((c) => c.type === "text") || {}).text || "No result.";
+    return render([el("p", toolResult.isError ? "status bad" : "", text)]);
+  }
+  render([await section(result, args)]);
 }
 
 request("ui/initialize", {protocolVersion: "2026-01-26", appInfo: {name: "runway-mcp viewer", version: "VERSION"},

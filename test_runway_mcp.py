@@ -38,6 +38,7 @@ import requests
 import responses
 import runwayml
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.types import ElicitResult
 from typing_extensions import NotRequired, Required, is_typeddict
 
 import runway_mcp as rm
@@ -1164,7 +1165,8 @@ def plain_env(**extra):
 async def stdio(fake_server, tmp_path_factory):
     """runway_mcp.py as a subprocess over stdio, shared by this module's tests of what only a real process and
     transport show (each waits for its calls to end)."""
-    async with spawn(server_env(fake_server, tmp_path_factory.mktemp("stdio"))) as connected:
+    # Its tests repeat identical requests on purpose, each a new task: no duplicate guard here.
+    async with spawn(server_env(fake_server, tmp_path_factory.mktemp("stdio"), RUNWAY_MCP_DEDUPE_S="0")) as connected:
         yield connected
 
 
@@ -1551,8 +1553,9 @@ async def test_a_small_local_png_goes_as_a_data_uri(client, fake, tmp_path):
 async def test_a_large_local_video_is_uploaded_once_and_the_upload_host_never_sees_the_key(client, fake, tmp_path):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(MP4 + os.urandom(4_200_000))            # past the 5 MB data: URI limit once encoded
-    for _ in range(2):
-        result, _ = await call(client, "edit_video", {"video": str(clip), "prompt": "snow", "wait": False})
+    for again in (False, True):                             # the second a deliberate new task: no duplicate guard
+        result, _ = await call(client, "edit_video", {"video": str(clip), "prompt": "snow", "wait": False,
+                                                      "new": again})
         assert not result.is_error, result.content[0].text
     assert len(fake.seen("POST", "/v1/uploads")) == 1          # the second call reuses the runway:// URI
     [(path, upload)] = fake.uploads.items()
@@ -1745,7 +1748,7 @@ async def test_list_outputs_gives_one_files_full_record(client, fake):
 @pytest.mark.anyio
 async def test_every_task_tool_names_the_viewer_and_the_viewer_is_an_mcp_app(client):
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    task_tools = {n for group in ("image", "video", "audio") for n in rm.TOOLSETS[group]} | {
+    task_tools = {n for group in rm.GENERATION_GROUPS for n in rm.TOOLSETS[group]} | {
         "get_task", "wait_for_task", "cancel_task"}
     for name, tool in tools.items():
         meta = tool.meta or {}
@@ -1759,28 +1762,17 @@ async def test_every_task_tool_names_the_viewer_and_the_viewer_is_an_mcp_app(cli
     assert not re.search(r"<script[^>]*\bsrc=|<link[^>]*href=|@import|url\(http", content.text)   # self-contained
 
 
-def test_only_served_capabilities_are_advertised_and_unknown_names_get_proper_errors(fake, tmp_path):
-    calls = [{"jsonrpc": "2.0", "id": 3, "method": "prompts/get", "params": {"name": "nope"}},
-             {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "runway-mcp://outputs/nope.png"}},
-             {"jsonrpc": "2.0", "id": 5, "method": "resources/read", "params": {"uri": "ui://nope"}},
-             {"jsonrpc": "2.0", "id": 6, "method": "prompts/list"}]
-    process = subprocess.Popen([sys.executable, SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=server_env(fake, tmp_path), text=True)
-    messages = [INITIALIZE, {"jsonrpc": "2.0", "method": "notifications/initialized"}, *calls]
-    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
-    process.stdin.flush()
-    answers = {}
-    while len(answers) < 1 + len(calls):
-        answer = json.loads(process.stdout.readline())
-        answers[answer["id"]] = answer
-    process.stdin.close()
-    stderr = process.stderr.read()
-    process.wait(10)
-    capabilities = answers[1]["result"]["capabilities"]
-    assert "prompts" not in capabilities and "resources" in capabilities and "tools" in capabilities
-    assert answers[3]["error"]["code"] == -32601 and answers[6]["error"]["code"] == -32601
-    assert answers[4]["error"]["code"] == -32002 and answers[5]["error"]["code"] == -32002
-    assert "Traceback" not in stderr and " ERROR " not in stderr, stderr
+@pytest.mark.anyio
+async def test_only_served_capabilities_are_advertised_and_unknown_names_get_proper_errors(client, caplog):
+    capabilities = client.server_capabilities
+    assert capabilities.prompts is None and capabilities.resources is not None and capabilities.tools is not None
+    for ask, code in [(lambda: client.get_prompt("nope"), -32601), (lambda: client.list_prompts(), -32601),
+                      (lambda: client.read_resource("runway-mcp://outputs/nope.png"), -32002),
+                      (lambda: client.read_resource("ui://nope"), -32002)]:
+        with pytest.raises(MCPError) as caught:
+            await ask()
+        assert caught.value.code == code
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text   # no traceback
 
 
 @pytest.mark.anyio
@@ -1817,7 +1809,7 @@ async def test_a_download_cut_off_midway_is_retried_and_leaves_no_partial_file(c
     assert Path(data["outputs"][0]["path"]).read_bytes() == MP4 and len(fake.seen("GET", "/files/")) == 2
     fake.plan(polls=1, mime="video/mp4")
     fake.fail("GET", "/files/", action="cut", times=3)
-    result, data = await call(client, "generate_video", {"prompt": "x"})
+    result, data = await call(client, "generate_video", {"prompt": "y"})
     assert not result.is_error and data["status"] == "SUCCEEDED" and data["outputs"][0]["path"] is None
     assert "not saved" in data["notes"][0] and data["task_id"] in result.content[0].text
     assert not list(out_dir.glob(f"*_{data['task_id'][:8]}_*")) and not list(out_dir.glob(".*.part"))
@@ -1892,11 +1884,11 @@ async def test_a_hundred_waits_run_together(client, serve, fake):
         fake.plan(polls=10**6, mime="video/mp4")
     results = []
 
-    async def generate():
-        results.append(await client.call_tool("generate_video", {"prompt": "x", "max_wait_s": 30}))
+    async def generate(n):
+        results.append(await client.call_tool("generate_video", {"prompt": f"take {n}", "max_wait_s": 30}))
     async with anyio.create_task_group() as group:
-        for _ in range(100):
-            group.start_soon(generate)
+        for n in range(100):
+            group.start_soon(generate, n)
         with anyio.fail_after(20):
             while len({r["path"] for r in fake.seen("GET", "/v1/tasks/")}) < 100:
                 await anyio.sleep(0.05)
@@ -1934,6 +1926,219 @@ def test_stdout_carries_nothing_but_protocol(fake, tmp_path):
     assert answers[3]["result"]["isError"] is False and answers[3]["result"]["structuredContent"]["outputs"]
     assert any(json.loads(line).get("method") == "notifications/progress" for line in lines)
     assert "created text_to_image task" in stderr and KEY not in stderr
+
+
+##############################################################################
+# End to end: spending (the budget, the duplicate guard, confirmation, batches)
+##############################################################################
+
+def ledger_line(out_dir, hours_ago, credits, **fields):
+    """A task in the ledger as another process (or an earlier run) wrote it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    at = datetime.fromtimestamp(time.time() - hours_ago * 3600, UTC).isoformat(timespec="seconds")
+    record = {"task_id": str(uuid.uuid4()), "created_at": at, "status": "SUCCEEDED", "model": "gen4.5",
+              "endpoint": "text_to_video", "estimated_credits": credits, **fields}
+    with open(out_dir / "tasks.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+@pytest.mark.anyio
+async def test_the_budget_refuses_the_task_that_would_pass_it_and_sends_nothing(client, serve, fake):
+    serve(RUNWAY_MCP_BUDGET_CREDITS="100")
+    result, first = await call(client, "generate_video", {"prompt": "one", "wait": False})      # 60 credits
+    assert not result.is_error
+    result, _ = await call(client, "generate_video", {"prompt": "two", "wait": False})
+    text = result.content[0].text
+    assert result.is_error and "RUNWAY_MCP_BUDGET_CREDITS=100" in text and "60 committed" in text
+    assert "about 60" in text and "enough frees up at" in text and "(in 24.0 h)" in text
+    assert len(fake.seen("POST")) == 1
+    _, account = await call(client, "get_account")
+    assert account["budget"] == {"limit": 100, "committed": 60, "remaining": 40, "window_hours": 24}
+    result, _ = await call(client, "generate_image", {"prompt": "cheap", "wait": False})     # 8 credits: fits
+    assert not result.is_error and len(fake.seen("POST")) == 2
+
+
+@pytest.mark.anyio
+async def test_the_budget_counts_the_final_cost_and_frees_as_tasks_age_out(client, serve, fake, out_dir):
+    ledger_line(out_dir, hours_ago=25, credits=90)                  # outside the window
+    ledger_line(out_dir, hours_ago=23, credits=90, cost_credits=30)  # its final cost counts, not its estimate
+    serve(RUNWAY_MCP_BUDGET_CREDITS="80")
+    result, _ = await call(client, "generate_video", {"prompt": "x", "wait": False})
+    assert result.is_error and "30 committed" in result.content[0].text and "(in 1.0 h)" in result.content[0].text
+    result, _ = await call(client, "generate_video", {"prompt": "x", "duration": 2, "wait": False})   # 24 credits
+    assert not result.is_error and len(fake.seen("POST")) == 1
+
+
+@pytest.mark.anyio
+async def test_a_price_unknown_here_is_refused_under_a_budget_until_runway_has_estimated_that_model(client, serve,
+                                                                                                   fake):
+    serve(RUNWAY_MCP_BUDGET_CREDITS="1000")
+    request = {"prompt": "x", "model": "kling_4", "duration": 5, "wait": False}
+    result, _ = await call(client, "generate_video", request)
+    assert result.is_error and "cannot be priced here" in result.content[0].text and fake.requests == []
+    serve()                                                     # no budget: one task, Runway estimates it (60 for 5 s)
+    await call(client, "generate_video", {**request, "prompt": "first"})
+    serve(RUNWAY_MCP_BUDGET_CREDITS="1000")
+    result, dry = await call(client, "generate_video", {**request, "duration": 10, "dry_run": True})
+    assert dry["estimated_credits"] == 120 and "learned from Runway's estimates of 1 earlier kling_4 task, per second" \
+        in " ".join(dry["notes"])
+    result, _ = await call(client, "generate_video", request)
+    assert not result.is_error and len(fake.seen("POST")) == 2
+
+
+@pytest.mark.anyio
+async def test_a_repeated_request_returns_the_first_task_instead_of_paying_twice(client, fake):
+    result, first = await call(client, "generate_image", {"prompt": "a red kite"})
+    result, again = await call(client, "generate_image", {"prompt": "a red kite"})
+    assert not result.is_error and again["task_id"] == first["task_id"] and len(fake.seen("POST")) == 1
+    assert "identical to task" in again["notes"][0] and "new=true" in again["notes"][0]
+    assert again["outputs"][0]["path"] == first["outputs"][0]["path"]           # its saved output, not a new file
+    result, second = await call(client, "generate_image", {"prompt": "a red kite", "new": True})
+    assert second["task_id"] != first["task_id"] and len(fake.seen("POST")) == 2
+    result, other = await call(client, "generate_image", {"prompt": "a red kite", "seed": 1})   # not identical
+    assert other["task_id"] not in (first["task_id"], second["task_id"])
+
+
+@pytest.mark.anyio
+async def test_a_failed_or_cancelled_task_never_blocks_a_new_one(client, fake):
+    fake.plan(polls=2, outcome="FAILED")
+    _, failed = await call(client, "generate_image", {"prompt": "x"})
+    assert failed["status"] == "FAILED"
+    result, retried = await call(client, "generate_image", {"prompt": "x"})
+    assert retried["task_id"] != failed["task_id"] and retried["status"] == "SUCCEEDED"
+    _, running = await call(client, "generate_video", {"prompt": "y", "wait": False})
+    fake.tasks[running["task_id"]]["deleted"] = True              # cancelled on Runway's side; the ledger says PENDING
+    result, new = await call(client, "generate_video", {"prompt": "y", "wait": False})
+    assert new["task_id"] != running["task_id"] and len(fake.seen("POST")) == 4
+
+
+@pytest.mark.anyio
+async def test_a_repeat_of_a_running_task_waits_on_it(client, serve, fake):
+    fake.plan(seconds=0.5, mime="video/mp4")
+    _, first = await call(client, "generate_video", {"prompt": "slow", "wait": False})
+    result, again = await call(client, "generate_video", {"prompt": "slow"})
+    assert again["task_id"] == first["task_id"] and again["status"] == "SUCCEEDED" and len(fake.seen("POST")) == 1
+
+
+@pytest.mark.anyio
+async def test_identical_requests_at_once_create_one_task(client, fake):
+    async with anyio.create_task_group() as group:
+        for _ in range(4):
+            group.start_soon(call, client, "generate_image", {"prompt": "together", "wait": False})
+    assert len(fake.seen("POST")) == 1
+
+
+@pytest.mark.anyio
+async def test_the_budget_and_the_duplicate_guard_hold_across_a_restart(client, serve, fake, out_dir):
+    """A host restarts the server mid-wait: a new process reads what the old one created from the ledger."""
+    serve(RUNWAY_MCP_BUDGET_CREDITS="100")
+    fake.plan(polls=10**6, mime="video/mp4")
+    _, first = await call(client, "generate_video", {"prompt": "one", "wait": False})        # this process
+    calls = [("generate_video", {"prompt": "one", "wait": False}), ("generate_video", {"prompt": "two"})]
+    messages, _, _ = raw_session(server_env(fake, out_dir, RUNWAY_MCP_BUDGET_CREDITS="100"), calls,
+                                 close_when=lambda answers: {1, 2} <= answers.keys())       # the next one
+    answers = {m["id"]: m["result"] for m in messages if m.get("id") in (1, 2)}
+    assert answers[1]["structuredContent"]["task_id"] == first["task_id"]       # not paid for twice
+    assert answers[2]["isError"] and "60 committed" in answers[2]["content"][0]["text"]
+    assert len(fake.seen("POST")) == 1
+
+
+def confirming(answer, mode="legacy"):
+    """An in-process client whose person answers every confirmation with `answer`; it records the questions."""
+    asked = []
+
+    async def elicit(context, params):
+        asked.append(params.message)
+        return ElicitResult(action=answer, content={} if answer == "accept" else None)
+    client = Client(rm.mcp, mode=mode, elicitation_callback=elicit)
+    client.asked = asked
+    return client
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+@pytest.mark.parametrize("answer, posts", [("accept", 1), ("decline", 0), ("cancel", 0)])
+async def test_a_spend_above_the_threshold_waits_for_the_persons_word(serve, fake, mode, answer, posts):
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="50")
+    async with confirming(answer, mode) as client:
+        result, data = await call(client, "generate_video", {"prompt": "a storm", "duration": 10, "wait": False})
+        assert client.asked == ["Generate 10 s of gen4.5 video for about 120 credits?"]
+        assert len(fake.seen("POST")) == posts
+        if posts:
+            assert not result.is_error and data["status"] == "PENDING"
+        else:
+            assert result.is_error and data["status"] == "DECLINED" and "Do not try again" in data["next"]
+        await call(client, "generate_image", {"prompt": "small", "wait": False})      # 8 credits: not asked
+        assert len(client.asked) == 1 and len(fake.seen("POST")) == posts + 1
+
+
+@pytest.mark.anyio
+async def test_a_client_that_cannot_confirm_is_refused_with_the_threshold_named(client, serve, fake):
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="50")
+    result, _ = await call(client, "generate_video", {"prompt": "a storm", "duration": 10})
+    text = result.content[0].text
+    assert result.is_error and "RUNWAY_MCP_CONFIRM_ABOVE=50" in text and "cannot ask" in text and "unset" in text
+    assert fake.requests == []
+    result, _ = await call(client, "generate_video", {"prompt": "a storm", "duration": 10, "dry_run": True})
+    assert not result.is_error                                             # a dry run spends nothing: never asked
+
+
+BATCH = [{"tool": "generate_image", "arguments": {"prompt": "a fox"}},
+         {"tool": "generate_video", "arguments": {"prompt": "a fox runs", "duration": 4}},
+         {"tool": "generate_speech", "arguments": {"text": "hello there"}}]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("item, expected", [
+    ({"tool": "generate_video", "arguments": {"prompt": "x", "duration": 99}}, "requests[3] (generate_video): duration=99"),
+    ({"tool": "generate_image", "arguments": {}}, "requests[3].arguments.prompt is required"),
+    ({"tool": "get_task", "arguments": {"task_id": "x"}}, "requests[3].tool='get_task' is not a generation tool"),
+    ({"tool": "generate_image", "arguments": {"prompt": "x", "wait": False}}, "requests[3].arguments.wait: set it "
+                                                                               "on the batch"),
+    ({"tool": "generate_video", "arguments": {"prompt": "x", "image": "http://no"}}, "requests[3] (generate_video): image"),
+])
+async def test_one_bad_item_refuses_the_whole_batch_and_sends_nothing(client, fake, item, expected):
+    result, _ = await call(client, "generate_batch", {"requests": [*BATCH, item]})
+    assert result.is_error and expected in result.content[0].text, result.content[0].text
+    assert fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_batch_creates_each_task_once_and_returns_every_result(client, fake):
+    fake.plan(mime="image/png")
+    fake.plan(mime="video/mp4")
+    fake.plan(mime="audio/mpeg")
+    seen = []
+
+    async def progress(value, total, message):
+        seen.append((value, total))
+    result, data = await call(client, "generate_batch", {"requests": BATCH}, progress=progress)
+    await anyio.sleep(0.05)
+    assert not result.is_error and [item["status"] for item in data["items"]] == ["SUCCEEDED"] * 3
+    assert [r["path"] for r in fake.seen("POST")] == ["/v1/text_to_image", "/v1/text_to_video", "/v1/text_to_speech"]
+    assert data["estimated_credits"] == 8 + 48 + 1                 # gen4_image 1080p, gen4.5 4 s, 11 characters
+    assert [Path(item["outputs"][0]["path"]).suffix for item in data["items"]] == [".png", ".mp4", ".mp3"]
+    assert seen[-1] == (3, 3) and all(total == 3 for _, total in seen)
+    assert result.content[0].text.startswith("[0] SUCCEEDED") and len(rm.LEDGER.tasks()) == 3
+    result, again = await call(client, "generate_batch", {"requests": BATCH, "wait": False})
+    assert [i["task_id"] for i in again["items"]] == [i["task_id"] for i in data["items"]]     # all reused
+    assert len(fake.seen("POST")) == 3
+
+
+@pytest.mark.anyio
+async def test_a_batch_is_estimated_budgeted_and_confirmed_as_one(serve, fake):
+    serve(RUNWAY_MCP_BUDGET_CREDITS="50")
+    async with confirming("accept") as client:
+        result, dry = await call(client, "generate_batch", {"requests": BATCH, "dry_run": True})
+        assert not result.is_error and dry["estimated_credits"] == 57 and fake.requests == []
+        assert [item["status"] for item in dry["items"]] == ["DRY_RUN"] * 3
+        result, _ = await call(client, "generate_batch", {"requests": BATCH})
+        assert result.is_error and "these 3 tasks about 57" in result.content[0].text and fake.requests == []
+        serve(RUNWAY_MCP_CONFIRM_ABOVE="20")
+        result, data = await call(client, "generate_batch", {"requests": BATCH, "wait": False})
+        assert client.asked == ["Create 3 tasks (1 gen4_image image, 4 s of gen4.5 video, 1 eleven_multilingual_v2 "
+                                "audio) for about 57 credits?"]
+        assert not result.is_error and len(fake.seen("POST")) == 3
 
 
 ##############################################################################
@@ -2093,7 +2298,7 @@ def test_closing_stdin_ends_the_process_promptly_even_with_requests_in_flight(fa
     env = server_env(fake, tmp_path, RUNWAY_MCP_POLL_INTERVAL="0.2", RUNWAY_MCP_MAX_WAIT="60")
     busy = lambda answers: (len(fake.seen("GET", "/files/")) == 2
                             and len({r["path"] for r in fake.seen("GET", "/v1/tasks/")}) == 5)
-    _, _, exited = raw_session(env, [("generate_video", {"prompt": "x"})] * 5, close_when=busy)
+    _, _, exited = raw_session(env, [("generate_video", {"prompt": f"take {n}"}) for n in range(5)], close_when=busy)
     assert exited < 1.5                   # not the 8 s the stalled downloads would take
     created = {json.loads(line)["task_id"] for line in (tmp_path / "tasks.jsonl").read_text().splitlines()}
     assert created == set(fake.tasks) and len(created) == 5        # every paid task is in the ledger
@@ -2133,6 +2338,10 @@ HOSTILE = {
     "reference_images": ["not a list", [1, 2], [{"uri": 5}], [{"uri": IMAGE, "tag": "1bad"}], [IMAGE] * 100,
                          [{"url": IMAGE}], [MEDIA[5]]],
     "references": ["not a list", [1, 2], [IMAGE] * 100, ["http://evil.example/a.png"]],
+    "requests": ["not a list", [], [{"tool": 5}], [{"tool": "generate_image"}], JUNK,
+                 [{"tool": "generate_image", "arguments": {"prompt": "x"}}] * 21,
+                 [{"tool": "generate_image", "arguments": {"prompt": "x", "bogus": 1}}],
+                 [{"tool": "../v1/organization", "arguments": {}}]],
 }
 for _name in ("image", "last_image", "video", "audio", "character", "reference", "media", "voice_sample", "path"):
     HOSTILE[_name] = MEDIA
@@ -2145,7 +2354,8 @@ VALID = {  # the smallest valid call of each tool; each test below spoils one ar
     "convert_to_hdr": {"video": VIDEO}, "get_task": {"task_id": str(uuid.uuid4())},
     "wait_for_task": {"task_id": str(uuid.uuid4())}, "cancel_task": {"task_id": str(uuid.uuid4())},
     "list_tasks": {}, "list_models": {}, "get_account": {}, "upload_file": {"path": __file__}, "list_outputs": {},
-    "delete_output": {"name": "x.png"},
+    "delete_output": {"name": "x.png"}, "generate_batch": {"requests": [{"tool": "generate_image",
+                                                                       "arguments": {"prompt": "x"}}]},
 }
 HOSTILE_CALLS = [(tool, argument) for tool in VALID for argument in HOSTILE
                  if argument in inspect.signature(getattr(rm, tool)).parameters]
@@ -2156,8 +2366,8 @@ HOSTILE_CALLS = [(tool, argument) for tool in VALID for argument in HOSTILE
 async def test_hostile_arguments_get_a_clean_error_naming_them_and_reach_nothing(client, fake, tool, argument):
     for value in HOSTILE[argument]:
         fake.reset()
-        result = await client.call_tool(tool, {**VALID[tool], "wait": False, argument: value} if tool in GENERATION_TOOLS
-                                       else {**VALID[tool], argument: value})
+        result = await client.call_tool(tool, {**VALID[tool], "wait": False, argument: value}
+                                        if tool in GENERATION_TOOLS | {"generate_batch"} else {**VALID[tool], argument: value})
         text = result.content[0].text
         shown = repr(value)[:40]
         assert result.is_error, f"{tool}({argument}={shown}) was accepted: {text[:200]}"
@@ -2480,6 +2690,7 @@ try {
         await frame.waitForFunction(() => !document.querySelector("button"), {timeout: 20000});
       }
       if (step.media) entry.media = await media(frame, step.media);
+      if (step.alsoMedia) entry.alsoMedia = await media(frame, step.alsoMedia);
       entry.text = await text(frame);
       if (step.theme) {
         const scheme = () => frame.evaluate(() => getComputedStyle(document.documentElement).colorScheme);
@@ -2511,7 +2722,8 @@ def test_the_viewer_shows_every_result_in_a_real_browser(fake, tmp_path):
     for plan in ({"mime": "image/png"}, {"mime": "video/mp4", "content": PLAYABLE_MP4},
                  {"mime": "audio/mpeg", "content": PLAYABLE_MP3},
                  {"seconds": 1.5, "mime": "video/mp4", "content": PLAYABLE_MP4},
-                 {"outcome": "FAILED"}, {"mime": "image/png"}):
+                 {"outcome": "FAILED"}, {"mime": "image/png"},
+                 {"mime": "image/png"}, {"mime": "audio/mpeg", "content": PLAYABLE_MP3}):
         fake.plan(**plan)
     steps = [
         {"name": "image", "tool": "generate_image", "input": {"prompt": "a red fox"}, "media": "img", "theme": "dark"},
@@ -2522,6 +2734,9 @@ def test_the_viewer_shows_every_result_in_a_real_browser(fake, tmp_path):
          "click": True, "media": "video"},
         {"name": "failed", "tool": "generate_image", "input": {"prompt": "x"}},
         {"name": "not_saved", "server": "unsaved", "tool": "generate_image", "input": {"prompt": "y"}, "media": "img"},
+        {"name": "batch", "tool": "generate_batch", "media": "img", "alsoMedia": "audio", "input": {"requests": [
+            {"tool": "generate_image", "arguments": {"prompt": "a cat"}},
+            {"tool": "generate_speech", "arguments": {"text": "meow"}}]}},
     ]
     config = {"python": sys.executable, "server": SERVER, "chromium": CHROMIUM, "profile": str(tmp_path / "profile"),
               "tools": str(HERE / ".tools"), "viewer": rm.VIEWER_URI, "fake": fake.url, "steps": steps,
@@ -2545,6 +2760,8 @@ def test_the_viewer_shows_every_result_in_a_real_browser(fake, tmp_path):
     assert seen["running"]["text"].startswith("SUCCEEDED") and seen["running"]["media"]["scheme"] == "data"
     assert seen["failed"]["status"] == "FAILED" and "flagged by moderation (SAFETY.OUTPUT.IMAGE)" in seen["failed"]["text"]
     assert seen["not_saved"]["media"]["scheme"] == "http"                # Runway's link, nothing saved
+    assert seen["batch"]["media"]["ready"] >= 2 and seen["batch"]["alsoMedia"]["ready"] >= 2    # a section each
+    assert "a cat" in seen["batch"]["text"] and "meow" in seen["batch"]["text"]
     assert report["violations"] == [], report["violations"]
     assert not [line for line in report["console"] if line.startswith("error:")], report["console"]
 
