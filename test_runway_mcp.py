@@ -1900,34 +1900,6 @@ async def test_a_hundred_waits_run_together(client, serve, fake):
     assert len(results) == 100 and not any(r.is_error for r in results)
 
 
-def test_stdout_carries_nothing_but_protocol(fake, tmp_path):
-    """Hosts other than the SDK choke on a stray line: read the raw stdout of a whole session."""
-    import subprocess
-    process = subprocess.Popen([sys.executable, SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=server_env(fake, tmp_path), text=True)
-    messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}},
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-            "name": "generate_image", "arguments": {"prompt": "x"}, "_meta": {"progressToken": "p"}}},
-    ]
-    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
-    process.stdin.flush()
-    lines = []
-    while not lines or json.loads(lines[-1]).get("id") != 3:       # keep stdin open until the call answers
-        lines.append(process.stdout.readline())
-        assert lines[-1], "the server closed stdout early"
-    stdout, stderr = process.communicate(timeout=30)
-    lines += stdout.splitlines()
-    assert all(json.loads(line)["jsonrpc"] == "2.0" for line in lines)
-    answers = {m["id"]: m for m in map(json.loads, lines) if "id" in m}
-    assert answers[3]["result"]["isError"] is False and answers[3]["result"]["structuredContent"]["outputs"]
-    assert any(json.loads(line).get("method") == "notifications/progress" for line in lines)
-    assert "created text_to_image task" in stderr and KEY not in stderr
-
-
 ##############################################################################
 # End to end: spending (the budget, the duplicate guard, confirmation, batches)
 ##############################################################################
@@ -2381,8 +2353,10 @@ async def test_hostile_arguments_get_a_clean_error_naming_them_and_reach_nothing
 # End to end: secrets
 ##############################################################################
 
-def test_the_key_appears_nowhere_the_server_writes(fake, tmp_path):
-    """Runway echoes the key in an error, a failure and an output URL; -v logs every request."""
+def test_a_whole_session_writes_only_protocol_to_stdout_and_the_key_nowhere(fake, tmp_path):
+    """Hosts other than the SDK choke on a stray line on stdout: every line of a whole session must parse as
+    JSON-RPC (raw_session reads them all, also after stdin closes). And Runway echoes the key in an error, a
+    failure and an output URL, while -v logs every request: the key must appear nowhere the server writes."""
     fake.fail("POST", "/v1/text_to_image", 400, body={"error": f"Invalid header Authorization: Bearer {KEY}"})
     fake.plan(polls=2, outcome="FAILED", failure=f"echo {KEY}")
     fake.plan(polls=2, mime="image/png")
@@ -2391,7 +2365,14 @@ def test_the_key_appears_nowhere_the_server_writes(fake, tmp_path):
              ("generate_image", {"prompt": "c"}), ("get_account", {}), ("get_task", {"task_id": "bad"})]
     messages, stderr, _ = raw_session(server_env(fake, tmp_path), calls, "-v",
                                       close_when=lambda answers: len(answers) == len(calls) + 1)
-    assert len([m for m in messages if "id" in m]) == len(calls) + 1
+    assert len([m for m in messages if "id" in m]) == len(calls) + 1 and all(m["jsonrpc"] == "2.0" for m in messages)
+    assert any(m.get("method") == "notifications/progress" for m in messages)
+    # The three calls run at once, so which meets the 400, the failure or the success is not fixed.
+    outcomes = {(r.get("structuredContent") or {}).get("status", "ERROR"): r for m in messages if m.get("id") in (1, 2, 3)
+                for r in [m["result"]]}
+    assert sorted(outcomes) == ["ERROR", "FAILED", "SUCCEEDED"] and outcomes["SUCCEEDED"]["structuredContent"][
+        "outputs"][0]["path"]
+    assert "created text_to_image task" in stderr
     written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
     assert any("[redacted]" in text for text in written)            # the echoed key was there to leak
     everything = json.dumps(messages) + stderr + "".join(written)
@@ -2430,6 +2411,37 @@ def http_server(env, *args):
     finally:
         process.terminate()
         process.wait(10)
+
+
+@contextlib.contextmanager
+def http_in_process(host="127.0.0.1"):
+    """The HTTP transport of the server as configured now, in this process: uvicorn on a thread and event loop of
+    its own, on a real socket, so that a test's blocking requests and its async clients both reach it."""
+    import uvicorn
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(rm.http_app(host), log_config=None, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listening.close()
+
+
+@pytest.fixture
+def over_http_in_process(serve, monkeypatch):
+    """Configure the server as `--transport http` would (serve(...) first for other variables)."""
+    def configure(**extra):
+        serve(**extra)
+        monkeypatch.setattr(rm, "CONFIG", rm.dataclasses.replace(rm.CONFIG, transport="http"))
+        return http_in_process()
+    return configure
 
 
 def http_client(url, token=None):
@@ -2477,7 +2489,8 @@ async def test_http_serves_mcp_with_progress_and_keeps_dns_rebinding_protection(
 
 
 @pytest.mark.anyio
-async def test_over_http_a_fifo_is_refused_at_once_inside_and_outside_the_input_root(fake, tmp_path):
+async def test_over_http_a_fifo_is_refused_at_once_inside_and_outside_the_input_root(over_http_in_process, fake,
+                                                                                    tmp_path):
     """A FIFO with no writer blocks whoever opens it: no path may be opened before it has been checked."""
     root = tmp_path / "root"
     root.mkdir()
@@ -2485,7 +2498,7 @@ async def test_over_http_a_fifo_is_refused_at_once_inside_and_outside_the_input_
     os.mkfifo(tmp_path / "outside.png")
     calls = [("animate_character", "character", {"reference": VIDEO}), ("change_voice", "media", {"voice": "Maya"}),
              ("generate_video", "image", {"prompt": "x"}), ("upload_file", "path", {})]
-    with http_server(server_env(fake, tmp_path / "out", RUNWAY_MCP_INPUT_ROOT=str(root))) as url:
+    with over_http_in_process(RUNWAY_MCP_INPUT_ROOT=str(root)) as url:
         async with http_client(url) as client:
             for tool, argument, args in calls:
                 for path, expected in [("inside.png", "is a FIFO"), (str(root / "inside.png"), "is a FIFO"),
@@ -2501,8 +2514,8 @@ async def test_over_http_a_fifo_is_refused_at_once_inside_and_outside_the_input_
 
 
 @pytest.mark.anyio
-async def test_http_requires_the_token_when_one_is_set(fake, tmp_path):
-    with http_server(server_env(fake, tmp_path, RUNWAY_MCP_HTTP_TOKEN=TOKEN)) as url:
+async def test_http_requires_the_token_when_one_is_set(over_http_in_process):
+    with over_http_in_process(RUNWAY_MCP_HTTP_TOKEN=TOKEN) as url:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
                         {"Authorization": f"Basic {TOKEN}"}):
             response = requests.post(f"{url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **headers}, timeout=5)
