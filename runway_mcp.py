@@ -22,6 +22,7 @@ __version__ = "0.2.0"
 import argparse
 import base64
 import contextlib
+import contextvars
 import dataclasses
 import errno
 import functools
@@ -31,6 +32,7 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -53,6 +55,7 @@ import anyio.to_thread
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resolve import Elicit, Resolve
+from mcp.server.request_state import RequestStateSecurity
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp import MCPError
 from mcp.server.lowlevel.helper_types import ReadResourceContents
@@ -130,6 +133,11 @@ class Config:
     budget_credits: float | None = None # credits all tasks created here may commit in any 24 h; None: no budget
     confirm_above: float | None = None  # a task estimated above this needs the person's confirmation; None: never
     dedupe_s: float = 300.0             # an identical request this recent returns the earlier task; 0: off
+    keys_from_clients: bool = False     # HTTP: each request brings its own Runway key, used for it alone
+    rate_limit: tuple[int, float] | None = None   # HTTP: (task-creating calls, per seconds) for each client
+    allowed_origins: tuple[str, ...] = ()         # HTTP: browser origins allowed by CORS
+    stateless: bool = False             # HTTP: no sessions, so that any instance can answer any request
+    state_secret: str = ""              # HTTP: shared by instances, to seal the state of a confirmation in progress
     transport: str = "stdio"            # set by the command line: stdio | http
     problems: tuple[str, ...] = ()      # one line each; calls to Runway refuse while any exists
     warnings: tuple[str, ...] = ()      # logged at start-up; a default was used instead
@@ -186,6 +194,28 @@ def _toolsets(raw: str, warnings: list[str]) -> frozenset[str] | None:
         warnings.append("RUNWAY_MCP_TOOLS names no tool this server has; serving all of them")
         return None
     return frozenset(chosen)
+
+
+def _secret(raw: str, warnings: list[str]) -> str:
+    if raw.strip() and len(raw.strip()) < 32:
+        warnings.append("RUNWAY_MCP_STATE_SECRET must be at least 32 characters of randomness (python -c 'import "
+                        "secrets; print(secrets.token_hex(32))'); ignored, so each instance seals its own state")
+        return ""
+    return raw.strip()
+
+
+RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+def _rate(raw: str, warnings: list[str]) -> tuple[int, float] | None:
+    """RUNWAY_MCP_RATE_LIMIT as (calls, per seconds): "60/min", "5/s", "1000/hour"."""
+    if not raw.strip():
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*([a-z]+)\s*", raw.lower())
+    if not match or match[2] not in RATE_UNITS or int(match[1]) < 1:
+        warnings.append(f"RUNWAY_MCP_RATE_LIMIT={raw!r} is not a rate such as 60/min or 5/s; no rate limit")
+        return None
+    return int(match[1]), float(RATE_UNITS[match[2]])
 
 
 def poll_timeout() -> tuple[float, float]:
@@ -252,12 +282,45 @@ def load_config(env: Mapping[str, str]) -> Config:
         budget_credits=_number(env, "RUNWAY_MCP_BUDGET_CREDITS", None, 0, 1e9, warnings),
         confirm_above=_number(env, "RUNWAY_MCP_CONFIRM_ABOVE", None, 0, 1e9, warnings),
         dedupe_s=_number(env, "RUNWAY_MCP_DEDUPE_S", 300.0, 0, 7 * 24 * 3600, warnings),
+        keys_from_clients=_flag(env, "RUNWAY_MCP_KEYS_FROM_CLIENTS", False),
+        rate_limit=_rate(env.get("RUNWAY_MCP_RATE_LIMIT", ""), warnings),
+        allowed_origins=tuple(o.strip().rstrip("/") for o in env.get("RUNWAY_MCP_ALLOWED_ORIGINS", "").split(",")
+                              if o.strip()),
+        stateless=_flag(env, "RUNWAY_MCP_STATELESS", False),
+        state_secret=_secret(env.get("RUNWAY_MCP_STATE_SECRET", ""), warnings),
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
 
 
 CONFIG = load_config(os.environ)
+
+
+class Account(NamedTuple):
+    """Whose key and files a call uses: the server's own (RUNWAYML_API_SECRET, RUNWAY_MCP_OUTPUT_DIR), or, with
+    RUNWAY_MCP_KEYS_FROM_CLIENTS, the key an HTTP request brought and a folder of its own."""
+
+    key: str
+    output_dir: Path
+
+    @property
+    def id(self) -> str:
+        """A short one-way name for the account (with the API it is used on): never the key."""
+        return hashlib.sha256(f"{CONFIG.base_url} {self.key}".encode()).hexdigest()[:16]
+
+
+# The caller's account for this request; the SDK carries it from the HTTP middleware that sets it to the handler,
+# and worker threads inherit it. Unset: the server's own.
+_CALLER: contextvars.ContextVar[Account | None] = contextvars.ContextVar("runway_mcp_caller", default=None)
+
+
+def account() -> Account:
+    return _CALLER.get() or Account(CONFIG.api_key, CONFIG.output_dir)
+
+
+def client_account(key: str) -> Account:
+    """The account of a key an HTTP client sent: its outputs, ledger and caches below accounts/<its id>."""
+    return Account(key, CONFIG.output_dir / "accounts" / Account(key, CONFIG.output_dir).id)
 
 
 ##############################################################################
@@ -267,8 +330,9 @@ CONFIG = load_config(os.environ)
 def redact(value: Any) -> Any:
     """Remove the API key from text or from JSON-like data: the one place secrets are scrubbed."""
     if isinstance(value, str):
-        if len(CONFIG.api_key) >= 8 and CONFIG.api_key in value:     # a one-letter "key" must not eat text
-            value = value.replace(CONFIG.api_key, "[redacted]")
+        for key in {CONFIG.api_key, account().key}:
+            if len(key) >= 8 and key in value:                      # a one-letter "key" must not eat text
+                value = value.replace(key, "[redacted]")
         return KEY_PATTERN.sub("[redacted]", value) if "key_" in value else value
     if isinstance(value, dict):
         return {k: redact(v) for k, v in value.items()}
@@ -1145,18 +1209,16 @@ def request(method: str, url: str, *, attempts: int = 4, max_delay: float = 10.0
     raise AssertionError("unreachable")
 
 
-def account_id() -> str:
-    """A short one-way name for the account the key belongs to (with the API it is used on): never the key."""
-    return hashlib.sha256(f"{CONFIG.base_url} {CONFIG.api_key}".encode()).hexdigest()[:16]
-
-
 def _require_api() -> str:
     if CONFIG.problems:
         raise RunwayError(CONFIG.problems[0])
-    if not CONFIG.api_key:
+    if CONFIG.keys_from_clients and _CALLER.get() is None and CONFIG.transport == "http":
+        raise RunwayError("this server spends only the key each request brings (RUNWAY_MCP_KEYS_FROM_CLIENTS): "
+                          "send yours as Authorization: Bearer <key>")
+    if not (key := account().key):
         raise RunwayError("No Runway API key: set RUNWAYML_API_SECRET in the MCP server's environment "
                           "(create a key at https://dev.runwayml.com), then restart the server")
-    return CONFIG.api_key
+    return key
 
 
 def api(method: str, path: str, *, body: dict | None = None, task_id: str | None = None,
@@ -1347,15 +1409,12 @@ class Ledger:
     looking a task up stays cheap however long the ledger gets.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._lock = threading.Lock()
         self._source: tuple = ()                # (path, device, inode) of what _tasks was read from
         self._read_to = 0                       # bytes of it already folded into _tasks
         self._tasks: dict[str, LedgerRecord] = {}   # task id -> its latest state, in order of creation
-
-    @property
-    def path(self) -> Path:
-        return CONFIG.output_dir / "tasks.jsonl"
 
     def append(self, record: LedgerRecord) -> None:
         line = (json.dumps(redact({"at": _now(), **record}), ensure_ascii=False, default=str) + "\n").encode()
@@ -1409,7 +1468,15 @@ class Ledger:
                 self._tasks.setdefault(record["task_id"], {}).update(record)
 
 
-LEDGER = Ledger()
+_LEDGERS: dict[Path, Ledger] = {}
+_LEDGERS_LOCK = threading.Lock()
+
+
+def ledger() -> Ledger:
+    """The ledger of the account this call uses (one per output folder, each read incrementally)."""
+    path = account().output_dir / "tasks.jsonl"
+    with _LEDGERS_LOCK:
+        return _LEDGERS.setdefault(path, Ledger(path))
 
 
 def _now() -> str:
@@ -1581,6 +1648,10 @@ def _inside_input_root(path: Path, argument: str) -> Path:
     if not resolved.is_relative_to(root):
         raise RunwayError(f"{argument}: {_shorten(str(path))} is outside the input root {root}; only files below it "
                           "can be read")
+    if (_CALLER.get() is not None and resolved.is_relative_to(CONFIG.output_dir.resolve())
+            and not resolved.is_relative_to(account().output_dir.resolve())):      # an input root over the outputs
+        raise RunwayError(f"{argument}: {_shorten(str(path))} is not one of your outputs; pass your own output's "
+                          "runway-mcp:// URI")
     return resolved
 
 
@@ -1743,7 +1814,7 @@ class UploadCache:
 
     @property
     def path(self) -> Path:
-        return CONFIG.output_dir / ".uploads.json"
+        return account().output_dir / ".uploads.json"
 
     def get(self, digest: str) -> dict | None:
         entry = self._read().get(digest)
@@ -1779,7 +1850,7 @@ def content_digest(local: LocalFile) -> str:
 
 def _upload_key(local: LocalFile) -> str:
     """The cache key of an upload: the file's content and the account it was uploaded for."""
-    return f"{account_id()}:{content_digest(local)}"
+    return f"{account().id}:{content_digest(local)}"
 
 
 def upload(local: LocalFile) -> dict:
@@ -1848,7 +1919,7 @@ def is_output(path: Path) -> bool:
 
 def saved_output(task_id: str, n: int) -> Path | None:
     """The file already saved for output n of a task, if any."""
-    return next((p for p in CONFIG.output_dir.glob(f"*_{_short(task_id)}_{n}.*") if is_output(p)), None)
+    return next((p for p in account().output_dir.glob(f"*_{_short(task_id)}_{n}.*") if is_output(p)), None)
 
 
 class Truncated(Exception):
@@ -1860,8 +1931,8 @@ def download(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | Non
     parts = urlsplit(url)
     if not (parts.scheme == "https" or parts.scheme == "http" and _is_loopback(parts.hostname)):
         raise RunwayError(f"output {n} has a URL that is not https; not downloaded", task_id=task_id)
-    CONFIG.output_dir.mkdir(parents=True, exist_ok=True)
-    _sweep_partial_downloads()
+    account().output_dir.mkdir(parents=True, exist_ok=True)
+    _sweep_partial_downloads(account().output_dir)
     for attempt in range(3):
         try:
             return _download_once(url, task_id, n, kind)
@@ -1882,8 +1953,8 @@ def _download_once(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str
                               status=response.status_code)
         mime = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower() or None
         expected = int(response.headers.get("Content-Length") or -1)
-        final = CONFIG.output_dir / output_name(_kind(mime, kind) or "output", task_id, n, _extension(mime, url))
-        free = shutil.disk_usage(CONFIG.output_dir).free
+        final = account().output_dir / output_name(_kind(mime, kind) or "output", task_id, n, _extension(mime, url))
+        free = shutil.disk_usage(account().output_dir).free
         if expected > free:
             raise OSError(errno.ENOSPC, f"output {n} needs {_size(expected)} and only {_size(free)} is free")
         size = 0
@@ -1917,10 +1988,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 @functools.cache
-def _sweep_partial_downloads(age_s: float = 24 * 3600) -> None:
-    """Once per process: remove temporary download files left by a process that was killed mid-download."""
+def _sweep_partial_downloads(folder: Path, age_s: float = 24 * 3600) -> None:
+    """Once per folder and process: remove temporary download files a process killed mid-download left."""
     with contextlib.suppress(OSError):
-        for path in CONFIG.output_dir.glob(".*.part"):
+        for path in folder.glob(".*.part"):
             if time.time() - path.stat().st_mtime > age_s:
                 path.unlink()
 
@@ -1943,10 +2014,10 @@ def output_path(name: str, argument: str = "name") -> Path:
     """A saved output named by the caller: a plain file name inside the output directory, nothing else."""
     if not name or name != Path(name).name or name in (".", ".."):
         raise RunwayError(f"{argument}={name!r} must be a file name from list_outputs, without a directory")
-    path = CONFIG.output_dir / name
+    path = account().output_dir / name
     if not is_output(path):
-        raise RunwayError(f"{argument}={name!r} is not a saved output in {CONFIG.output_dir}; list_outputs shows them",
-                          status=404)
+        raise RunwayError(f"{argument}={name!r} is not a saved output in {account().output_dir}; list_outputs shows "
+                          "them", status=404)
     return path
 
 
@@ -1968,7 +2039,7 @@ def named_output(uri: str) -> str | None:
 def saved_outputs(kind: str | None = None) -> list[tuple[Path, os.stat_result]]:
     """The saved outputs (of one kind, if given), newest first."""
     try:
-        files = [(p, p.stat()) for p in CONFIG.output_dir.iterdir() if is_output(p)]
+        files = [(p, p.stat()) for p in account().output_dir.iterdir() if is_output(p)]
     except OSError:                         # no folder yet, or a file removed meanwhile
         return []
     return [(p, info) for p, info in sorted(files, key=lambda item: item[1].st_mtime, reverse=True)
@@ -2027,7 +2098,7 @@ def charged(record: LedgerRecord) -> float:
 
 def committed(now: float) -> list[tuple[float, float]]:
     """(created at, credits) of every task created in the 24 hours before `now`, oldest first."""
-    spent = [(at, charged(r)) for r in LEDGER.tasks() if (at := _created_at(r)) is not None and now - at < WINDOW_S]
+    spent = [(at, charged(r)) for r in ledger().tasks() if (at := _created_at(r)) is not None and now - at < WINDOW_S]
     return sorted(spent)
 
 
@@ -2085,7 +2156,7 @@ def estimate(endpoint: str, body: dict) -> Estimate:
         return Estimate(None, f"{body.get('model')} is priced by the length of its input, unknown here")
     unit, amount = _units(body)
     rates = []
-    for record in LEDGER.tasks():
+    for record in ledger().tasks():
         if (record.get("model"), record.get("endpoint")) == (body.get("model"), endpoint) and isinstance(
                 record.get("estimated_credits"), int | float):
             their_unit, their_amount = _units(record.get("arguments") or {})
@@ -2102,7 +2173,7 @@ def fingerprint(tool_name: str, endpoint: str, body: dict, local: Mapping["Media
     """What makes two requests the same: tool, endpoint, final body (files by their content) and account."""
     def content(media: Media) -> str:
         return f"sha256:{content_digest(local[media])}" if local.get(media) else media.value.strip()
-    canonical = json.dumps([account_id(), tool_name, endpoint, _replace(body, Media, content)], sort_keys=True,
+    canonical = json.dumps([account().id, tool_name, endpoint, _replace(body, Media, content)], sort_keys=True,
                            default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -2112,7 +2183,7 @@ def earlier_twin(print_: str) -> LedgerRecord | None:
     if CONFIG.dedupe_s <= 0:
         return None
     now = time.time()
-    for record in LEDGER.tasks():
+    for record in ledger().tasks():
         at = _created_at(record)
         if at is not None and now - at > CONFIG.dedupe_s:
             break                               # newest first: the rest are older still
@@ -2138,7 +2209,7 @@ def budget_lock():
     if CONFIG.budget_credits is None:
         yield
         return
-    with _BUDGET_LOCK, _file_lock(CONFIG.output_dir / ".spending.lock"):
+    with _BUDGET_LOCK, _file_lock(account().output_dir / ".spending.lock"):
         yield
 
 
@@ -2376,9 +2447,14 @@ class _Server(MCPServer):
             raise
 
 
-mcp = _Server("runway", version=__version__, instructions=INSTRUCTIONS, lifespan=_lifespan)
+# A confirmation in progress (2026-07-28) travels sealed in request_state: instances sharing the secret can
+# unseal each other's; without it each process seals with a key of its own.
+mcp = _Server("runway", version=__version__, instructions=INSTRUCTIONS, lifespan=_lifespan,
+              request_state_security=RequestStateSecurity(keys=[CONFIG.state_secret]) if CONFIG.state_secret else None)
+CALLS = logging.getLogger("runway_mcp.calls")          # one structured line per tool call
 
 PAID = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+PAID_TOOLS: set[str] = set()            # the tools that create tasks or upload, by name (tool() fills it)
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 LOCAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
@@ -2395,14 +2471,26 @@ def tool(annotations: ToolAnnotations, title: str | None = None, meta: dict | No
     def register(fn):
         @functools.wraps(fn)                    # the SDK reads the signature through __wrapped__
         async def call(**kwargs):
-            stop = threading.Event()
+            stop, started = threading.Event(), time.monotonic()
+            outcome, task_id = "cancelled", None
             try:
-                return await anyio.to_thread.run_sync(_run_in_thread, fn, kwargs, stop, abandon_on_cancel=True)
+                result = await anyio.to_thread.run_sync(_run_in_thread, fn, kwargs, stop, abandon_on_cancel=True)
+                outcome = "error" if getattr(result, "is_error", False) else "ok"
+                task_id = (getattr(result, "structured_content", None) or {}).get("task_id")
+                return result
             except RunwayError as error:
+                outcome, task_id = "error", error.task_id
                 raise ToolError(str(error)) from None
+            except Exception:
+                outcome = "crash"
+                raise
             finally:
                 stop.set()
+                CALLS.info("%s", json.dumps({"tool": fn.__name__, "outcome": outcome, "account": account().id,
+                                             "duration_s": round(time.monotonic() - started, 3), "task_id": task_id}))
         mcp.tool(title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations, meta=meta)(call)
+        if annotations is PAID:
+            PAID_TOOLS.add(fn.__name__)
         return fn
     return register
 
@@ -2596,13 +2684,13 @@ def _create(plan: Plan) -> dict:
         estimate = (created.get("estimatedCost") or {}).get("credits")
         log.info("created %s task %s with %s (estimate %s credits)", plan.endpoint, task_id, body["model"], estimate)
         try:
-            LEDGER.append(LedgerRecord(
+            ledger().append(LedgerRecord(
                 task_id=task_id, created_at=_now(), tool=plan.tool, endpoint=plan.endpoint, model=body["model"],
                 prompt=str(body.get("promptText", ""))[:2000], status="PENDING", arguments=elide_blobs(plan.described),
                 estimated_credits=estimate if estimate is not None else plan.estimate.credits,
                 fingerprint=plan.fingerprint))
         except OSError as error:
-            plan.notes.append(f"could not record the task in {LEDGER.path} ({error.strerror}); keep this task_id")
+            plan.notes.append(f"could not record the task in {ledger().path} ({error.strerror}); keep this task_id")
     return {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
 
 
@@ -2729,7 +2817,7 @@ def _dry_run_reply(plan: Plan) -> CallToolResult:
 
 def _wait(task_id: str, max_wait_s: float | None, ctx: Context | None, task: dict | None = None) -> Poll:
     bound = CONFIG.max_wait if max_wait_s is None else max_wait_s
-    known = LEDGER.find(task_id).get("status") if task is None else None
+    known = ledger().find(task_id).get("status") if task is None else None
     try:
         return wait_for(task_id, bound, task=task, known=known or "PENDING", on_poll=_reporter(ctx))
     except Cancelled:
@@ -2744,7 +2832,7 @@ def _cancel_after_abort(task_id: str) -> None:
     _local.stop = None                       # this one request still goes out
     try:
         cancel(task_id)
-        LEDGER.append(LedgerRecord(task_id=task_id, status="CANCELLED",
+        ledger().append(LedgerRecord(task_id=task_id, status="CANCELLED",
                                    note="cancelled because the client cancelled the call"))
         log.info("cancelled task %s (RUNWAY_MCP_CANCEL_ON_ABORT)", task_id)
     except (RunwayError, OSError) as error:
@@ -2760,7 +2848,7 @@ def save_outputs(task: dict, notes: list[str]) -> list[Output]:
                for url in task.get("output") or [] if isinstance(url, str)]
     if not CONFIG.download:
         return outputs
-    record = LEDGER.find(task["id"])
+    record = ledger().find(task["id"])
     for n, output in enumerate(outputs, 1):
         try:
             path = saved_output(task["id"], n) or _save(task, n, output, record, notes)
@@ -2827,7 +2915,7 @@ def task_result(poll: Poll, elapsed: float, outputs: list[Output], notes: list[s
     estimate = (task.get("estimatedCost") or {}).get("credits")
     return TaskResult(
         task_id=task["id"], status=str(task.get("status") or "UNKNOWN"), progress=_progress_of(task), outputs=outputs,
-        estimated_credits=estimate if estimate is not None else LEDGER.find(task["id"]).get("estimated_credits"),
+        estimated_credits=estimate if estimate is not None else ledger().find(task["id"]).get("estimated_credits"),
         cost_credits=(task.get("cost") or {}).get("credits"),
         failure=task.get("failure"), failure_code=task.get("failureCode"),
         elapsed_s=round(elapsed, 2), next=_next_step(task, outputs), notes=notes)
@@ -2857,15 +2945,15 @@ def _output_content(output: Output) -> list:
 
 def record_status(result: TaskResult) -> None:
     """Append a status change to the ledger, so list_tasks shows the last known state."""
-    known, outputs = LEDGER.find(result["task_id"]), [o["path"] or o["url"] for o in result["outputs"]]
+    known, outputs = ledger().find(result["task_id"]), [o["path"] or o["url"] for o in result["outputs"]]
     if known.get("status") == result["status"] and known.get("outputs", []) == outputs:
         return
     try:
-        LEDGER.append(LedgerRecord(task_id=result["task_id"], status=result["status"], progress=result["progress"],
+        ledger().append(LedgerRecord(task_id=result["task_id"], status=result["status"], progress=result["progress"],
                                    cost_credits=result["cost_credits"], outputs=outputs,
                                    **({"failure": result["failure"]} if result["failure"] else {})))
     except OSError as error:
-        log.warning("could not record task %s's status in %s: %s", result["task_id"], LEDGER.path, error.strerror)
+        log.warning("could not record task %s's status in %s: %s", result["task_id"], ledger().path, error.strerror)
 
 
 def _credits(amount: float) -> str:
@@ -3311,6 +3399,9 @@ def cancel_task(task_id: TaskId) -> TaskReply:
     task_id = task_id_arg(task_id)
     started = time.monotonic()
     existed = cancel(task_id)
+    if not existed and not ledger().find(task_id):          # not one of this account's tasks: simply not found
+        raise RunwayError(f"Runway has no task {task_id} (404): it was deleted, cancelled or never existed",
+                          task_id=task_id, status=404)
     note = "cancelled" if existed else "Runway had already cancelled or deleted this task"
     result = task_result(Poll({"id": task_id, "status": "CANCELLED"}), time.monotonic() - started, [], [note])
     record_status(result)
@@ -3352,7 +3443,7 @@ def list_tasks(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> Annotated[Cal
                          model=t.get("model"), prompt=t.get("prompt"), status=t.get("status"),
                          estimated_credits=t.get("estimated_credits"), cost_credits=t.get("cost_credits"),
                          outputs=list(t.get("outputs") or []))
-             for t in LEDGER.tasks()[:limit]]
+             for t in ledger().tasks()[:limit]]
     lines = []
     for t in tasks:
         credits = t["cost_credits"] if t["cost_credits"] is not None else t["estimated_credits"]
@@ -3401,7 +3492,7 @@ class Budget(TypedDict):
     window_hours: int
 
 
-class Account(TypedDict):
+class AccountReport(TypedDict):
     credit_balance: float | None
     max_monthly_credit_spend: float | None
     models: list[ModelUsage]
@@ -3409,12 +3500,12 @@ class Account(TypedDict):
 
 
 @tool(READ_ONLY, "Get account")
-def get_account() -> Account:
+def get_account() -> AccountReport:
     """The Runway credit balance, tier limits, today's generations, and this server's budget. Free."""
     org = api("GET", "/v1/organization")
     tier, usage = org.get("tier") or {}, (org.get("usage") or {}).get("models") or {}
     limits = tier.get("models") or {}
-    return Account(
+    return AccountReport(
         credit_balance=org.get("creditBalance"), max_monthly_credit_spend=tier.get("maxMonthlyCreditSpend"),
         models=[ModelUsage(model=m, used_today=(usage.get(m) or {}).get("dailyGenerations"),
                            daily_limit=(limits.get(m) or {}).get("maxDailyGenerations"),
@@ -3495,7 +3586,7 @@ def list_outputs(
     found = [_saved(path, info, read_sidecar(path)) for path, info in saved_outputs(kind)[:limit]]
     lines = [" ".join(p for p in (o["path"], _size(o["bytes"]), o["saved_at"], o["model"] or "",
                                   _quoted(o["prompt"])) if p) for o in found]
-    return _listing(lines, f"Nothing saved in {CONFIG.output_dir} yet.", OutputList(outputs=found))
+    return _listing(lines, f"Nothing saved in {account().output_dir} yet.", OutputList(outputs=found))
 
 
 class Deleted(TypedDict):
@@ -3753,7 +3844,7 @@ def _check() -> int:
         print(f"runway-mcp: {error}", file=sys.stderr)
         return 1
     print(f"OK: the key works; credit balance {org.get('creditBalance')} credits; outputs go to "
-          f"{CONFIG.output_dir}")
+          f"{account().output_dir}")
     return 0
 
 
@@ -3805,25 +3896,149 @@ async def _healthz(request: Any) -> Any:
     return PlainTextResponse("ok")
 
 
+# The HTTP transport is the SDK's streamable HTTP app inside these ASGI layers, outermost first: CORS (answers a
+# browser's preflight, which carries no credentials), the credential (RUNWAY_MCP_HTTP_TOKEN, or each client's own
+# Runway key), the rate limit, then MCP. /healthz passes every layer.
+
+MAX_BODY = 16 * 1024 * 1024                     # a 5 MB data: URI argument must fit
+
+
+async def _refuse(send: Callable, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+    """Answer an HTTP request at once, with nothing run: a short JSON body naming why."""
+    body = json.dumps({"error": text}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), *[(k.encode(), v.encode()) for k, v in (headers or {}).items()]]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _bearer(scope: dict) -> str | None:
+    scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+CHALLENGE = {"www-authenticate": 'Bearer realm="runway-mcp"'}
+
+
 class BearerToken:
-    """ASGI middleware: every request but /healthz needs `Authorization: Bearer <RUNWAY_MCP_HTTP_TOKEN>`."""
+    """Every request but /healthz needs `Authorization: Bearer <RUNWAY_MCP_HTTP_TOKEN>` (compared in constant time)."""
 
     def __init__(self, app: Callable, token: str):
         self.app, self.token = app, token.encode()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http" and scope["path"] != "/healthz":
-            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
-            if not (scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)):
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"text/plain"), (b"www-authenticate", b'Bearer realm="runway-mcp"')]})
-                await send({"type": "http.response.body", "body": b"unauthorized"})
+            given = _bearer(scope)
+            if not (given and hmac.compare_digest(given.encode("latin-1"), self.token)):
+                await _refuse(send, 401, "unauthorized: send Authorization: Bearer <RUNWAY_MCP_HTTP_TOKEN>", CHALLENGE)
                 return
         await self.app(scope, receive, send)
 
 
+class ClientKeys:
+    """RUNWAY_MCP_KEYS_FROM_CLIENTS: every request but /healthz brings a Runway key (`Authorization: Bearer key_...`)
+    and runs as that key's account: its calls spend that key alone, its files and ledger are its own. The key is
+    never logged or stored; a short one-way hash names the account."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            return await self.app(scope, receive, send)
+        key = _bearer(scope)
+        if key is None or not KEY_PATTERN.fullmatch(key):
+            return await _refuse(send, 401, "send your Runway API key as Authorization: Bearer key_... (create one at "
+                                            "https://dev.runwayml.com)", CHALLENGE)
+        token = _CALLER.set(client_account(key))      # the SDK carries it to the handler, worker threads inherit it
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _CALLER.reset(token)
+
+
+class RateLimit:
+    """RUNWAY_MCP_RATE_LIMIT, per client (its account with client keys, else its token, else its address): calls that
+    create tasks or upload count against the rate as they come; other requests (status, lists, resources) against
+    ten times the rate, since they cost nothing at Runway and are limited only to stop a client gone wild. Over the
+    limit: HTTP 429 with Retry-After, and nothing runs. Each instance keeps its own counts."""
+
+    def __init__(self, app: Callable, calls: int, per: float):
+        self.app, self.calls, self.per = app, calls, per
+        self.buckets: dict[tuple[str, str], tuple[float, float]] = {}      # (client, kind) -> (tokens, at)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            return await self.app(scope, receive, send)
+        body, receive = await _buffered(receive)
+        if body is None:
+            return await _refuse(send, 413, f"request body over {MAX_BODY // 1048576} MB")
+        kind = "create" if _creates(body) else "other"
+        wait = self._take(self._client(scope), kind)
+        if wait:
+            what = "calls that create tasks" if kind == "create" else "requests"
+            limit = self.calls * (1 if kind == "create" else 10)
+            return await _refuse(send, 429, f"rate limited: {limit} {what} per {self.per:g} s; retry in "
+                                            f"{math.ceil(wait)} s", {"retry-after": str(math.ceil(wait))})
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _client(scope: dict) -> str:
+        if (caller := _CALLER.get()) is not None:
+            return caller.id
+        if token := _bearer(scope):
+            return hashlib.sha256(token.encode()).hexdigest()[:16]
+        return (scope.get("client") or ("?",))[0]
+
+    def _take(self, client: str, kind: str) -> float:
+        """Take one token from the client's bucket: 0 if there was one, else the seconds until there is."""
+        capacity = self.calls * (1 if kind == "create" else 10)
+        rate, now = capacity / self.per, time.monotonic()
+        if len(self.buckets) > 10_000:          # forget clients whose buckets have refilled
+            self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < self.per}
+        tokens, at = self.buckets.get((client, kind), (capacity, now))
+        tokens = min(capacity, tokens + (now - at) * rate)
+        if tokens >= 1:
+            self.buckets[client, kind] = (tokens - 1, now)
+            return 0.0
+        self.buckets[client, kind] = (tokens, now)
+        return (1 - tokens) / rate
+
+
+async def _buffered(receive: Callable) -> tuple[bytes | None, Callable]:
+    """The request body read whole (None past MAX_BODY), and a receive that hands it to the app again."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_BODY:
+            return None, receive
+        more = message.get("more_body", False)
+    body, replayed = b"".join(chunks), False
+
+    async def again() -> dict:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return body, again
+
+
+def _creates(body: bytes) -> bool:
+    """Whether a JSON-RPC body calls a tool that creates tasks or uploads."""
+    try:
+        messages = json.loads(body) if body else []
+    except ValueError:
+        return False
+    return any(isinstance(m, dict) and m.get("method") == "tools/call" and isinstance(m.get("params"), dict)
+               and m["params"].get("name") in PAID_TOOLS for m in (messages if isinstance(messages, list) else [messages]))
+
+
 def http_app(host: str) -> Callable:
-    """The streamable HTTP app at /mcp: DNS-rebinding protection on, the bearer token if one is set."""
+    """The streamable HTTP app at /mcp: DNS-rebinding protection on, then the layers above as configured."""
     from mcp.server.transport_security import TransportSecuritySettings
     names = ["127.0.0.1", "localhost", "[::1]", *CONFIG.allowed_hosts]
     if not _is_loopback(host) and host not in ("0.0.0.0", "::", ""):
@@ -3832,20 +4047,35 @@ def http_app(host: str) -> Callable:
         enable_dns_rebinding_protection=True,
         allowed_hosts=[h for name in names for h in (name, f"{name}:*")],
         allowed_origins=[f"{scheme}://{h}" for name in names for scheme in ("http", "https")
-                         for h in (name, f"{name}:*")])
-    # Bodies up to 16 MB: a 5 MB data: URI argument must fit.
+                         for h in (name, f"{name}:*")] + list(CONFIG.allowed_origins))
     app = mcp.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
-                                  max_request_body_size=16 * 1024 * 1024)
-    return BearerToken(app, CONFIG.http_token) if CONFIG.http_token else app
+                                  max_request_body_size=MAX_BODY, stateless_http=CONFIG.stateless)
+    if CONFIG.rate_limit:
+        app = RateLimit(app, *CONFIG.rate_limit)
+    if CONFIG.keys_from_clients:
+        app = ClientKeys(app)
+    elif CONFIG.http_token:
+        app = BearerToken(app, CONFIG.http_token)
+    if CONFIG.allowed_origins:                  # web MCP clients connect from pages on other origins
+        from starlette.middleware.cors import CORSMiddleware
+        app = CORSMiddleware(app, allow_origins=list(CONFIG.allowed_origins), allow_headers=["*"],
+                             allow_methods=["GET", "POST", "DELETE", "OPTIONS"], expose_headers=["Mcp-Session-Id"],
+                             max_age=600)
+    return app
 
 
 def _serve_http(host: str, port: int) -> int:
     import uvicorn  # only the HTTP transport needs it
-    if not _is_loopback(host) and not CONFIG.http_token:
+    if CONFIG.keys_from_clients and CONFIG.http_token:
+        log.error("RUNWAY_MCP_KEYS_FROM_CLIENTS and RUNWAY_MCP_HTTP_TOKEN both want the Authorization header: with "
+                  "client keys, each client's Runway key is its credential; unset RUNWAY_MCP_HTTP_TOKEN")
+        return 2
+    if not _is_loopback(host) and not (CONFIG.http_token or CONFIG.keys_from_clients):
         log.error("refusing to serve HTTP on %s without RUNWAY_MCP_HTTP_TOKEN: anyone who can reach it could spend "
-                  "your credits; set the variable or bind 127.0.0.1", host)
+                  "your credits; set the variable (or RUNWAY_MCP_KEYS_FROM_CLIENTS=1) or bind 127.0.0.1", host)
         return 2
     log.info("serving MCP over streamable HTTP at http://%s:%d/mcp%s", host, port,
+             " (each client's own Runway key)" if CONFIG.keys_from_clients else
              " (bearer token required)" if CONFIG.http_token else "")
     uvicorn.run(http_app(host), host=host, port=port, log_config=None, access_log=False, log_level="warning")
     return 0
@@ -3897,6 +4127,9 @@ def _main(argv: list[str] | None = None) -> int:
     CONFIG = dataclasses.replace(CONFIG, transport=args.transport)
     if args.transport == "http":
         return _serve_http(args.host, args.port)
+    if CONFIG.keys_from_clients or CONFIG.rate_limit or CONFIG.allowed_origins or CONFIG.stateless:
+        log.warning("RUNWAY_MCP_KEYS_FROM_CLIENTS, _RATE_LIMIT, _ALLOWED_ORIGINS and _STATELESS apply to "
+                    "--transport http only; over stdio the server's own key and folder are used")
     mcp.run()
     _exit_promptly()
     return 0

@@ -11,6 +11,7 @@ import collections.abc
 import contextlib
 import importlib
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
+import httpx2
 import pytest
 import requests
 import responses
@@ -46,6 +48,7 @@ import runway_mcp as rm
 HERE = Path(__file__).resolve().parent
 SERVER = str(HERE / "runway_mcp.py")
 KEY = "key_" + "0123456789abcdef" * 8
+KEY2 = "key_" + "fedcba9876543210" * 8          # a second account: the fake serves both, and keeps them apart
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 4
 
@@ -96,6 +99,24 @@ def test_config_falls_back_on_bad_numbers_and_says_so(value):
 def test_config_warns_about_a_malformed_key_without_echoing_it():
     config = rm.load_config({"RUNWAYML_API_SECRET": "sk-not-a-runway-key-123"})
     assert config.warnings and "sk-not-a-runway-key-123" not in " ".join(config.warnings)
+
+
+def test_config_reads_the_hosting_variables():
+    config = rm.load_config({
+        "RUNWAY_MCP_KEYS_FROM_CLIENTS": "1", "RUNWAY_MCP_RATE_LIMIT": " 30 / Min ", "RUNWAY_MCP_STATELESS": "1",
+        "RUNWAY_MCP_ALLOWED_ORIGINS": "https://a.example/, https://b.example:8443,", "RUNWAY_MCP_STATE_SECRET": "s" * 32})
+    assert config.keys_from_clients and config.stateless and config.rate_limit == (30, 60.0)
+    assert config.allowed_origins == ("https://a.example", "https://b.example:8443") and config.state_secret == "s" * 32
+    assert config.warnings == ()
+
+
+@pytest.mark.parametrize("variable, value", [("RUNWAY_MCP_RATE_LIMIT", "60"), ("RUNWAY_MCP_RATE_LIMIT", "0/min"),
+                                             ("RUNWAY_MCP_RATE_LIMIT", "5/fortnight"),
+                                             ("RUNWAY_MCP_STATE_SECRET", "short-secret-31-characters-long")])
+def test_config_ignores_a_bad_hosting_value_and_says_so_without_echoing_a_secret(variable, value):
+    config = rm.load_config({variable: value})
+    assert (config.rate_limit, config.state_secret) == (None, "") and variable in config.warnings[0]
+    assert "secret" not in variable.lower() or value not in config.warnings[0]
 
 
 ##############################################################################
@@ -682,29 +703,29 @@ def test_wait_for_rides_out_a_passing_404(api):
 
 
 def test_ledger_skips_a_line_cut_short_by_a_crash(api, tmp_path):
-    rm.LEDGER.append(dict(task_id="a", created_at="2026-01-01T00:00:00+00:00", status="PENDING"))
-    rm.LEDGER.append(dict(task_id="b", created_at="2026-01-02T00:00:00+00:00", status="PENDING"))
-    rm.LEDGER.append(dict(task_id="a", status="SUCCEEDED"))
+    rm.ledger().append(dict(task_id="a", created_at="2026-01-01T00:00:00+00:00", status="PENDING"))
+    rm.ledger().append(dict(task_id="b", created_at="2026-01-02T00:00:00+00:00", status="PENDING"))
+    rm.ledger().append(dict(task_id="a", status="SUCCEEDED"))
     with open(tmp_path / "tasks.jsonl", "a") as f:
         f.write('{"task_id": "c", "creat')
-    tasks = rm.LEDGER.tasks()
+    tasks = rm.ledger().tasks()
     assert [t["task_id"] for t in tasks] == ["b", "a"] and tasks[1]["status"] == "SUCCEEDED"
-    rm.LEDGER.append(dict(task_id="d", created_at="2026-01-03T00:00:00+00:00", status="PENDING"))
-    assert [t["task_id"] for t in rm.LEDGER.tasks()] == ["d", "b", "a"]       # the next line is not lost
-    assert rm.LEDGER.find("a")["status"] == "SUCCEEDED" and rm.LEDGER.find("c") == {}
+    rm.ledger().append(dict(task_id="d", created_at="2026-01-03T00:00:00+00:00", status="PENDING"))
+    assert [t["task_id"] for t in rm.ledger().tasks()] == ["d", "b", "a"]       # the next line is not lost
+    assert rm.ledger().find("a")["status"] == "SUCCEEDED" and rm.ledger().find("c") == {}
 
 
 def test_ledger_sees_lines_other_processes_append(api, tmp_path):
-    rm.LEDGER.append(dict(task_id="mine", created_at=rm._now()))
+    rm.ledger().append(dict(task_id="mine", created_at=rm._now()))
     with open(tmp_path / "tasks.jsonl", "a") as f:          # another server process sharing the directory
         f.write(json.dumps({"task_id": "theirs", "created_at": rm._now()}) + "\n")
-    assert [t["task_id"] for t in rm.LEDGER.tasks()] == ["theirs", "mine"]
+    assert [t["task_id"] for t in rm.ledger().tasks()] == ["theirs", "mine"]
 
 
 def test_ledger_appends_from_many_threads_never_interleave(api, tmp_path):
     def write(n):
         for i in range(50):
-            rm.LEDGER.append(dict(task_id=f"{n}-{i}", created_at=rm._now(), prompt="x" * 3000))
+            rm.ledger().append(dict(task_id=f"{n}-{i}", created_at=rm._now(), prompt="x" * 3000))
     threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
@@ -796,7 +817,7 @@ def test_partial_downloads_left_by_a_killed_process_are_swept(api, tmp_path):
     stale.write_bytes(b"x")
     fresh.write_bytes(b"y")
     os.utime(stale, (time.time() - 2 * 86400,) * 2)
-    rm._sweep_partial_downloads.__wrapped__()            # the undecorated sweep: it runs once per process
+    rm._sweep_partial_downloads.__wrapped__(tmp_path)            # the undecorated sweep: it runs once per process
     assert not stale.exists() and fresh.exists()
 
 
@@ -868,8 +889,9 @@ class FakeRunway:
         with self.lock:
             self.tasks[task_id]["plan"].polls = self.tasks[task_id]["gets"] + 1
 
-    def seen(self, method=None, prefix=""):
-        return [r for r in self.requests if (method is None or r["method"] == method) and r["path"].startswith(prefix)]
+    def seen(self, method=None, prefix="", key=None):
+        return [r for r in self.requests if (method is None or r["method"] == method) and r["path"].startswith(prefix)
+                and key in (None, r.get("key"))]
 
     def bodies(self, endpoint):
         return [r["json"] for r in self.seen("POST", f"/v1/{endpoint}")]
@@ -896,19 +918,20 @@ class FakeRunway:
             if path.startswith("/upload/") and method == "POST":       # the presigned URL: no key needed
                 self.uploads[path] = {"content_type": headers.get("Content-Type", ""), "raw": raw}
                 return 204, {}, b""
-            if headers.get("Authorization") != f"Bearer {KEY}":
+            record["key"] = headers.get("Authorization", "").removeprefix("Bearer ")
+            if record["key"] not in (KEY, KEY2):
                 return 401, {}, b'{"error": "Unauthorized"}'
             if headers.get("X-Runway-Version") != "2024-11-06":
                 return 400, {}, b'{"error": "Missing X-Runway-Version"}'
-            return self.route(method, path, record["json"])
+            return self.route(method, path, record["json"], record["key"])
 
-    def route(self, method, path, body):
+    def route(self, method, path, body, key):
         parts = path.strip("/").split("/")
         if method == "POST" and len(parts) == 2 and parts[1] != "uploads":
-            return self.create(parts[1], body)
+            return self.create(parts[1], body, key)
         if parts[:2] == ["v1", "tasks"] and len(parts) == 3:
             task = self.tasks.get(parts[2])
-            if task is None or (method == "DELETE" and task["deleted"]):
+            if task is None or task["key"] != key or (method == "DELETE" and task["deleted"]):   # others' too
                 return 404, {}, b'{"error": "Task not found"}'
             if method == "DELETE":
                 task["deleted"] = True
@@ -927,14 +950,14 @@ class FakeRunway:
                 "usage": {"models": {"gen4.5": {"dailyGenerations": len(self.tasks)}}}}).encode()
         return 404, {}, b'{"error": "Not found"}'
 
-    def create(self, endpoint, body):
+    def create(self, endpoint, body, key=KEY):
         issues = self.check(endpoint, body)
         if issues:
             return 400, {}, json.dumps({"error": "Validation failed", "issues": issues}).encode()
         task_id = str(uuid.uuid4())
         plan = self.plans.pop(0) if self.plans else Plan(mime="video/mp4" if "video" in endpoint else "image/png")
         self.tasks[task_id] = {"id": task_id, "endpoint": endpoint, "body": body, "plan": plan, "gets": 0,
-                               "deleted": False, "created": time.time()}
+                               "deleted": False, "created": time.time(), "key": key}
         return 200, {}, json.dumps({"id": task_id, "estimatedCost": {"credits": 60}}).encode()
 
     @staticmethod
@@ -2091,7 +2114,7 @@ async def test_a_batch_creates_each_task_once_and_returns_every_result(client, f
     assert data["estimated_credits"] == 8 + 48 + 1                 # gen4_image 1080p, gen4.5 4 s, 11 characters
     assert [Path(item["outputs"][0]["path"]).suffix for item in data["items"]] == [".png", ".mp4", ".mp3"]
     assert seen[-1] == (3, 3) and all(total == 3 for _, total in seen)
-    assert result.content[0].text.startswith("[0] SUCCEEDED") and len(rm.LEDGER.tasks()) == 3
+    assert result.content[0].text.startswith("[0] SUCCEEDED") and len(rm.ledger().tasks()) == 3
     result, again = await call(client, "generate_batch", {"requests": BATCH, "wait": False})
     assert [i["task_id"] for i in again["items"]] == [i["task_id"] for i in data["items"]]     # all reused
     assert len(fake.seen("POST")) == 3
@@ -2445,7 +2468,6 @@ def over_http_in_process(serve, monkeypatch):
 
 
 def http_client(url, token=None):
-    import httpx2
     from mcp.client.streamable_http import streamable_http_client
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=30)
     return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode="legacy")
@@ -2527,10 +2549,193 @@ async def test_http_requires_the_token_when_one_is_set(over_http_in_process):
     assert not result.is_error and data["models"]
 
 
+# Hosting: many people, their own keys, many instances -----------------------------------------------------
+
+SERVER_KEY = "key_" + "5" * 128                 # the operator's own key: never to be spent for a client
+
+
+def spent_with(fake, key):
+    return [r for r in fake.requests if r.get("key") == key]
+
+
+@pytest.mark.anyio
+async def test_each_client_spends_its_own_key_and_sees_only_its_own_tasks_and_files(over_http_in_process, fake,
+                                                                                    out_dir, caplog):
+    caplog.set_level(logging.DEBUG)                         # everything the server logs, to look for the keys in
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAYML_API_SECRET=SERVER_KEY,
+                              RUNWAY_MCP_INPUT_ROOT=str(out_dir)) as url:                # a root over every account
+        async with http_client(url, KEY) as alice, http_client(url, KEY2) as bob:
+            _, mine = await call(alice, "generate_image", {"prompt": "the same fox"})
+            _, theirs = await call(bob, "generate_image", {"prompt": "the same fox"})   # another account: not a twin
+            assert mine["status"] == theirs["status"] == "SUCCEEDED" and mine["task_id"] != theirs["task_id"]
+            assert len(spent_with(fake, KEY)) > 1 and len(spent_with(fake, KEY2)) > 1
+            assert spent_with(fake, SERVER_KEY) == [] and {r["key"] for r in fake.requests if "key" in r} == {KEY, KEY2}
+            _, tasks = await call(bob, "list_tasks")
+            assert [t["task_id"] for t in tasks["tasks"]] == [theirs["task_id"]]
+            _, files = await call(bob, "list_outputs")
+            assert [f["uri"] for f in files["outputs"]] == [theirs["outputs"][0]["uri"]]
+            assert mine["outputs"][0]["uri"] not in {r.uri for r in (await bob.list_resources()).resources}
+            with pytest.raises(MCPError) as caught:
+                await bob.read_resource(mine["outputs"][0]["uri"])
+            assert caught.value.code == -32002
+            for tool in ("get_task", "wait_for_task", "cancel_task"):
+                result, _ = await call(bob, tool, {"task_id": mine["task_id"]})
+                assert result.is_error and "no task" in result.content[0].text, (tool, result.content[0].text)
+            name = Path(mine["outputs"][0]["path"]).name
+            result, _ = await call(bob, "delete_output", {"name": name, "confirm": True})
+            assert result.is_error and Path(mine["outputs"][0]["path"]).exists()
+            result, _ = await call(bob, "generate_video", {"prompt": "x", "image": mine["outputs"][0]["uri"]})
+            assert result.is_error and "is not a saved output" in result.content[0].text
+            result, _ = await call(bob, "generate_video", {"prompt": "x", "image": mine["outputs"][0]["path"]})
+            assert result.is_error and "is not one of your outputs" in result.content[0].text
+            result, _ = await call(bob, "generate_video", {"prompt": "x", "image": theirs["outputs"][0]["path"],
+                                                           "dry_run": True})
+            assert not result.is_error, result.content[0].text
+    assert not fake.tasks[mine["task_id"]]["deleted"]
+    folders = sorted(p.name for p in (out_dir / "accounts").iterdir())
+    assert len(folders) == 2 and all(re.fullmatch(r"[0-9a-f]{16}", f) for f in folders)
+    written = "".join(p.read_text(errors="replace") for p in out_dir.rglob("*") if p.is_file()) + caplog.text
+    assert not [key for key in (KEY, KEY2, KEY[4:], KEY2[4:]) if key in written]         # in no file, no log
+    calls = [json.loads(r.getMessage()) for r in caplog.records if r.name == "runway_mcp.calls"]
+    assert {c["account"] for c in calls} == set(folders)                   # one structured line per call
+    assert {"tool", "outcome", "duration_s", "task_id", "account"} == set(calls[0])
+    assert any(c["tool"] == "generate_image" and c["outcome"] == "ok" and c["task_id"] == mine["task_id"]
+               for c in calls)
+
+
+@pytest.mark.anyio
+async def test_without_a_good_key_a_request_gets_401_and_reaches_nothing(over_http_in_process, fake):
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAYML_API_SECRET=SERVER_KEY) as url:
+        for headers in ({}, {"Authorization": "Bearer sk-not-runway"}, {"Authorization": KEY},
+                        {"Authorization": f"Bearer {KEY}x"}, {"Authorization": f"Basic {KEY}"}):
+            response = requests.post(f"{url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **headers}, timeout=5)
+            assert response.status_code == 401 and "Authorization: Bearer key_" in response.json()["error"]
+            assert response.headers["WWW-Authenticate"].startswith("Bearer") and KEY not in response.text
+        assert requests.get(f"{url}/healthz", timeout=5).text == "ok"
+    assert fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_the_rate_limit_answers_429_with_retry_after_and_sends_nothing(over_http_in_process, fake):
+    with over_http_in_process(RUNWAY_MCP_RATE_LIMIT="2/min", RUNWAY_MCP_KEYS_FROM_CLIENTS="1") as url:
+        async with http_client(url, KEY) as alice:
+            for n in range(2):
+                result, _ = await call(alice, "generate_image", {"prompt": f"take {n}", "wait": False})
+                assert not result.is_error
+            for _ in range(5):                                          # status calls: their own, larger budget
+                assert not (await call(alice, "list_tasks"))[0].is_error
+        posted = len(fake.seen("POST"))
+        call_image = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                      "params": {"name": "generate_image", "arguments": {"prompt": "third"}}}
+        response = requests.post(f"{url}/mcp", json=call_image, timeout=5,
+                                 headers={**MCP_HEADERS, "Authorization": f"Bearer {KEY}"})
+        assert response.status_code == 429 and 1 <= int(response.headers["Retry-After"]) <= 30
+        assert "2 calls that create tasks per 60 s" in response.json()["error"] and len(fake.seen("POST")) == posted
+        async with http_client(url, KEY2) as bob:                   # another client has its own allowance
+            assert not (await call(bob, "generate_image", {"prompt": "mine", "wait": False}))[0].is_error
+
+
+@pytest.mark.anyio
+async def test_browser_origins_get_cors_only_when_allowed(over_http_in_process):
+    allowed, other = "https://app.example.com", "https://evil.example"
+    with over_http_in_process(RUNWAY_MCP_ALLOWED_ORIGINS=allowed, RUNWAY_MCP_HTTP_TOKEN=TOKEN) as url:
+        preflight = lambda origin: requests.options(f"{url}/mcp", timeout=5, headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, mcp-session-id"})
+        ok = preflight(allowed)
+        assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == allowed
+        assert "POST" in ok.headers["Access-Control-Allow-Methods"]
+        assert "authorization" in ok.headers["Access-Control-Allow-Headers"].lower()
+        refused = preflight(other)
+        assert refused.status_code == 400 and "Access-Control-Allow-Origin" not in refused.headers
+        post = lambda origin: requests.post(f"{url}/mcp", json=INITIALIZE, timeout=5, headers={
+            **MCP_HEADERS, "Origin": origin, "Authorization": f"Bearer {TOKEN}"})
+        answered = post(allowed)
+        assert answered.status_code == 200 and answered.headers["Access-Control-Allow-Origin"] == allowed
+        assert "mcp-session-id" in answered.headers["Access-Control-Expose-Headers"].lower()
+        assert answered.headers["Mcp-Session-Id"]
+        blocked = post(other)
+        assert blocked.status_code == 403 and "Access-Control-Allow-Origin" not in blocked.headers   # rebinding
+        assert requests.post(f"{url}/mcp", json=INITIALIZE, timeout=5, headers={
+            **MCP_HEADERS, "Origin": allowed}).status_code == 401                                    # token still
+
+
+@pytest.mark.anyio
+async def test_two_instances_sharing_the_output_folder_serve_one_set_of_tasks(fake, tmp_path):
+    """No sticky sessions, no state in one process alone: what one instance created, another waits on and lists."""
+    fake.plan(seconds=0.5, mime="video/mp4")
+    env = server_env(fake, tmp_path / "shared", RUNWAY_MCP_STATELESS="1", RUNWAY_MCP_HTTP_TOKEN=TOKEN)
+    with http_server(env) as first, http_server(env) as second:
+        async with http_client(first, TOKEN) as one, http_client(second, TOKEN) as two:
+            result, created = await call(one, "generate_video", {"prompt": "a long take", "wait": False})
+            assert not result.is_error
+            result, done = await call(two, "wait_for_task", {"task_id": created["task_id"]})
+            assert done["status"] == "SUCCEEDED" and Path(done["outputs"][0]["path"]).parent == tmp_path / "shared"
+            _, listed = await call(two, "list_tasks")
+            assert listed["tasks"][0]["task_id"] == created["task_id"] and listed["tasks"][0]["status"] == "SUCCEEDED"
+            _, again = await call(one, "generate_video", {"prompt": "a long take"})        # the twin, via the ledger
+            assert again["task_id"] == created["task_id"] and len(fake.seen("POST")) == 1
+            [content] = (await one.read_resource(done["outputs"][0]["uri"])).contents     # saved by the other
+            assert content.mime_type == "video/mp4"
+
+
+class RoundRobin(httpx2.AsyncBaseTransport):
+    """A load balancer without sticky sessions, as an httpx transport: each request goes to the next instance."""
+
+    def __init__(self, urls):
+        self.ports, self.sent = itertools.cycle(int(u.rsplit(":", 1)[1]) for u in urls), []
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request):
+        request.url = request.url.copy_with(port=next(self.ports))
+        self.sent.append(request.url.port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("shared_secret", [True, False])
+async def test_a_confirmation_begun_on_one_instance_is_finished_by_another_that_shares_the_secret(
+        fake, tmp_path, shared_secret):
+    from mcp.client.streamable_http import streamable_http_client
+    env = server_env(fake, tmp_path, RUNWAY_MCP_STATELESS="1", RUNWAY_MCP_HTTP_TOKEN=TOKEN,
+                     RUNWAY_MCP_CONFIRM_ABOVE="50", **({"RUNWAY_MCP_STATE_SECRET": "s" * 40} if shared_secret else {}))
+    asked = []
+
+    async def accept(context, params):
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={})
+    with http_server(env) as first, http_server(env) as second:
+        balancer = RoundRobin([first, second])
+        http = httpx2.AsyncClient(transport=balancer, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        async with Client(streamable_http_client(f"{first}/mcp", http_client=http), mode="2026-07-28",
+                          elicitation_callback=accept) as client:
+            arguments = {"prompt": "a storm", "duration": 10, "wait": False}
+            if shared_secret:
+                result, data = await call(client, "generate_video", arguments)
+                assert not result.is_error and data["status"] == "PENDING" and len(fake.seen("POST")) == 1
+            else:                                   # each process seals with its own key: the other cannot open it
+                with pytest.raises(MCPError, match="requestState"):
+                    await call(client, "generate_video", arguments)
+                assert fake.seen("POST") == []
+    assert asked == ["Generate 10 s of gen4.5 video for about 120 credits?"]
+    assert set(balancer.sent) == {int(first.rsplit(":", 1)[1]), int(second.rsplit(":", 1)[1])}
+
+
 def test_http_refuses_a_public_bind_without_a_token(main, capsys):
     assert main("--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())) == 2
     stderr = capsys.readouterr().err
     assert "RUNWAY_MCP_HTTP_TOKEN" in stderr and len([line for line in stderr.splitlines() if "refusing" in line]) == 1
+
+
+def test_http_refuses_a_token_and_client_keys_together(main, serve, capsys):
+    serve(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAY_MCP_HTTP_TOKEN=TOKEN)
+    assert main("--transport", "http", "--port", str(free_port())) == 2
+    stderr = capsys.readouterr().err
+    assert "unset RUNWAY_MCP_HTTP_TOKEN" in stderr and TOKEN not in stderr
 
 
 # The viewer in a real browser -----------------------------------------------------------------------------
