@@ -1,6 +1,6 @@
 # `make run` serves MCP over stdio, `make run-http` over HTTP; `make test` runs every test, `make test-fast`
-# all but the slow integration tests (packaging, the browser). Each installs into .venv on first use, and
-# the tests' Node.js tools into .tools.
+# all but the slow integration tests (several processes, packaging, the browser). Each installs into .venv on
+# first use, and the tests' Node.js tools into .tools.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

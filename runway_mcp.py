@@ -24,6 +24,7 @@ import base64
 import contextlib
 import contextvars
 import dataclasses
+import difflib
 import errno
 import functools
 import hashlib
@@ -111,8 +112,13 @@ TOOLSETS = {
     "files": ("upload_file", "list_outputs", "delete_output"),
     "account": ("get_account",),
     "batch": ("generate_batch",),
+    "recipes": ("run_recipe",),
+    "avatars": ("generate_avatar_video",),
+    "workflows": ("list_workflows", "run_workflow"),
+    "router": ("generate_with_router",),
+    "voices": ("list_voices", "create_voice"),
 }
-GENERATION_GROUPS = ("image", "video", "audio", "batch")
+GENERATION_GROUPS = ("image", "video", "audio", "batch", "recipes", "avatars", "workflows", "router")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1116,6 +1122,318 @@ def estimate_credits(body: dict) -> float | None:
     return None                                     # priced by the length of an input, unknown here
 
 
+# Beyond models: recipes, avatar videos, the model router, published workflows (runway-api.md 3.15, 2.6, 4.3).
+# These endpoints take no `model` from the catalog above; their bodies are described by shape rules instead,
+# which conform() checks (and list_models shows) as a model's fields are checked. A rule is one of:
+#   bool, str, int, float          a value of that type (int for float too); (str, float, bool): any of those
+#   ("a", "b"), range(4, 16)       one of these values; Text(n): a text of at most n characters
+#   Media(kinds)                   a media argument: URL, data: URI, runway:// URI, saved output or local path
+#   Obj({field: rule}, "needs")    an object with these fields, the ones in `needs` required
+#   ListOf(rule, fewest, most)     a list; `once`: item field -> values that may appear in one item only
+#   Choice(key, {value: Obj})      one of several objects, told apart by the value of `key` (or, with key None,
+#                                  by which shape's required fields are present)
+
+class MediaRule(NamedTuple):
+    kinds: tuple[str, ...]
+
+
+class Obj(NamedTuple):
+    fields: dict[str, Any]
+    needs: str = ""
+
+
+class ListOf(NamedTuple):
+    item: Any
+    fewest: int = 0
+    most: int | None = None                  # None: Runway states no limit
+    once: dict[str, tuple] = {}
+
+
+class Choice(NamedTuple):
+    key: str | None
+    shapes: dict[str, Obj]
+
+
+IMAGE, VIDEO, AUDIO = MediaRule(("image",)), MediaRule(("video",)), MediaRule(("audio",))
+IMAGE_REF, VIDEO_REF, AUDIO_REF = Obj({"uri": IMAGE}, "uri"), Obj({"uri": VIDEO}, "uri"), Obj({"uri": AUDIO}, "uri")
+PRIMITIVE = (str, float, bool)
+TYPE_NAMES = {bool: "true or false", str: "text", int: "a whole number", float: "a number"}
+SECONDS_4_15 = range(4, 16)
+
+
+class Recipe(NamedTuple):
+    """A ready-made production: POST /v1/recipes/<name> with `inputs` by Runway's field names, and a version."""
+
+    kind: str                               # what it makes: image | video
+    about: str
+    inputs: Obj | Choice
+    versions: tuple[str, ...] = ("2026-06",)    # dated versions, oldest first: the newest is the default
+    check: Callable[[dict], str | None] | None = None   # a rule across fields: why the inputs do not fit, or None
+
+
+def _shots_fill_duration(inputs: dict) -> str | None:
+    """multi_shot_video, custom mode: the shots' durations add up to the video's (10 s unless given)."""
+    if inputs.get("mode") != "custom":
+        return None
+    shots, total = sum(shot["duration"] for shot in inputs["shots"]), inputs.get("duration", 10)
+    return None if shots == total else (f"inputs.shots: the shots' durations add up to {shots} s, and must add up "
+                                        f"to inputs.duration ({total} s)")
+
+
+AD_LANGUAGES = ("ar", "zh", "zh-Hant", "nl", "en", "fr", "de", "hi", "id", "it", "ja", "ko", "pl", "pt", "ru", "es",
+                "sv", "th", "tr", "uk", "vi", "el")
+MULTI_SHOT = {"audio": bool, "duration": (5, 10, 15), "firstFrame": IMAGE_REF,
+              "ratio": ("1280:720", "720:1280", "960:960", "1920:1080", "1080:1920", "1440:1440")}
+RECIPES = {
+    "ad_localization": Recipe("image", "an ad image localized into another language",
+                              Obj({"referenceImage": IMAGE_REF, "targetLanguage": AD_LANGUAGES},
+                                  "referenceImage targetLanguage")),
+    "marketing_stock_image": Recipe("image", "marketing stock images from a brief (4 unless outputCount says)",
+                                    Obj({"prompt": Text(3500), "outputCount": range(1, 5),
+                                         "quality": ("low", "medium", "high"), "referenceImage": IMAGE_REF}, "prompt")),
+    "multi_shot_video": Recipe("video", "a multi-shot video from a story (mode auto: 5 shots) or a shot list "
+                                        "(mode custom: 3-5 shots)", Choice("mode", {
+                                   "auto": Obj({"mode": ("auto",), "prompt": str, **MULTI_SHOT}, "mode prompt"),
+                                   "custom": Obj({"mode": ("custom",), **MULTI_SHOT, "shots": ListOf(
+                                       Obj({"duration": int, "prompt": str}, "duration prompt"), 3, 5)},
+                                       "mode shots")}), check=_shots_fill_duration),
+    "product_ad": Recipe("video", "a product video ad from product images (the first is the hero)",
+                         Obj({"productImages": ListOf(IMAGE_REF, 1, 10), "styleImages": ListOf(IMAGE_REF, 0, 4),
+                              "audio": bool, "duration": SECONDS_4_15, "productInfo": str, "userConcept": str,
+                              "ratio": ("1280:720", "720:1280", "960:960", "834:1112", "1920:1080", "1080:1920",
+                                        "1440:1440", "1248:1664")}, "productImages"),
+                         versions=("2026-06", "2026-07")),
+    "product_campaign_image": Recipe("image", "four campaign images that keep a product as it is",
+                                     Obj({"image": IMAGE_REF, "prompt": str}, "image prompt")),
+    "product_swap": Recipe("video", "a video (1.8-15 s) with its product swapped for another",
+                           Obj({"newProductImages": ListOf(Obj({"uri": IMAGE, "view": ("front", "side", "back")},
+                                                               "uri"), 1, 10),
+                                "originalProductImage": IMAGE_REF, "referenceVideo": VIDEO_REF, "audio": bool,
+                                "duration": SECONDS_4_15, "resolution": ("720p", "1080p")},
+                               "newProductImages originalProductImage referenceVideo")),
+    "product_ugc": Recipe("video", "a UGC-style ad: a person presenting a product to camera",
+                          Obj({"characterImage": IMAGE_REF, "productImage": IMAGE_REF, "audio": bool,
+                               "duration": SECONDS_4_15, "productInfo": str, "userConcept": str,
+                               "ratio": ("720:1280", "1080:1920")}, "characterImage productImage")),
+}
+UNSAFE_LATEST = "unsafe-latest"             # tracks Runway's newest recipe version: may change without notice
+
+# Avatar videos (gwm1_avatars): a preset avatar or a custom one, speaking a script (in a preset or custom voice)
+# or an audio track.
+AVATAR_MODEL = "gwm1_avatars"
+AVATAR_PRESETS = ("game-character", "music-superstar", "game-character-man", "cat-character", "influencer",
+                  "tennis-coach", "human-resource", "fashion-designer", "cooking-teacher")
+LIVE_VOICES = ("victoria", "vincent", "clara", "drew", "skye", "max", "morgan", "felix", "mia", "marcus", "summer",
+               "ruby", "aurora", "jasper", "leo", "adrian", "nina", "emma", "blake", "david", "maya", "nathan", "sam",
+               "georgia", "petra", "adam", "zach", "violet", "roman", "luna")
+VOICE_DESIGN_MODEL = "eleven_ttv_v3"        # the newer of Runway's two voice design models
+
+# The model router's inputs, by kind (POST /v1/generate/<kind> with a saved router config).
+MODERATION = Obj({"publicFigureThreshold": ("auto", "low")})
+KEYFRAME_RANGE = Obj({"end_seconds": int, "start_seconds": int}, "end_seconds start_seconds")
+ROUTER_INPUTS = {
+    "video": Obj({
+        "aspectRatio": ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9"), "audio": bool, "contentModeration": MODERATION,
+        "duration": int, "keyframes": ListOf(Choice(None, {
+            "seconds": Obj({"seconds": float, "uri": IMAGE, "range": KEYFRAME_RANGE}, "seconds uri"),
+            "at": Obj({"at": float, "uri": IMAGE, "range": KEYFRAME_RANGE}, "at uri")})),
+        "negativePrompt": str, "promptText": str, "referenceAudio": ListOf(AUDIO_REF),
+        "referenceImages": ListOf(Obj({"role": ("first", "last", "reference"), "uri": IMAGE}, "role uri"),
+                                  once={"role": ("first", "last")}),
+        "referenceVideos": ListOf(Obj({"role": ("source", "reference"), "uri": VIDEO}, "role uri"),
+                                  once={"role": ("source",)}),
+        "resolution": ("480p", "720p", "1080p", "4k"), "seed": int}),
+    "image": Obj({
+        "promptText": str, "aspectRatio": ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "2:3", "3:2", "4:5", "5:4"),
+        "contentModeration": MODERATION, "outputCount": range(1, 11), "referenceImages": ListOf(IMAGE_REF),
+        "resolution": ("1k", "2k", "4k"), "seed": int}, "promptText"),
+    "audio": Obj({
+        "promptText": str, "type": ("speech", "audio"), "duration": float, "loop": bool,
+        "referenceAudios": ListOf(AUDIO_REF, 0, 3),
+        "voice": Choice("type", {"preset": Obj({"type": ("preset",), "presetId": VOICES}, "type presetId"),
+                                 "reference-audio": Obj({"type": ("reference-audio",), "audioUri": AUDIO},
+                                                        "type audioUri")})}, "promptText type"),
+}
+
+# A published workflow's inputs: node id -> output key -> a typed value (a bare text, number or true/false is a
+# primitive).
+WORKFLOW_VALUE = Choice("type", {
+    "primitive": Obj({"type": ("primitive",), "value": PRIMITIVE}, "type value"),
+    **{kind: Obj({"type": (kind,), "uri": MediaRule((kind,))}, "type uri") for kind in ("image", "video", "audio")}})
+
+
+def conform(value: Any, rule: Any, where: str) -> Any:
+    """`value` checked against a shape rule, with Media in place of each media field. A value that does not fit is
+    a RunwayError naming it by its path (e.g. inputs.productImages[2].uri) and saying what fits."""
+    if isinstance(rule, MediaRule):
+        if not isinstance(value, str) or not value.strip():
+            raise RunwayError(f"{where} takes {' or '.join(rule.kinds)}: a URL, data: URI, runway:// URI, saved "
+                              "output URI or local path")
+        return Media(value, rule.kinds, where)
+    if isinstance(rule, Obj | Choice):
+        return _conform_object(value, rule, where)
+    if isinstance(rule, ListOf):
+        return _conform_list(value, rule, where)
+    if _fits(value, rule):
+        return value
+    if isinstance(rule, Text) and isinstance(value, str):
+        raise RunwayError(f"{where} has {_utf16_length(value)} characters; it takes {rule}")
+    wanted = (" or ".join(TYPE_NAMES[t] for t in rule) if _types(rule) else TYPE_NAMES.get(rule)
+              or f"one of: {describe_rule(rule)}")
+    raise RunwayError(f"{where}={_shorten(repr(value), 80)} does not fit: it takes {wanted}")
+
+
+def _types(rule: Any) -> bool:
+    """Whether a rule is a tuple of types (a value of any of them), as opposed to a tuple of allowed values."""
+    return type(rule) is tuple and all(map(inspect.isclass, rule))
+
+
+def _fits(value: Any, rule: Any) -> bool:
+    """Whether a value fits a rule that is a type, a tuple of types or of values, a range, Between or Text."""
+    if inspect.isclass(rule):                           # True is an int to Python, not to Runway
+        return isinstance(value, rule) and (rule is bool or not isinstance(value, bool)) or (
+            rule is float and isinstance(value, int) and not isinstance(value, bool))
+    if _types(rule):
+        return any(_fits(value, t) for t in rule)
+    if type(rule) is tuple:
+        return any(type(value) is type(v) and value == v for v in rule)
+    if isinstance(rule, range):
+        return type(value) is int and value in rule
+    return not isinstance(value, bool) and value in rule          # Between, Text
+
+
+def _conform_object(value: Any, rule: Obj | Choice, where: str) -> dict:
+    if isinstance(rule, Obj) and rule.needs == "uri" and isinstance(value, str):
+        value = {"uri": value}                          # a bare URI for an {uri} object
+    if not isinstance(value, dict):
+        raise RunwayError(f"{where} takes an object with {_describe_fields(rule)}")
+    value = {k: v for k, v in value.items() if v is not None}
+    if isinstance(rule, Choice):
+        rule = _chosen(value, rule, where)
+    if missing := sorted(_fields(rule.needs) - value.keys()):
+        raise RunwayError(f"{where}.{missing[0]} is required (it takes {_describe_fields(rule)})")
+    if extra := sorted(value.keys() - rule.fields.keys()):
+        raise RunwayError(f"{where}.{extra[0]} is not a field here; it takes {_describe_fields(rule)}")
+    return {k: conform(v, rule.fields[k], f"{where}.{k}") for k, v in value.items()}
+
+
+def _chosen(value: dict, rule: Choice, where: str) -> Obj:
+    if rule.key is None:                                # told apart by which required fields are present
+        for shape in rule.shapes.values():
+            if _fields(shape.needs) <= value.keys():
+                return shape
+        shapes = " or ".join(" and ".join(shape.needs.split()) for shape in rule.shapes.values())
+        raise RunwayError(f"{where} needs one of: {shapes}")
+    if value.get(rule.key) not in rule.shapes:
+        raise RunwayError(f"{where}.{rule.key}={value.get(rule.key)!r} is not one of: {', '.join(rule.shapes)}")
+    return rule.shapes[value[rule.key]]
+
+
+def _conform_list(value: Any, rule: ListOf, where: str) -> list:
+    if not isinstance(value, list):
+        raise RunwayError(f"{where} takes a list")
+    if len(value) < rule.fewest or rule.most is not None and len(value) > rule.most:
+        raise RunwayError(f"{where} has {len(value)} items; it takes {_count_range(rule)}")
+    items = [conform(item, rule.item, f"{where}[{i}]") for i, item in enumerate(value)]
+    for key, values in rule.once.items():
+        for only in values:
+            if sum(item.get(key) == only for item in items) > 1:
+                raise RunwayError(f"{where}: at most one item may have {key} {only!r}")
+    return items
+
+
+def _count_range(rule: ListOf) -> str:
+    return f"{rule.fewest}-{rule.most}" if rule.most is not None else f"at least {rule.fewest}"
+
+
+def describe_rule(rule: Any) -> str:
+    """A shape rule in a few words, for list_models and errors: "1-10 of image", "{uri: image, view?: front, ...}"."""
+    if isinstance(rule, MediaRule):
+        return " or ".join(rule.kinds)
+    if isinstance(rule, Obj):
+        return rule.fields["uri"].kinds[0] if rule.needs == "uri" and len(rule.fields) == 1 else (
+            "{" + _describe_fields(rule) + "}")
+    if isinstance(rule, Choice):
+        return " | ".join(describe_rule(shape) for shape in rule.shapes.values())
+    if isinstance(rule, ListOf):
+        count = "" if (rule.fewest, rule.most) == (0, None) else f"{_count_range(rule)} "
+        return f"list of {count}{describe_rule(rule.item)}"
+    if inspect.isclass(rule) or _types(rule):
+        return "/".join(TYPE_NAMES[t].removeprefix("a ") for t in (rule if _types(rule) else (rule,)))
+    return "|".join(map(str, rule)) if type(rule) is tuple else _describe(rule)
+
+
+def _describe_fields(rule: Obj | Choice) -> str:
+    if isinstance(rule, Choice):
+        return " | ".join(_describe_fields(shape) for shape in rule.shapes.values())
+    needs = _fields(rule.needs)
+    return ", ".join(f"{name}{'' if name in needs else '?'}: {describe_rule(sub)}"
+                     for name, sub in rule.fields.items())
+
+
+def subject(endpoint: str, body: dict) -> str:
+    """What a request runs, for the ledger and the person: its model, recipe, router config or workflow."""
+    return str(body.get("model") or body.get("configId") or endpoint.partition("/")[2] or endpoint)
+
+
+def made_kind(endpoint: str, body: dict) -> str:
+    """What a request makes: image, video or audio, or "workflow" (a published workflow makes what it makes)."""
+    family, _, name = endpoint.partition("/")
+    if model := MODELS.get(body.get("model")):
+        return model.kind
+    return {"recipes": RECIPES[name].kind if name in RECIPES else "media", "generate": name,
+            "avatar_videos": "video", "workflows": "workflow"}.get(family, "media")
+
+
+# What list_models shows beside the models: name -> (kind, the tool that runs it, what it is).
+OTHERS = {**{name: (recipe.kind, "run_recipe", recipe.about) for name, recipe in RECIPES.items()},
+          AVATAR_MODEL: ("video", "generate_avatar_video", "an avatar speaking a script or an audio track"),
+          **{f"router:{kind}": (kind, "generate_with_router", f"the model router's {kind} input")
+             for kind in ROUTER_INPUTS}}
+
+
+def others_index(kind: str | None = None) -> list[str]:
+    """Index lines for recipes, avatar videos and router inputs, a line per tool."""
+    by_tool: dict[str, list[str]] = {}
+    for name, (made, tool_name, _) in OTHERS.items():
+        if kind in (None, made):
+            by_tool.setdefault(tool_name, []).append(f"{name} {made}" if tool_name == "run_recipe" else name)
+    return [f"{tool_name}: {', '.join(names)}" for tool_name, names in by_tool.items()]
+
+
+def other_detail(name: str) -> str:
+    """What list_models(model=NAME) shows for a recipe, the avatar model or a router input."""
+    kind, tool_name, about = OTHERS[name]
+    if recipe := RECIPES.get(name):
+        older = f"; older: {', '.join(recipe.versions[:-1])}" if len(recipe.versions) > 1 else ""
+        return "\n".join([f"{name} (recipe, {kind}; {tool_name}): {about}",
+                          f"version: {recipe.versions[-1]} (default){older}; {UNSAFE_LATEST} follows Runway's newest",
+                          "inputs (? = optional; an {uri} field also takes a bare URI or path):",
+                          *_field_lines(recipe.inputs)])
+    if name == AVATAR_MODEL:
+        return "\n".join([f"{name} ({kind}; {tool_name}): {about}", f"avatar presets: {', '.join(AVATAR_PRESETS)}",
+                          f"voice presets (with text): {', '.join(LIVE_VOICES)}",
+                          "or your own avatar's id, and a voice id from list_voices or create_voice"])
+    return "\n".join([f"{name} ({tool_name} kind={kind}): {about}; input (? = optional):",
+                      *_field_lines(ROUTER_INPUTS[kind])])
+
+
+def _field_lines(rule: Obj | Choice) -> list[str]:
+    if isinstance(rule, Choice):
+        return [line for value, shape in rule.shapes.items() for line in (f"{rule.key} {value}:", *_field_lines(shape))]
+    needs = _fields(rule.needs)
+    return [f"  {name}{'' if name in needs else '?'}: {describe_rule(sub)}" for name, sub in rule.fields.items()]
+
+
+def prompt_of(body: dict) -> str:
+    """A request's words, for the ledger and list_tasks: its prompt or script, wherever its endpoint keeps them."""
+    for where in (body, body.get("input"), body.get("speech")):
+        for key in ("promptText", "prompt", "text", "userConcept"):
+            if isinstance(where, dict) and isinstance(where.get(key), str):
+                return where[key]
+    return ""
+
+
 ##############################################################################
 # Client
 ##############################################################################
@@ -1263,19 +1581,44 @@ def task_id_arg(value: str) -> str:
 
 
 def create_task(endpoint: str, body: dict) -> dict:
-    """POST /v1/<endpoint>; returns {id, estimatedCost}."""
+    """POST /v1/<endpoint>; returns {id, estimatedCost} (the router: {id, routing}; avatar videos and workflow
+    runs: {id})."""
     task = api("POST", f"/v1/{endpoint}", body=body, creating=True)
     if not isinstance(task.get("id"), str):
         raise RunwayError(f"Runway accepted the request but returned no task id; {CREATE_UNSURE}")
     return task
 
 
+# A published workflow's run is a workflow invocation, not a task: it has its own status URL, outputs node by
+# node, and no cancel. The ledger records it under the endpoint "workflows/<workflow id>".
+WORKFLOW_RUN = "workflows/"
+
+
+def is_workflow_run(task_id: str) -> bool:
+    return (ledger().find(task_id).get("endpoint") or "").startswith(WORKFLOW_RUN)
+
+
 def fetch_task(task_id: str, *, attempts: int = 4) -> dict:
+    """GET a task, or a workflow run (the ledger says which) in a task's shape."""
+    if is_workflow_run(task_id):
+        return _as_task(api("GET", f"/v1/workflow_invocations/{task_id}", task_id=task_id, timeout=poll_timeout(),
+                            attempts=attempts))
     return api("GET", f"/v1/tasks/{task_id}", task_id=task_id, timeout=poll_timeout(), attempts=attempts)
+
+
+def _as_task(invocation: dict) -> dict:
+    """A workflow invocation as a task: its output links, node by node, in one list."""
+    output = invocation.get("output")
+    links = [url for urls in output.values() if isinstance(urls, list) for url in urls] if isinstance(
+        output, dict) else []
+    return {**invocation, "output": links}
 
 
 def cancel(task_id: str) -> bool:
     """DELETE /v1/tasks/{id}; False when Runway had already cancelled or deleted it (404)."""
+    if is_workflow_run(task_id):
+        raise RunwayError(f"{task_id} is a workflow run, and Runway has no way to cancel one: it runs to the end "
+                          "(get_task shows how far it is)", task_id=task_id)
     try:
         api("DELETE", f"/v1/tasks/{task_id}", task_id=task_id)
     except RunwayError as error:
@@ -2140,6 +2483,7 @@ def budget_status() -> dict | None:
 
 def _units(body: dict) -> tuple[str, float]:
     """What a learned price is per: seconds of output, images, or the request."""
+    body = body.get("input") if isinstance(body.get("input"), dict) else body     # the router's settings
     if isinstance(body.get("duration"), int | float):
         return "second", float(body["duration"])
     if isinstance(body.get("outputCount"), int):
@@ -2155,18 +2499,21 @@ def estimate(endpoint: str, body: dict) -> Estimate:
     if model and re.search(r" of input$", model.credits):
         return Estimate(None, f"{body.get('model')} is priced by the length of its input, unknown here")
     unit, amount = _units(body)
-    rates = []
+    name, rates = subject(endpoint, body), []
     for record in ledger().tasks():
-        if (record.get("model"), record.get("endpoint")) == (body.get("model"), endpoint) and isinstance(
-                record.get("estimated_credits"), int | float):
-            their_unit, their_amount = _units(record.get("arguments") or {})
-            if their_unit == unit and their_amount > 0:
-                rates.append(record["estimated_credits"] / their_amount)
+        if record.get("endpoint") != endpoint or subject(endpoint, record.get("arguments") or {}) != name:
+            continue
+        figure = next((record[k] for k in ("estimated_credits", "cost_credits")       # Runway's estimate, else the
+                       if isinstance(record.get(k), int | float)), None)              # cost (some return none)
+        their_unit, their_amount = _units(record.get("arguments") or {})
+        if figure is not None and their_unit == unit and their_amount > 0:
+            rates.append(figure / their_amount)
     if not rates:
-        return Estimate(None, f"no price hint for {body.get('model')} and no earlier task with it on {endpoint} "
-                              "to learn Runway's estimate from")
-    return Estimate(max(rates) * amount, f"learned from Runway's estimates of {len(rates)} earlier "
-                                         f"{body.get('model')} task{'s' if len(rates) > 1 else ''}, per {unit}")
+        return Estimate(None, f"no price hint for {name} and no earlier task with it on {endpoint} to learn "
+                              "Runway's estimate from")
+    return Estimate(max(rates) * amount, f"learned from Runway's figures for {len(rates)} earlier {name} "
+                                         f"task{'s' if len(rates) > 1 else ''}, per {unit}")
+
 
 
 def fingerprint(tool_name: str, endpoint: str, body: dict, local: Mapping["Media", LocalFile | None]) -> str:
@@ -2285,9 +2632,9 @@ TaskReply = Annotated[CallToolResult, TaskResult]
 # Said once here rather than in every tool: hosts send these instructions to the model with the tool list.
 INSTRUCTIONS = """\
 Runway image, video and audio generation. Generation tools spend credits; each says its price, list_models \
-has the rest. Every generation tool also takes: model (a Runway model id; list_models(model=...) shows its \
-ratios, durations, inputs and options); options (other fields of that model by their Runway API name, e.g. \
-{"audio": false}); dry_run (true: check the request and show it with a credit estimate, sending nothing); \
+has the rest. Generation tools also take: model (a Runway model id; list_models(model=...) shows its \
+ratios, durations, inputs and options) and options (other fields of that model by their Runway API name, \
+e.g. {"audio": false}), where listed; dry_run (true: check the request and show it with a credit estimate, sending nothing); \
 wait and max_wait_s (a call waits about 45 s at most, then returns a handle: if status is not final, call \
 wait_for_task(task_id); nothing is lost); new (true for a deliberate second task: an identical request within \
 minutes otherwise returns the first). Media arguments take an https:// URL, a data: URI, a runway:// \
@@ -2576,22 +2923,24 @@ class Generator(NamedTuple):
 GENERATORS: dict[str, Generator] = {}
 
 
-def generation(title: str, names: Mapping[str, str] = {}):
+def generation(title: str, names: Mapping[str, str] = {}, *, options: bool = True):
     """Register a generation tool: fn maps its own arguments to a TaskRequest; run_task does the rest.
 
-    The tool takes fn's arguments and Run's. `names` maps body fields to fn's argument names where they
-    differ from ARGUMENT_NAMES, for error messages. Before the call runs, a resolver may ask the person to
-    confirm the spend (RUNWAY_MCP_CONFIRM_ABOVE); its answer arrives as `confirmation`.
+    The tool takes fn's arguments and Run's (without `options` where fn's own arguments take every field).
+    `names` maps body fields to fn's argument names where they differ from ARGUMENT_NAMES, for error messages.
+    Before the call runs, a resolver may ask the person to confirm the spend (RUNWAY_MCP_CONFIRM_ABOVE); its
+    answer arrives as `confirmation`.
     """
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=Run._field_defaults[name],
-                                annotation=Run.__annotations__[name]) for name in Run._fields]
+                                annotation=Run.__annotations__[name]) for name in Run._fields
+              if options or name != "options"]
     context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context)
 
     def register(fn):
         GENERATORS[fn.__name__] = Generator(validate_call(fn), names)
         own = inspect.signature(fn)
         resolver = _confirmation_resolver(lambda arguments: [_single_plan(fn.__name__, arguments)],
-                                          [*own.parameters, *Run._fields])
+                                          [*own.parameters, *(p.name for p in shared)])
         confirmation = inspect.Parameter("confirmation", inspect.Parameter.KEYWORD_ONLY, default=None,
                                          annotation=Annotated[ElicitationResult[Confirm], Resolve(resolver)])
 
@@ -2630,9 +2979,11 @@ def prepare(request: TaskRequest, run: Run, tool_name: str, names: Mapping[str, 
     for key in run.options or {}:
         if key in names:
             raise RunwayError(f"options.{key} is the {names[key]} argument of this tool; set it there")
+    if run.options and endpoint not in ENDPOINT_CODES:
+        raise RunwayError(f"options: {tool_name} takes no options; every field goes in its own arguments")
     body = {k: v for k, v in {**body, **(run.options or {})}.items() if v is not None}   # send only what was given
     apply_defaults(endpoint, body)
-    notes = check_model(endpoint, body, names)
+    notes = check_model(endpoint, body, names) if endpoint in ENDPOINT_CODES else []   # the others: conform()
     local = {media: check_media(media) for media in _media_in(body)}       # each file is checked once
     body = _replace(body, KindOf, lambda k: kind_of(k.media, local[k.media]))
     described = _replace(body, Media, lambda m: describe_media(m, local[m]))
@@ -2680,13 +3031,17 @@ def _create(plan: Plan) -> dict:
         if refusal := budget_refusal(plan.estimate):    # again, now that no other task can slip in
             raise RunwayError(refusal)
         created = create_task(plan.endpoint, body)
-        task_id = created["id"]
-        estimate = (created.get("estimatedCost") or {}).get("credits")
-        log.info("created %s task %s with %s (estimate %s credits)", plan.endpoint, task_id, body["model"], estimate)
+        task_id, routing = created["id"], created.get("routing") or {}
+        estimate = (created.get("estimatedCost") or routing.get("estimatedCost") or {}).get("credits")
+        ran = routing.get("model") or subject(plan.endpoint, body)
+        if routing.get("model"):
+            provider = f" ({routing['provider']})" if routing.get("provider") else ""
+            plan.notes.append(f"the router chose {ran}{provider}")
+        log.info("created %s task %s with %s (estimate %s credits)", plan.endpoint, task_id, ran, estimate)
         try:
             ledger().append(LedgerRecord(
-                task_id=task_id, created_at=_now(), tool=plan.tool, endpoint=plan.endpoint, model=body["model"],
-                prompt=str(body.get("promptText", ""))[:2000], status="PENDING", arguments=elide_blobs(plan.described),
+                task_id=task_id, created_at=_now(), tool=plan.tool, endpoint=plan.endpoint, model=ran,
+                prompt=prompt_of(body)[:2000], status="PENDING", arguments=elide_blobs(plan.described),
                 estimated_credits=estimate if estimate is not None else plan.estimate.credits,
                 fingerprint=plan.fingerprint))
         except OSError as error:
@@ -2786,12 +3141,14 @@ def _total(plans: list[Plan]) -> Estimate:
 def _what(plans: list[Plan]) -> str:
     """What the person is asked to pay for, in their words: "Generate 10 s of gen4.5 video"."""
     def one(plan: Plan) -> str:
-        model = MODELS.get(plan.body["model"])
-        kind = model.kind if model else "media"
-        if isinstance(plan.body.get("duration"), int | float) and kind == "video":
-            return f"{plan.body['duration']:g} s of {plan.body['model']} video"
-        count = plan.body.get("outputCount") or 1
-        return f"{count} {plan.body['model']} {kind}{'s' if count > 1 and kind == 'image' else ''}"
+        name, kind = subject(plan.endpoint, plan.body), made_kind(plan.endpoint, plan.body)
+        body = plan.body.get("input") or plan.body            # the router's settings are in its input
+        if kind == "workflow":
+            return f"a run of workflow {name}"
+        if isinstance(body.get("duration"), int | float) and kind == "video":
+            return f"{body['duration']:g} s of {name} video"
+        count = body.get("outputCount") or 1
+        return f"{count} {name} {kind}{'s' if count > 1 and kind == 'image' else ''}"
     if len(plans) == 1:
         return f"Generate {one(plans[0])}"
     return f"Create {len(plans)} tasks ({', '.join(one(p) for p in plans)})"
@@ -2912,6 +3269,10 @@ def task_result(poll: Poll, elapsed: float, outputs: list[Output], notes: list[s
     notes = list(notes)
     if poll.error:
         notes.append(f"the latest status check failed ({poll.error}); the status shown is the last known")
+    for node, error in list((task.get("nodeErrors") or {}).items())[:5]:      # a workflow run's failed steps
+        if isinstance(error, dict):
+            code = f" ({error['failureCode']})" if error.get("failureCode") else ""
+            notes.append(f"workflow node {error.get('nodeName') or node} failed: {error.get('message')}{code}")
     estimate = (task.get("estimatedCost") or {}).get("credits")
     return TaskResult(
         task_id=task["id"], status=str(task.get("status") or "UNKNOWN"), progress=_progress_of(task), outputs=outputs,
@@ -3262,6 +3623,280 @@ def convert_to_hdr(
     return TaskRequest(HDR, body)
 
 
+# Beyond models: recipes, avatar videos, the model router, published workflows. Their arguments are checked by
+# conform() against the shape rules in the catalog, so that errors name inputs.<field> as Runway names it.
+RUNWAY_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"          # safe in a URL path: ids, slugs
+
+
+@generation("Run recipe", options=False)
+def run_recipe(
+    recipe: Literal[tuple(RECIPES)],
+    inputs: Annotated[dict[str, Any], Field(description="the recipe's fields by Runway's names (list_models(model="
+                                                         "RECIPE)); media fields take any media argument")],
+    version: Annotated[str | None, Field(description="default: the newest dated one", max_length=20)] = None,
+) -> TaskRequest:
+    """Run a Runway recipe: a ready-made production such as a product ad or a multi-shot video.
+
+    Costs credits; Runway estimates each run at creation.
+    """
+    spec = RECIPES[recipe]
+    if version is not None and version not in (*spec.versions, UNSAFE_LATEST):
+        raise RunwayError(f"version={version!r} is not a version of {recipe}; versions: {', '.join(spec.versions)}, "
+                          f"or {UNSAFE_LATEST} (Runway's newest, which may change without notice)")
+    if "version" in inputs:
+        raise RunwayError("inputs.version: pass it as the version argument")
+    body = conform(inputs, spec.inputs, "inputs")
+    if spec.check and (problem := spec.check(body)):
+        raise RunwayError(problem)
+    return TaskRequest(f"recipes/{recipe}", {**body, "version": version or spec.versions[-1]})
+
+
+def _preset_or_id(value: str, presets: tuple[str, ...], argument: str) -> str | None:
+    """The preset a value names (in any case), or None for an id of the person's own. A near miss of a preset is
+    refused: sent as an id, it would only fail at Runway."""
+    value = value.strip()
+    if preset := next((p for p in presets if p.lower() == value.lower()), None):
+        return preset
+    if close := difflib.get_close_matches(value.lower(), presets, n=1, cutoff=0.75):
+        raise RunwayError(f"{argument}={value!r} is not a preset; did you mean {close[0]!r}? Presets: "
+                          f"{', '.join(presets)}")
+    return None
+
+
+@generation("Generate avatar video", options=False)
+def generate_avatar_video(
+    avatar: Annotated[str, Field(description="a preset (list_models(model='gwm1_avatars')) or your avatar's id",
+                                 min_length=1, max_length=100)],
+    text: Annotated[str | None, Field(description="a script to speak", min_length=1, max_length=32000)] = None,
+    audio: Annotated[MediaArg | None, Field(description="speech to lip-sync, instead of text")] = None,
+    voice: Annotated[str | None, Field(description="with text: a preset or your voice's id (list_voices); "
+                                                   "default: the avatar's", max_length=100)] = None,
+) -> TaskRequest:
+    """Make a video of an avatar speaking a script or an audio track.
+
+    Costs credits; Runway prices it at creation.
+    """
+    if (text is None) == (audio is None):
+        raise RunwayError("pass text (a script for the avatar to speak) or audio (speech to lip-sync): one of them")
+    if voice is not None and text is None:
+        raise RunwayError("voice goes with text; with audio, the recording's own voice speaks")
+    preset = _preset_or_id(avatar, AVATAR_PRESETS, "avatar")
+    body_avatar = {"type": "runway-preset", "presetId": preset} if preset else {"type": "custom",
+                                                                                "avatarId": avatar.strip()}
+    if text is not None:
+        speech: dict = {"type": "text", "text": text}
+        if voice is not None:
+            named = _preset_or_id(voice, LIVE_VOICES, "voice")
+            speech["voice"] = ({"type": "preset", "presetId": named} if named else
+                               {"type": "custom", "id": voice.strip()})
+    else:
+        speech = {"type": "audio", "audio": Media(audio, ("audio",), "audio")}
+    return TaskRequest("avatar_videos", {"model": AVATAR_MODEL, "avatar": body_avatar, "speech": speech})
+
+
+@generation("Generate with router", options=False)
+def generate_with_router(
+    config_id: Annotated[str, Field(description="the slug of a saved router config", pattern=RUNWAY_ID)],
+    kind: Literal["image", "video", "audio"],
+    input: Annotated[dict[str, Any], Field(description="Runway's fields for the kind (list_models(model="
+                                                        "'router:KIND'))")],
+) -> TaskRequest:
+    """Generate through a saved model-router config: Runway picks the model by cost, latency or quality.
+
+    Costs what the chosen model costs; Runway estimates it at creation.
+    """
+    return TaskRequest(f"generate/{kind}", {"configId": config_id, "input": conform(input, ROUTER_INPUTS[kind],
+                                                                                    "input")})
+
+
+@generation("Run workflow", options=False)
+def run_workflow(
+    workflow_id: Annotated[str, Field(description="a version id from list_workflows", pattern=RUNWAY_ID)],
+    inputs: Annotated[dict[str, dict[str, Any]] | None, Field(
+        description="node id -> output key -> a text, number or true/false, or {type: image|video|audio, uri}",
+        max_length=100)] = None,
+) -> TaskRequest:
+    """Run a workflow published in the Runway web app, overriding node outputs with inputs.
+
+    Costs what its steps cost, charged as they run. Its outputs come node by node.
+    """
+    overrides = {node: {key: conform(value if isinstance(value, dict) else {"type": "primitive", "value": value},
+                                     WORKFLOW_VALUE, f"inputs.{node}.{key}") for key, value in outputs.items()}
+                 for node, outputs in (inputs or {}).items()}
+    return TaskRequest(f"{WORKFLOW_RUN}{workflow_id}", {"nodeOutputs": overrides} if overrides else {})
+
+
+class WorkflowVersion(TypedDict):
+    id: str
+    version: int | None
+    created_at: str | None
+
+
+class Workflow(TypedDict):
+    name: str
+    versions: list[WorkflowVersion]
+
+
+class WorkflowList(TypedDict):
+    workflows: list[Workflow]
+    nodes: NotRequired[list[dict[str, Any]]]       # with workflow_id: that version's graph nodes
+
+
+WORKFLOW_NODES_SHOWN = 40
+
+
+@tool(READ_ONLY, "List workflows")
+def list_workflows(workflow_id: Annotated[str | None, Field(pattern=RUNWAY_ID)] = None
+                   ) -> Annotated[CallToolResult, WorkflowList]:
+    """Workflows published in the Runway web app, with their version ids, newest first.
+
+    workflow_id=ID shows that version's nodes, whose outputs run_workflow's inputs override. Free.
+    """
+    if workflow_id is None:
+        workflows = [Workflow(name=str(w.get("name")), versions=[
+            WorkflowVersion(id=v.get("id"), version=v.get("version"), created_at=v.get("createdAt"))
+            for v in w.get("versions") or []]) for w in api("GET", "/v1/workflows").get("data") or []]
+        lines = [f"{w['name']}: " + ", ".join(f"v{v['version']} {v['id']}" for v in w["versions"]) for w in workflows]
+        return _listing(lines, "No published workflows: publish one in the Runway web app.",
+                        WorkflowList(workflows=workflows))
+    found = api("GET", f"/v1/workflows/{workflow_id}")
+    nodes = [n for n in (found.get("graph") or {}).get("nodes") or [] if isinstance(n, dict)]
+    title = f"{found.get('name')} v{found.get('version')} ({workflow_id})"
+    lines = [f"{title}: {found['description']}" if found.get("description") else title,
+             f"{len(nodes)} nodes; run_workflow(inputs={{node id: {{output key: value}}}}) overrides their outputs:"]
+    shown = lambda node: json.dumps({k: v for k, v in node.items() if k != "id"}, ensure_ascii=False)
+    lines += [f"{node.get('id')}: {_shorten(shown(node), 240)}" for node in nodes[:WORKFLOW_NODES_SHOWN]]
+    if len(nodes) > WORKFLOW_NODES_SHOWN:
+        lines.append(f"... and {len(nodes) - WORKFLOW_NODES_SHOWN} more nodes")
+    version = WorkflowVersion(id=workflow_id, version=found.get("version"), created_at=found.get("createdAt"))
+    return _listing(lines, "", WorkflowList(workflows=[Workflow(name=str(found.get("name")), versions=[version])],
+                                            nodes=nodes))
+
+
+# Custom voices: not tasks, but voices of the person's own for avatar videos (runway-api.md 4.3).
+VOICE_PAGES = 5                     # of 100: list_voices shows up to 500
+
+
+class Voice(TypedDict):
+    id: str
+    name: str | None
+    status: str | None
+    description: str | None
+    created_at: str | None
+    preview_url: str | None
+    failure: str | None
+
+
+class VoiceList(TypedDict):
+    voices: list[Voice]
+
+
+class CreatedVoice(Voice):
+    notes: list[str]
+
+
+def _voice(raw: dict) -> Voice:
+    return Voice(id=str(raw.get("id")), name=raw.get("name"), status=raw.get("status"),
+                 description=raw.get("description"), created_at=raw.get("createdAt"),
+                 preview_url=raw.get("previewUrl"), failure=raw.get("failureReason"))
+
+
+def _voice_line(voice: Voice) -> str:
+    parts = [voice["id"], voice["status"] or "?", _quoted(voice["name"]), _quoted(voice["description"]),
+             voice["failure"] or "", voice["preview_url"] or ""]
+    return " ".join(p for p in parts if p)
+
+
+def all_voices() -> list[Voice]:
+    voices, cursor = [], None
+    for _ in range(VOICE_PAGES):
+        page = api("GET", "/v1/voices?limit=100" + (f"&cursor={quote(cursor)}" if cursor else ""))
+        voices += [_voice(v) for v in page.get("data") or [] if isinstance(v, dict)]
+        cursor = page.get("nextCursor")
+        if not page.get("hasMore") or not isinstance(cursor, str):
+            break
+    return voices
+
+
+@tool(READ_ONLY, "List voices")
+def list_voices() -> Annotated[CallToolResult, VoiceList]:
+    """Your custom voices, for generate_avatar_video's voice: id, status, name, preview link. Free."""
+    voices = all_voices()
+    return _listing([_voice_line(v) for v in voices], "No custom voices yet: create_voice makes one.",
+                    VoiceList(voices=voices))
+
+
+@tool(PAID, "Create voice")
+def create_voice(
+    name: Annotated[str, Field(min_length=1, max_length=100)],
+    description: Annotated[str | None, Field(max_length=1024)] = None,
+    prompt: Annotated[str | None, Field(description="what it sounds like, to design a voice", min_length=20,
+                                        max_length=32000)] = None,
+    audio: Annotated[MediaArg | None, Field(description="a clean sample to clone, instead of prompt")] = None,
+) -> Annotated[CallToolResult, CreatedVoice]:
+    """Create a voice for avatar videos, designed from a description or cloned from a sample.
+
+    Waits until it is ready. Runway states no price for it.
+    """
+    if (prompt is None) == (audio is None):
+        raise RunwayError("pass prompt (a description of the voice, to design one) or audio (a sample to clone): one "
+                          "of them")
+    if CONFIG.budget_credits is not None:
+        raise RunwayError(f"RUNWAY_MCP_BUDGET_CREDITS={CONFIG.budget_credits:g} is set and Runway states no price for "
+                          "creating a voice, so it cannot be counted; nothing was sent: unset the budget to create one")
+    notes: list[str] = []
+    if twin := _recent_voice(name, description):
+        notes.append(f"a voice named {name!r} with this description was created {twin[1]:.0f} s ago: returned it "
+                     "instead of making a second (give another name for a new one)")
+        return _voice_reply(_await_voice(twin[0]), notes)
+    if audio is not None:
+        media = Media(audio, ("audio",), "audio")
+        source = {"type": "audio", "audio": media_uri(media, check_media(media), notes)}
+    else:
+        source = {"type": "text", "model": VOICE_DESIGN_MODEL, "prompt": prompt}
+    body = {"name": name, "from": source, **({"description": description} if description is not None else {})}
+    created = api("POST", "/v1/voices", body=body, creating=True)
+    log.info("created voice %s", created.get("id"))
+    return _voice_reply(_await_voice({"id": created.get("id"), "status": "PROCESSING"}), notes)
+
+
+def _recent_voice(name: str, description: str | None) -> tuple[dict, float] | None:
+    """A voice with this name and description made within RUNWAY_MCP_DEDUPE_S (Runway's list is the record, so
+    it holds across restarts and instances), and its age; one that failed blocks nothing."""
+    if CONFIG.dedupe_s <= 0:
+        return None
+    for voice in all_voices():
+        try:
+            age = time.time() - datetime.fromisoformat(str(voice["created_at"]).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+        if (voice["name"], voice["description"]) == (name, description) and voice["status"] != "FAILED" and (
+                age <= CONFIG.dedupe_s):
+            return {"id": voice["id"], "status": voice["status"]}, age
+    return None
+
+
+def _await_voice(voice: dict) -> dict:
+    """The voice once it is READY or FAILED, or as it is when the wait bound comes."""
+    deadline = time.monotonic() + CONFIG.max_wait
+    while voice.get("status") == "PROCESSING" and time.monotonic() + CONFIG.poll_interval <= deadline:
+        pause(CONFIG.poll_interval)
+        voice = api("GET", f"/v1/voices/{voice['id']}")
+    return voice
+
+
+def _voice_reply(raw: dict, notes: list[str]) -> CallToolResult:
+    voice = _voice(raw)
+    text = f"{voice['status']}: voice {voice['id']} {_quoted(voice['name'])}".rstrip()
+    if voice["status"] == "READY":
+        text += f" · use it as generate_avatar_video(voice={voice['id']!r})"
+    elif voice["status"] == "PROCESSING":
+        text += " · still processing: list_voices shows when it is READY"
+    text += "".join(f" · {part}" for part in (voice["failure"], voice["preview_url"], *notes) if part)
+    return CallToolResult(content=[TextContent(text=redact(text))], structured_content=redact(
+        CreatedVoice(**voice, notes=notes)), is_error=voice["status"] == "FAILED")
+
+
 BATCH_MAX = 20           # items per batch: enough for a storyboard, few enough to confirm, wait on and read at once
 
 
@@ -3466,16 +4101,18 @@ def list_models(kind: Literal["image", "video", "audio"] | None = None,
                 model: Annotated[str | None, Field(max_length=64)] = None) -> Annotated[CallToolResult, ModelList]:
     """The models this server knows: a line each (endpoints, credits); model=NAME for its ratios, durations,
     inputs and options (by their Runway API names). Free."""
-    if model is not None and model not in MODELS:
-        close = [n for n in MODELS if model.lower() in n.lower()] or list(MODELS)
+    if model is not None and model not in MODELS and model not in OTHERS:
+        close = [n for n in (*MODELS, *OTHERS) if model.lower() in n.lower()] or [*MODELS, *OTHERS]
         raise RunwayError(f"model={model!r} is not in the catalog; known: {', '.join(close)}")
     names = [model] if model else [n for n, m in MODELS.items() if kind in (None, m.kind)]
     rows = [[n, MODELS[n].kind, " ".join(ENDPOINT_CODES[e] for e in MODELS[n].uses if ":" not in e),
-             MODELS[n].credits, " ".join(e for e, d in DEFAULT_MODEL.items() if d == n)] for n in names]
+             MODELS[n].credits, " ".join(e for e, d in DEFAULT_MODEL.items() if d == n)] for n in names if n in MODELS]
+    rows += [[n, made, tool_name, "", ""] for n, (made, tool_name, _) in OTHERS.items()
+             if n == model or model is None and kind in (None, made)]
     found = ModelList(models=rows, endpoints={code: endpoint for endpoint, code in ENDPOINT_CODES.items()})
     if model:
-        found["detail"] = model_detail(model)
-    return _listing([found.get("detail") or model_index(kind)], "", found)
+        found["detail"] = model_detail(model) if model in MODELS else other_detail(model)
+    return _listing([found.get("detail") or "\n".join([model_index(kind), *others_index(kind)])], "", found)
 
 
 class ModelUsage(TypedDict):

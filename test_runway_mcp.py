@@ -40,6 +40,8 @@ import requests
 import responses
 import runwayml
 from mcp import Client, MCPError, StdioServerParameters
+from runwayml.types import AvatarVideoCreateParams, VoiceCreateParams, WorkflowRunParams
+from runwayml.types import generate as sdk_generate
 from mcp.types import ElicitResult
 from typing_extensions import NotRequired, Required, is_typeddict
 
@@ -470,6 +472,45 @@ def load_sdk() -> dict[tuple[str, str], dict]:
 
 
 SDK = load_sdk()
+# The endpoints that take no catalog model, each with the runwayml type of its body.
+SDK_BODIES = {"avatar_videos": AvatarVideoCreateParams, "voices": VoiceCreateParams, "workflows": WorkflowRunParams,
+              **{f"generate/{kind}": getattr(sdk_generate, f"{kind.capitalize()}CreateParams")
+                 for kind in ("image", "video", "audio")},
+              **{f"recipes/{name}": getattr(importlib.import_module(f"runwayml.types.recipe_{name}_params"),
+                                            f"Recipe{name.title().replace('_', '')}Params") for name in rm.RECIPES}}
+
+
+def sdk_issues(hint, value, path=()) -> list[dict]:
+    """Runway's validation of a value against one of runwayml's types: Zod-style issues, or []."""
+    issue = lambda code, message: [{"code": code, "path": list(path), "message": message}]
+    hint = _strip(hint)[0]
+    if len(alternatives := _alternatives(hint)) > 1:
+        found = [sdk_issues(alternative, value, path) for alternative in alternatives]
+        return [] if [] in found else min(found, key=len)              # the issues of the closest alternative
+    if is_typeddict(hint):
+        if not isinstance(value, dict):
+            return issue("invalid_type", "Expected object")
+        fields = {(_strip(h)[1] or name): h for name, h in typing.get_type_hints(hint, include_extras=True).items()}
+        required = {(_strip(h)[1] or name) for name, h in typing.get_type_hints(hint, include_extras=True).items()
+                    if _strip(h)[2]}
+        found = [i for key in sorted(required - value.keys()) for i in sdk_issues(str, None, (*path, key))]
+        found += [i for key in sorted(value.keys() - fields.keys())
+                  for i in issue("unrecognized_keys", f"Unrecognized key: {key}")]
+        return found + [i for key in value.keys() & fields.keys()
+                        for i in sdk_issues(fields[key], value[key], (*path, key))]
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        ok = any(type(value) is type(v) and value == v for v in typing.get_args(hint))
+        return [] if ok else issue("invalid_enum_value", f"Invalid enum value {value!r}")
+    if origin in (collections.abc.Iterable, dict):
+        if not isinstance(value, list if origin is collections.abc.Iterable else dict):
+            return issue("invalid_type", f"Expected {origin.__name__}")
+        item = typing.get_args(hint)[-1]
+        pairs = enumerate(value) if isinstance(value, list) else value.items()
+        return [i for key, v in pairs for i in sdk_issues(item, v, (*path, key))]
+    types = {str: str, bool: bool, int: int, float: int | float, type(None): type(None), object: object}[hint]
+    ok = isinstance(value, types) and (hint is bool or not isinstance(value, bool))
+    return [] if ok else issue("invalid_type", f"Expected {hint.__name__}")
 # Limits the catalog enforces that runwayml's docs do not state, each with where it comes from.
 BEYOND_SDK = {
     ("gemini_2.5_flash", "referenceImages"): "runway-api.md 3.4: at most 3 references",
@@ -589,6 +630,112 @@ def test_catalog_accepts_what_it_used_to_refuse():
     assert rm.check_model("image_to_video", body) == [] and rm.MODELS["kling_4"].last_frame
     assert rm.check_model("text_to_video", {"model": "gen4.5", "promptText": "x" * 1000, "ratio": "1280:720",
                                             "duration": 5}) == []
+
+
+# Beyond models: recipes, the router, avatar videos, voices, workflows. Their shape rules (rm.Obj, rm.ListOf, ...)
+# are held to runwayml's types field by field: the same fields, the same required ones, the same values.
+
+def _alias_hints(typed) -> dict[str, object]:
+    return {(_strip(hint)[1] or name): hint for name, hint in typing.get_type_hints(typed, include_extras=True).items()}
+
+
+def _field_doc(typed, api_name: str) -> str:
+    python_name = next(n for n, h in typing.get_type_hints(typed, include_extras=True).items()
+                       if (_strip(h)[1] or n) == api_name)
+    return _attribute_docs(inspect.getsourcefile(typed)).get((typed.__name__, python_name), "")
+
+
+def _bounds(rule):
+    if isinstance(rule, rm.ListOf):
+        return rule.fewest, rule.most
+    if isinstance(rule, range):
+        return rule.start, rule.stop - 1
+    return None
+
+
+# Limits the shape rules enforce that runwayml's docs do not state as "(A-B)", each with where it comes from.
+BEYOND_SDK_SHAPES = {
+    "recipes/marketing_stock_image.prompt": "runway-api.md 3.15 [SPEC]: at most 3500 characters",
+    "generate/audio.input.referenceAudios": "runwayml's doc: clips are named @Audio1, @Audio2 and @Audio3",
+}
+
+
+def assert_rule_is_runways(rule, hint, where: str, skip=()):
+    """A shape rule says what runwayml's type says, down to every nested field and value."""
+    alternatives = [a for a in _alternatives(hint) if a is not type(None)]
+    if isinstance(rule, rm.Choice):
+        assert len(alternatives) == len(rule.shapes), where
+        for n, (value, shape) in enumerate(rule.shapes.items()):
+            if rule.key is None:
+                typed = alternatives[n]
+            else:
+                [typed] = [a for a in alternatives if typing.get_args(_strip(_alias_hints(a)[rule.key])[0]) == (value,)]
+            assert_rule_is_runways(shape, typed, f"{where}[{value}]", skip)
+        return
+    if type(rule) is tuple and not rm._types(rule):
+        literals = {v for a in alternatives for v in typing.get_args(a)}
+        assert {typing.get_origin(a) for a in alternatives} == {typing.Literal} and set(rule) == literals, where
+        return
+    if rule == rm.PRIMITIVE:
+        assert set(alternatives) == {str, float, bool}, where
+        return
+    [hint] = alternatives
+    if isinstance(rule, rm.Obj):
+        assert is_typeddict(hint), where
+        fields = {k: v for k, v in _alias_hints(hint).items() if k not in skip}
+        assert set(rule.fields) == set(fields), f"{where}: fields"
+        assert rm._fields(rule.needs) == {k for k, h in fields.items() if _strip(h)[2]}, f"{where}: required"
+        for name, sub in rule.fields.items():
+            stated = re.search(r"\((\d+)[–-](\d+)(?: \w+)?\)", _field_doc(hint, name))
+            path = f"{where}.{name}"
+            if stated:
+                assert _bounds(sub) == (int(stated[1]), int(stated[2])), f"{path}: runwayml says {stated[0]}"
+            elif _bounds(sub) not in (None, (0, None)) or isinstance(sub, rm.Text):
+                assert path in BEYOND_SDK_SHAPES, f"{path}: a limit runwayml does not state; name its source"
+            if isinstance(sub, rm.MediaRule):             # "... containing an encoded image"
+                assert all(f"encoded {kind}" in _field_doc(hint, name) for kind in sub.kinds), path
+            assert_rule_is_runways(sub, fields[name], path)
+    elif isinstance(rule, rm.ListOf):
+        assert typing.get_origin(hint) is collections.abc.Iterable, where
+        assert_rule_is_runways(rule.item, typing.get_args(hint)[0], f"{where}[]")
+    elif isinstance(rule, rm.MediaRule):
+        assert hint is str, where
+    else:
+        expected = {range: int, rm.Text: str, rm.Between: float}.get(type(rule), rule)
+        assert hint is expected, f"{where}: runwayml has {hint}, the rule {rule}"
+
+
+@pytest.mark.parametrize("name", sorted(rm.RECIPES))
+def test_recipes_agree_with_runways_sdk(name):
+    recipe, typed = rm.RECIPES[name], SDK_BODIES[f"recipes/{name}"]
+    assert_rule_is_runways(recipe.inputs, typed, f"recipes/{name}", skip={"version"})
+    versions = {v for variant in _alternatives(typed)
+                for v in typing.get_args(_strip(_alias_hints(variant)["version"])[0])}
+    assert set(recipe.versions) | {rm.UNSAFE_LATEST} == versions and list(recipe.versions) == sorted(recipe.versions)
+
+
+@pytest.mark.parametrize("kind", sorted(rm.ROUTER_INPUTS))
+def test_router_inputs_agree_with_runways_sdk(kind):
+    typed = _alias_hints(SDK_BODIES[f"generate/{kind}"])
+    assert set(typed) == {"configId", "input"}
+    assert_rule_is_runways(rm.ROUTER_INPUTS[kind], typed["input"], f"generate/{kind}.input")
+
+
+def test_workflow_values_agree_with_runways_sdk():
+    node_outputs = _strip(_alias_hints(WorkflowRunParams)["nodeOutputs"])[0]
+    assert_rule_is_runways(rm.WORKFLOW_VALUE, typing.get_args(typing.get_args(node_outputs)[1])[1], "nodeOutputs")
+
+
+def test_avatar_presets_voices_and_voice_design_agree_with_runways_sdk():
+    body = _alias_hints(AvatarVideoCreateParams)
+    literal = lambda hint, key: {v for a in _alternatives(hint) if key in _alias_hints(a)
+                                 for v in typing.get_args(_strip(_alias_hints(a)[key])[0])}
+    assert typing.get_args(_strip(body["model"])[0]) == (rm.AVATAR_MODEL,)
+    assert set(rm.AVATAR_PRESETS) == literal(body["avatar"], "presetId")
+    text = next(a for a in _alternatives(body["speech"]) if "text" in _alias_hints(a))
+    assert set(rm.LIVE_VOICES) == literal(_alias_hints(text)["voice"], "presetId")
+    source = _alias_hints(VoiceCreateParams)["from"]
+    assert rm.VOICE_DESIGN_MODEL in literal(source, "model")
 
 
 @pytest.mark.parametrize("output_format, credits", [(None, 60), ("mp4", 60), ("prores", 85), ("png_sequence", 85),
@@ -846,6 +993,7 @@ class Plan:
     failure_code: str = "SAFETY.OUTPUT.IMAGE"
     seconds: float | None = None       # finish by the clock instead of by counting GETs (benchmarks)
     content: bytes | None = None       # the output file's bytes; default a tiny PNG or MP4
+    node_errors: dict | None = None    # a workflow run's failed nodes, as Runway reports them
 
 
 @dataclass
@@ -857,6 +1005,16 @@ class Fault:
     headers: dict = field(default_factory=dict)
     body: dict | None = None
     times: int = 1
+
+
+# The workflows the fake has published: one with two versions (newest first), and its graph's nodes.
+WORKFLOWS = [{"name": "Product shots", "versions": [
+    {"id": "5f0c1a2e-1111-4c2b-9d3e-000000000002", "version": 2, "createdAt": "2026-11-20T10:00:00.000Z"},
+    {"id": "5f0c1a2e-1111-4c2b-9d3e-000000000001", "version": 1, "createdAt": "2026-11-01T10:00:00.000Z"}]}]
+WORKFLOW_ID = WORKFLOWS[0]["versions"][0]["id"]
+WORKFLOW_NODES = [{"id": "node-prompt", "type": "text", "name": "Prompt", "outputs": {"text": "a bottle"}},
+                  {"id": "node-product", "type": "image-input", "name": "Product photo"},
+                  {"id": "node-out-1", "type": "generate-image", "name": "Hero shot"}]
 
 
 class FakeRunway:
@@ -877,6 +1035,7 @@ class FakeRunway:
             self.uploads: dict[str, dict] = {}
             self.balance = 1000
             self.echo_key = False
+            self.voices: list[dict] = []
 
     # Scripting ------------------------------------------------------------------------------------
     def plan(self, **kwargs):
@@ -927,8 +1086,28 @@ class FakeRunway:
 
     def route(self, method, path, body, key):
         parts = path.strip("/").split("/")
-        if method == "POST" and len(parts) == 2 and parts[1] != "uploads":
+        if method == "POST" and len(parts) == 2 and parts[1] not in ("uploads", "voices"):
             return self.create(parts[1], body, key)
+        if method == "POST" and len(parts) == 3 and parts[1] in ("recipes", "generate", "workflows"):
+            if parts[1] == "workflows" and not any(v["id"] == parts[2] for w in WORKFLOWS for v in w["versions"]):
+                return 404, {}, b'{"error": "Workflow not found"}'
+            return self.create("/".join(parts[1:]), body, key)
+        if parts[:2] == ["v1", "workflow_invocations"] and len(parts) == 3 and method == "GET":
+            task = self.tasks.get(parts[2])
+            if task is None or task["key"] != key or not task["endpoint"].startswith("workflows/"):
+                return 404, {}, b'{"error": "Workflow invocation not found"}'
+            return 200, {}, json.dumps(self.invocation(task)).encode()
+        if parts[:2] == ["v1", "workflows"] and method == "GET":
+            if len(parts) == 2:
+                return 200, {}, json.dumps({"data": WORKFLOWS}).encode()
+            found = next(({**v, "name": w["name"]} for w in WORKFLOWS for v in w["versions"] if v["id"] == parts[2]),
+                         None)
+            if found is None:
+                return 404, {}, b'{"error": "Workflow not found"}'
+            return 200, {}, json.dumps({**found, "description": "Product shots", "updatedAt": found["createdAt"],
+                                        "graph": {"nodes": WORKFLOW_NODES, "edges": [], "version": 1}}).encode()
+        if parts[:2] == ["v1", "voices"]:
+            return self.voice(method, parts[2:], body, key)
         if parts[:2] == ["v1", "tasks"] and len(parts) == 3:
             task = self.tasks.get(parts[2])
             if task is None or task["key"] != key or (method == "DELETE" and task["deleted"]):   # others' too
@@ -951,14 +1130,59 @@ class FakeRunway:
         return 404, {}, b'{"error": "Not found"}'
 
     def create(self, endpoint, body, key=KEY):
-        issues = self.check(endpoint, body)
+        typed = SDK_BODIES.get(endpoint.split("/")[0] if endpoint.startswith("workflows/") else endpoint)
+        issues = sdk_issues(typed, body) if typed else self.check(endpoint, body)
         if issues:
             return 400, {}, json.dumps({"error": "Validation failed", "issues": issues}).encode()
         task_id = str(uuid.uuid4())
         plan = self.plans.pop(0) if self.plans else Plan(mime="video/mp4" if "video" in endpoint else "image/png")
         self.tasks[task_id] = {"id": task_id, "endpoint": endpoint, "body": body, "plan": plan, "gets": 0,
                                "deleted": False, "created": time.time(), "key": key}
+        if endpoint.startswith("generate/"):                # the router says what it chose
+            return 200, {}, json.dumps({"id": task_id, "routing": {
+                "configId": body["configId"], "model": "gen4.5", "provider": "runway", "estimatedCost": {"credits": 40},
+                "resolvedInput": {"duration": 5, "ratio": "1280:720", "resolution": "720p"},
+                "resolvedSettings": {"optimizeFor": "cost", "priceCeiling": None}}}).encode()
+        if endpoint == "avatar_videos" or endpoint.startswith("workflows/"):      # no estimate
+            return 200, {}, json.dumps({"id": task_id}).encode()
         return 200, {}, json.dumps({"id": task_id, "estimatedCost": {"credits": 60}}).encode()
+
+    def invocation(self, task):
+        """A workflow run as Runway reports it: a task's states, outputs by node, failed nodes."""
+        state = self.advance(task)
+        if state["status"] == "SUCCEEDED":
+            urls = state["output"]
+            state["output"] = {"node-out-1": urls[:1], **({"node-out-2": urls[1:]} if urls[1:] else {})}
+        if task["plan"].node_errors:
+            state["nodeErrors"] = task["plan"].node_errors
+        return state
+
+    def voice(self, method, rest, body, key):
+        if method == "POST" and not rest:
+            if issues := sdk_issues(VoiceCreateParams, body):
+                return 400, {}, json.dumps({"error": "Validation failed", "issues": issues}).encode()
+            voice = {"id": str(uuid.uuid4()), "name": body["name"], "description": body.get("description"),
+                     "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "status": "PROCESSING",
+                     "key": key, "from": body["from"], "gets": 0}
+            self.voices.append(voice)
+            return 200, {}, json.dumps({"id": voice["id"]}).encode()
+        mine = [v for v in self.voices if v["key"] == key]
+        if method == "GET" and not rest:
+            page = [self.voice_state(v) for v in mine[:100]]
+            return 200, {}, json.dumps({"data": page, "hasMore": False, "nextCursor": None}).encode()
+        found = next((v for v in mine if rest and v["id"] == rest[0]), None)
+        if method == "GET" and found:
+            found["gets"] += 1
+            return 200, {}, json.dumps(self.voice_state(found)).encode()
+        return 404, {}, b'{"error": "Voice not found"}'
+
+    def voice_state(self, voice):
+        shown = {k: v for k, v in voice.items() if k not in ("key", "from", "gets")}
+        if voice["gets"] >= 1 and "fail" not in voice["name"]:
+            return {**shown, "status": "READY", "previewUrl": f"{self.url}/files/voice-{voice['id']}.mp3"}
+        if voice["gets"] >= 1:
+            return {**shown, "status": "FAILED", "failureReason": "The sample has more than one speaker"}
+        return shown
 
     @staticmethod
     def check(endpoint, body):
@@ -1771,8 +1995,7 @@ async def test_list_outputs_gives_one_files_full_record(client, fake):
 @pytest.mark.anyio
 async def test_every_task_tool_names_the_viewer_and_the_viewer_is_an_mcp_app(client):
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    task_tools = {n for group in rm.GENERATION_GROUPS for n in rm.TOOLSETS[group]} | {
-        "get_task", "wait_for_task", "cancel_task"}
+    task_tools = set(rm.GENERATORS) | {"generate_batch", "get_task", "wait_for_task", "cancel_task"}
     for name, tool in tools.items():
         meta = tool.meta or {}
         if name in task_tools:
@@ -1869,14 +2092,18 @@ async def test_get_account_reports_balance_limits_and_usage(client, fake):
 async def test_list_models_gives_an_index_and_one_models_detail(client):
     result, everything = await call(client, "list_models")
     [block] = result.content
-    assert [row[0] for row in everything["models"]] == list(rm.MODELS)
+    assert [row[0] for row in everything["models"]] == [*rm.MODELS, *rm.OTHERS]
     for name in rm.MODELS:
         assert re.search(rf"^{re.escape(name)}\*? ", block.text, re.MULTILINE), name
+    assert "\nrun_recipe: ad_localization image, marketing_stock_image image, multi_shot_video video," in block.text
+    assert "\ngenerate_avatar_video: gwm1_avatars\ngenerate_with_router: router:video, router:image, router:audio" \
+           in block.text
     defaults = {e for row in everything["models"] for e in row[4].split()}
     assert defaults == {e for m in rm.MODELS.values() for e in m.uses if ":" not in e}   # one per endpoint
     assert "gen4.5* i2v,t2v 12/s" in block.text and everything["endpoints"]["i2v"] == "image_to_video"
     _, video = await call(client, "list_models", {"kind": "video"})
     assert {row[1] for row in video["models"]} == {"video"} and "gen4.5" in {row[0] for row in video["models"]}
+    assert {"product_ad", "gwm1_avatars", "router:video"} <= {row[0] for row in video["models"]}
     result, gen45 = await call(client, "list_models", {"model": "gen4.5"})
     detail = result.content[0].text
     assert gen45["models"] == [["gen4.5", "video", "i2v t2v", "12 per second", "image_to_video text_to_video"]]
@@ -1899,6 +2126,7 @@ async def test_no_key_lists_tools_and_calls_say_which_variable(client, serve, fa
     assert fake.requests == []
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_hundred_waits_run_together(client, serve, fake):
     """The SDK's default 40 worker threads would leave 60 of these queued; all must poll at once."""
@@ -1975,7 +2203,7 @@ async def test_a_price_unknown_here_is_refused_under_a_budget_until_runway_has_e
     await call(client, "generate_video", {**request, "prompt": "first"})
     serve(RUNWAY_MCP_BUDGET_CREDITS="1000")
     result, dry = await call(client, "generate_video", {**request, "duration": 10, "dry_run": True})
-    assert dry["estimated_credits"] == 120 and "learned from Runway's estimates of 1 earlier kling_4 task, per second" \
+    assert dry["estimated_credits"] == 120 and "learned from Runway's figures for 1 earlier kling_4 task, per second" \
         in " ".join(dry["notes"])
     result, _ = await call(client, "generate_video", request)
     assert not result.is_error and len(fake.seen("POST")) == 2
@@ -2023,6 +2251,7 @@ async def test_identical_requests_at_once_create_one_task(client, fake):
     assert len(fake.seen("POST")) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_the_budget_and_the_duplicate_guard_hold_across_a_restart(client, serve, fake, out_dir):
     """A host restarts the server mid-wait: a new process reads what the old one created from the ledger."""
@@ -2134,6 +2363,332 @@ async def test_a_batch_is_estimated_budgeted_and_confirmed_as_one(serve, fake):
         assert client.asked == ["Create 3 tasks (1 gen4_image image, 4 s of gen4.5 video, 1 eleven_multilingual_v2 "
                                 "audio) for about 57 credits?"]
         assert not result.is_error and len(fake.seen("POST")) == 3
+
+
+##############################################################################
+# End to end: recipes, avatar videos, the model router, published workflows, voices
+##############################################################################
+# The fake checks every body against runwayml's own type for its endpoint (SDK_BODIES), so a request it accepts
+# is one Runway's SDK would have sent.
+
+PNG_URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
+
+
+@pytest.fixture
+def media_files(tmp_path):
+    """A local PNG, MP4 and MP3, as a person would pass them."""
+    files = {"png": tmp_path / "product.png", "mp4": tmp_path / "clip.mp4", "mp3": tmp_path / "line.mp3"}
+    files["png"].write_bytes(PNG)
+    files["mp4"].write_bytes(MP4)
+    files["mp3"].write_bytes(PLAYABLE_MP3)
+    return {kind: str(path) for kind, path in files.items()}
+
+
+def recipe_example(name, files):
+    """A valid run of each recipe, with every media form: a local file, a URL, a bare URI for an {uri} object."""
+    return {
+        "ad_localization": {"referenceImage": {"uri": files["png"]}, "targetLanguage": "ja"},
+        "marketing_stock_image": {"prompt": "sunlit kitchen, oat milk carton", "outputCount": 2, "quality": "low",
+                                  "referenceImage": IMAGE},
+        "multi_shot_video": {"mode": "custom", "duration": 10, "ratio": "720:1280", "firstFrame": files["png"],
+                             "shots": [{"duration": 3, "prompt": "wide"}, {"duration": 3, "prompt": "close"},
+                                       {"duration": 4, "prompt": "logo"}]},
+        "product_ad": {"productImages": [files["png"], {"uri": IMAGE}], "styleImages": [IMAGE], "duration": 8,
+                       "audio": False, "userConcept": "calm morning"},
+        "product_campaign_image": {"image": files["png"], "prompt": "high-key fashion editorial"},
+        "product_swap": {"newProductImages": [{"uri": files["png"], "view": "front"}], "originalProductImage": IMAGE,
+                         "referenceVideo": files["mp4"], "resolution": "1080p"},
+        "product_ugc": {"characterImage": IMAGE, "productImage": files["png"], "ratio": "1080:1920",
+                        "productInfo": "a reusable bottle"},
+    }[name]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", sorted(rm.RECIPES))
+async def test_each_recipe_sends_a_body_runways_sdk_accepts_and_saves_what_it_makes(client, fake, media_files, name):
+    fake.plan(mime="video/mp4" if rm.RECIPES[name].kind == "video" else "image/png", outputs=2)
+    result, data = await call(client, "run_recipe", {"recipe": name, "inputs": recipe_example(name, media_files)})
+    assert not result.is_error and data["status"] == "SUCCEEDED", result.content[0].text
+    [body] = fake.bodies(f"recipes/{name}")
+    assert body["version"] == rm.RECIPES[name].versions[-1]               # the newest dated version, never latest
+    sent, given = json.dumps(body), json.dumps(recipe_example(name, media_files))
+    assert media_files["png"] not in sent and ("data:image/png;base64," in sent) == (media_files["png"] in given)
+    assert [Path(o["path"]).suffix for o in data["outputs"]] == [".mp4" if "video" in rm.RECIPES[name].kind
+                                                                  else ".png"] * 2
+    [task] = rm.ledger().tasks()
+    assert (task["tool"], task["model"], task["endpoint"]) == ("run_recipe", name, f"recipes/{name}")
+    assert json.loads(Path(data["outputs"][0]["path"] + ".json").read_text())["tool"] == "run_recipe"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("recipe, inputs, version, expected", [
+    ("product_ad", {"productImages": []}, None, "inputs.productImages has 0 items; it takes 1-10"),
+    ("product_ad", {"productImages": [IMAGE] * 11}, None, "inputs.productImages has 11 items; it takes 1-10"),
+    ("product_ad", {"productImages": [IMAGE], "styleImages": [IMAGE] * 5}, None, "inputs.styleImages has 5 items"),
+    ("product_ad", {"productImages": [IMAGE], "duration": 16}, None, "inputs.duration=16 does not fit: it takes one "
+                                                                     "of: 4-15"),
+    ("product_ad", {"productImages": [IMAGE], "duration": 8.5}, None, "inputs.duration=8.5"),
+    ("product_ad", {"productImages": [IMAGE], "audio": "yes"}, None, "inputs.audio='yes' does not fit: it takes "
+                                                                     "true or false"),
+    ("product_ad", {"productImages": [IMAGE], "ratio": "16:9"}, None, "inputs.ratio='16:9' does not fit"),
+    ("product_ad", {"productImages": [IMAGE], "colour": "red"}, None, "inputs.colour is not a field here; it takes "
+                                                                      "productImages: list of 1-10 image"),
+    ("product_ad", {"productImages": [IMAGE]}, "2025-01", "version='2025-01' is not a version of product_ad; "
+                                                          "versions: 2026-06, 2026-07, or unsafe-latest"),
+    ("product_ad", {"productImages": [IMAGE], "version": "2026-06"}, None, "inputs.version: pass it as the version"),
+    ("product_ad", {"productImages": ["http://insecure.example/a.png"]}, None, "inputs.productImages[0].uri"),
+    ("product_ad", {"productImages": [{"url": IMAGE}]}, None, "inputs.productImages[0].uri is required"),
+    ("product_swap", {"newProductImages": [{"uri": IMAGE, "view": "top"}], "originalProductImage": IMAGE,
+                      "referenceVideo": VIDEO}, None, "inputs.newProductImages[0].view='top' does not fit"),
+    ("product_swap", {"newProductImages": [IMAGE], "originalProductImage": IMAGE, "referenceVideo": PNG_URI},
+     None, "inputs.referenceVideo.uri takes video; this data: URI holds image/png"),
+    ("ad_localization", {"referenceImage": IMAGE}, None, "inputs.targetLanguage is required"),
+    ("ad_localization", {"referenceImage": IMAGE, "targetLanguage": "klingon"}, None, "inputs.targetLanguage="),
+    ("marketing_stock_image", {"prompt": "x" * 3501}, None, "inputs.prompt has 3501 characters; it takes at most 3500"),
+    ("marketing_stock_image", {"prompt": "x", "outputCount": 5}, None, "inputs.outputCount=5"),
+    ("multi_shot_video", {"prompt": "a story"}, None, "inputs.mode=None is not one of: auto, custom"),
+    ("multi_shot_video", {"mode": "custom", "shots": [{"duration": 5, "prompt": "a"}] * 2}, None,
+     "inputs.shots has 2 items; it takes 3-5"),
+    ("multi_shot_video", {"mode": "custom", "shots": [{"duration": 3, "prompt": "a"}] * 3}, None,
+     "inputs.shots: the shots' durations add up to 9 s, and must add up to inputs.duration (10 s)"),
+    ("multi_shot_video", {"mode": "auto", "prompt": "a", "shots": []}, None, "inputs.shots is not a field here"),
+    ("product_ugc", "a bottle", None, "inputs: Input should be a valid dictionary"),
+])
+async def test_recipe_inputs_that_do_not_fit_are_refused_by_name_and_send_nothing(client, fake, recipe, inputs,
+                                                                                  version, expected):
+    result, _ = await call(client, "run_recipe", {"recipe": recipe, "inputs": inputs, "version": version})
+    assert result.is_error and expected in result.content[0].text, result.content[0].text
+    assert "\n" not in result.content[0].text and fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_recipe_dry_run_then_the_real_one_then_its_twin(client, serve, fake):
+    inputs = {"image": IMAGE, "prompt": "gorpcore editorial"}
+    result, dry = await call(client, "run_recipe", {"recipe": "product_campaign_image", "inputs": inputs,
+                                                    "version": "unsafe-latest", "dry_run": True})
+    assert dry["status"] == "DRY_RUN" and dry["request"]["body"] == {
+        "image": {"uri": IMAGE}, "prompt": "gorpcore editorial", "version": "unsafe-latest"}
+    assert dry["estimated_credits"] is None and "no price hint for product_campaign_image" in " ".join(dry["notes"])
+    assert fake.requests == []
+    _, first = await call(client, "run_recipe", {"recipe": "product_campaign_image", "inputs": inputs})
+    _, again = await call(client, "run_recipe", {"recipe": "product_campaign_image", "inputs": inputs})
+    assert again["task_id"] == first["task_id"] and len(fake.seen("POST")) == 1          # not paid for twice
+    _, learned = await call(client, "run_recipe", {"recipe": "product_campaign_image", "dry_run": True,
+                                                   "inputs": {**inputs, "prompt": "another"}})
+    assert learned["estimated_credits"] == 60                     # Runway's estimate for the first, learned
+    serve(RUNWAY_MCP_BUDGET_CREDITS="100")
+    result, _ = await call(client, "run_recipe", {"recipe": "product_ad", "inputs": {"productImages": [IMAGE]}})
+    assert result.is_error and "cannot be priced here" in result.content[0].text and len(fake.seen("POST")) == 1
+
+
+@pytest.mark.anyio
+async def test_prices_runway_does_not_publish_are_learned_from_earlier_runs(client, fake):
+    """Recipes and the router: from Runway's estimate at creation; avatar videos: from what the last one cost."""
+    avatar = {"avatar": "influencer", "text": "Hello!"}
+    _, unknown = await call(client, "generate_avatar_video", {**avatar, "dry_run": True})
+    assert unknown["estimated_credits"] is None
+    await call(client, "generate_avatar_video", avatar)                            # costs 50, estimated nothing
+    _, learned = await call(client, "generate_avatar_video", {**avatar, "text": "Bye!", "dry_run": True})
+    assert learned["estimated_credits"] == 50 and "learned from Runway's figures for 1 earlier gwm1_avatars" in \
+        " ".join(learned["notes"])
+    routed = {"config_id": "cheap", "kind": "video", "input": {"promptText": "a boat", "duration": 5}}
+    await call(client, "generate_with_router", routed)                            # estimated 40 for 5 s
+    _, longer = await call(client, "generate_with_router", {**routed, "dry_run": True,
+                                                            "input": {"promptText": "a boat", "duration": 10}})
+    assert longer["estimated_credits"] == 80                                     # 8 per second, for 10 s
+
+
+@pytest.mark.anyio
+async def test_a_batch_can_hold_a_recipe_and_an_avatar_video(client, fake):
+    result, data = await call(client, "generate_batch", {"requests": [
+        {"tool": "run_recipe", "arguments": {"recipe": "product_campaign_image",
+                                             "inputs": {"image": IMAGE, "prompt": "studio"}}},
+        {"tool": "generate_avatar_video", "arguments": {"avatar": "influencer", "text": "Hi!"}}]})
+    assert not result.is_error and [i["status"] for i in data["items"]] == ["SUCCEEDED"] * 2
+    assert [r["path"] for r in fake.seen("POST")] == ["/v1/recipes/product_campaign_image", "/v1/avatar_videos"]
+    result, _ = await call(client, "generate_batch", {"requests": [
+        {"tool": "run_recipe", "arguments": {"recipe": "product_ad", "inputs": {"productImages": []}}}]})
+    assert result.is_error and "requests[0] (run_recipe): inputs.productImages has 0 items" in result.content[0].text
+    result, _ = await call(client, "generate_batch", {"requests": [{"tool": "run_recipe", "arguments": {
+        "recipe": "product_ad", "inputs": {"productImages": [IMAGE]}, "options": {"duration": 5}}}]})
+    assert result.is_error and "options: run_recipe takes no options" in result.content[0].text
+    assert len(fake.seen("POST")) == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("arguments, speech", [
+    ({"avatar": "Influencer", "text": "Welcome back!", "voice": "Clara"},
+     {"type": "text", "text": "Welcome back!", "voice": {"type": "preset", "presetId": "clara"}}),
+    ({"avatar": "9b1c7c52-6f0e-4f7e-a1a4-1d2f3c4b5a69", "text": "Hello", "voice": "0f6d3e1a-voice"},
+     {"type": "text", "text": "Hello", "voice": {"type": "custom", "id": "0f6d3e1a-voice"}}),
+    ({"avatar": "cooking-teacher", "audio": "local mp3"}, {"type": "audio", "audio": "data:audio/mpeg;base64,"}),
+])
+async def test_an_avatar_speaks_a_script_or_a_recording(client, fake, media_files, arguments, speech):
+    arguments = {k: media_files["mp3"] if v == "local mp3" else v for k, v in arguments.items()}
+    fake.plan(mime="video/mp4")
+    result, data = await call(client, "generate_avatar_video", arguments)
+    assert not result.is_error and data["status"] == "SUCCEEDED" and data["outputs"][0]["path"].endswith(".mp4")
+    [body] = fake.bodies("avatar_videos")
+    assert body["model"] == "gwm1_avatars" and body["speech"]["type"] == speech["type"]
+    if speech["type"] == "audio":
+        assert body["speech"]["audio"].startswith(speech["audio"])
+    else:
+        assert body["speech"] == speech
+    custom = not arguments["avatar"].lower() in rm.AVATAR_PRESETS
+    assert body["avatar"] == ({"type": "custom", "avatarId": arguments["avatar"]} if custom else
+                              {"type": "runway-preset", "presetId": arguments["avatar"].lower()})
+    assert data["estimated_credits"] is None and data["cost_credits"] == 50          # Runway gives no estimate
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("arguments, expected", [
+    ({"avatar": "influencer"}, "pass text (a script for the avatar to speak) or audio"),
+    ({"avatar": "influencer", "text": "hi", "audio": AUDIO}, "one of them"),
+    ({"avatar": "influencer", "audio": AUDIO, "voice": "clara"}, "voice goes with text"),
+    ({"avatar": "influencr", "text": "hi"}, "avatar='influencr' is not a preset; did you mean 'influencer'?"),
+    ({"avatar": "influencer", "text": "hi", "voice": "clar"}, "voice='clar' is not a preset; did you mean 'clara'?"),
+    ({"avatar": "influencer", "audio": PNG_URI}, "audio takes audio; this data: URI holds image/png"),
+])
+async def test_an_avatar_request_that_cannot_work_is_refused_and_sends_nothing(client, fake, arguments, expected):
+    result, _ = await call(client, "generate_avatar_video", arguments)
+    assert result.is_error and expected in result.content[0].text, result.content[0].text
+    assert fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_the_router_routes_and_says_which_model_it_chose(client, fake, media_files):
+    fake.plan(mime="video/mp4")
+    result, data = await call(client, "generate_with_router", {"config_id": "cheap-video", "kind": "video", "input": {
+        "promptText": "a paper boat", "duration": 5, "aspectRatio": "16:9",
+        "referenceImages": [{"role": "first", "uri": media_files["png"]}],
+        "keyframes": [{"at": 2.5, "uri": IMAGE}], "contentModeration": {"publicFigureThreshold": "low"}}})
+    assert not result.is_error and data["status"] == "SUCCEEDED"
+    assert "the router chose gen4.5 (runway)" in data["notes"] and data["estimated_credits"] == 40
+    [body] = fake.bodies("generate/video")
+    assert body["configId"] == "cheap-video" and body["input"]["referenceImages"][0]["uri"].startswith("data:image/")
+    [task] = rm.ledger().tasks()
+    assert (task["model"], task["prompt"]) == ("gen4.5", "a paper boat")
+    for kind, value in [("image", {"promptText": "a fox", "outputCount": 3, "resolution": "2k"}),
+                        ("audio", {"promptText": "Hello there", "type": "speech",
+                                   "voice": {"type": "reference-audio", "audioUri": media_files["mp3"]}})]:
+        result, data = await call(client, "generate_with_router", {"config_id": "c", "kind": kind, "input": value})
+        assert not result.is_error, result.content[0].text
+    assert len(fake.seen("POST")) == 3
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind, value, expected", [
+    ("image", {}, "input.promptText is required"),
+    ("image", {"promptText": "x", "aspectRatio": "7:3"}, "input.aspectRatio='7:3' does not fit"),
+    ("image", {"promptText": "x", "outputCount": 11}, "input.outputCount=11"),
+    ("video", {"referenceImages": [{"role": "first", "uri": IMAGE}, {"role": "first", "uri": IMAGE}]},
+     "input.referenceImages: at most one item may have role 'first'"),
+    ("video", {"keyframes": [{"uri": IMAGE}]}, "input.keyframes[0] needs one of: seconds and uri or at and uri"),
+    ("video", {"promptText": "x", "seed": "42"}, "input.seed='42' does not fit: it takes a whole number"),
+    ("video", {"promptText": "x", "seed": True}, "input.seed=True does not fit: it takes a whole number"),
+    ("audio", {"promptText": "x", "type": "speech", "voice": {"type": "preset", "presetId": "Darth"}},
+     "input.voice.presetId='Darth' does not fit"),
+    ("audio", {"promptText": "x", "type": "music"}, "input.type='music'"),
+])
+async def test_router_input_that_does_not_fit_is_refused_by_name_and_sends_nothing(client, fake, kind, value,
+                                                                                   expected):
+    result, _ = await call(client, "generate_with_router", {"config_id": "c", "kind": kind, "input": value})
+    assert result.is_error and expected in result.content[0].text, result.content[0].text
+    assert fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_workflows_are_listed_with_their_versions_and_nodes(client, fake):
+    result, data = await call(client, "list_workflows")
+    [block] = result.content
+    assert block.text == f"Product shots: v2 {WORKFLOW_ID}, v1 {WORKFLOWS[0]['versions'][1]['id']}"
+    assert [v["version"] for v in data["workflows"][0]["versions"]] == [2, 1]
+    result, detail = await call(client, "list_workflows", {"workflow_id": WORKFLOW_ID})
+    lines = result.content[0].text.splitlines()
+    assert lines[0] == f"Product shots v2 ({WORKFLOW_ID}): Product shots" and lines[1].startswith("3 nodes")
+    assert lines[2].startswith('node-prompt: {"type": "text", "name": "Prompt"') and len(detail["nodes"]) == 3
+    result, _ = await call(client, "list_workflows", {"workflow_id": "00000000-0000-0000-0000-000000000000"})
+    assert result.is_error and "404" in result.content[0].text
+
+
+@pytest.mark.anyio
+async def test_a_workflow_run_is_created_polled_listed_and_saved_node_by_node(client, fake, media_files):
+    fake.plan(outputs=2, mime="image/png", polls=3,
+              node_errors={"node-x": {"message": "Upscale failed", "nodeName": "Upscale", "failureCode": "INTERNAL"}})
+    result, started = await call(client, "run_workflow", {"workflow_id": WORKFLOW_ID, "wait": False, "inputs": {
+        "node-prompt": {"text": "a bottle on a beach", "strength": 0.7, "hd": True},
+        "node-product": {"image": {"type": "image", "uri": media_files["png"]}}}})
+    assert not result.is_error and started["status"] == "PENDING"
+    [body] = fake.bodies(f"workflows/{WORKFLOW_ID}")
+    assert body["nodeOutputs"]["node-prompt"] == {"text": {"type": "primitive", "value": "a bottle on a beach"},
+                                                  "strength": {"type": "primitive", "value": 0.7},
+                                                  "hd": {"type": "primitive", "value": True}}
+    assert body["nodeOutputs"]["node-product"]["image"]["uri"].startswith("data:image/png;base64,")
+    result, done = await call(client, "wait_for_task", {"task_id": started["task_id"]})
+    assert done["status"] == "SUCCEEDED" and len(done["outputs"]) == 2 and all(o["path"] for o in done["outputs"])
+    assert "workflow node Upscale failed: Upscale failed (INTERNAL)" in done["notes"]
+    assert fake.seen("GET", f"/v1/workflow_invocations/{started['task_id']}") and not fake.seen("GET", "/v1/tasks/")
+    _, again = await call(client, "get_task", {"task_id": started["task_id"]})
+    assert [o["path"] for o in again["outputs"]] == [o["path"] for o in done["outputs"]]       # saved once
+    _, listed = await call(client, "list_tasks")
+    assert listed["tasks"][0]["tool"] == "run_workflow" and listed["tasks"][0]["model"] == WORKFLOW_ID
+    result, _ = await call(client, "cancel_task", {"task_id": started["task_id"]})
+    assert result.is_error and "Runway has no way to cancel one" in result.content[0].text
+    assert not fake.seen("DELETE")
+    result, _ = await call(client, "run_workflow", {"workflow_id": WORKFLOWS[0]["versions"][1]["id"]})
+    assert not result.is_error                                     # no inputs: the workflow's own defaults
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("inputs, expected", [
+    ({"node-a": {"img": {"type": "gif", "uri": IMAGE}}}, "inputs.node-a.img.type='gif' is not one of: primitive, "
+                                                          "image, video, audio"),
+    ({"node-a": {"text": [1, 2]}}, "inputs.node-a.text.value=[1, 2] does not fit: it takes text or a number or "
+                                   "true or false"),
+    ({"node-a": {"img": {"type": "image", "uri": "ftp://a/b.png"}}}, "inputs.node-a.img.uri"),
+    ({"node-a": {"img": {"type": "video", "uri": IMAGE, "extra": 1}}}, "inputs.node-a.img.extra is not a field"),
+    ({"node-a": "x"}, "inputs: Input should be a valid dictionary"),
+])
+async def test_workflow_inputs_that_do_not_fit_are_refused_by_name_and_send_nothing(client, fake, inputs, expected):
+    result, _ = await call(client, "run_workflow", {"workflow_id": WORKFLOW_ID, "inputs": inputs})
+    assert result.is_error and expected in result.content[0].text, result.content[0].text
+    assert fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_voices_are_designed_or_cloned_waited_for_listed_and_not_made_twice(client, serve, fake, media_files):
+    result, designed = await call(client, "create_voice", {"name": "Narrator", "description": "warm, calm",
+                                                           "prompt": "A warm, calm narrator with a low voice"})
+    assert not result.is_error and designed["status"] == "READY" and designed["preview_url"].endswith(".mp3")
+    assert f"generate_avatar_video(voice='{designed['id']}')" in result.content[0].text
+    [body] = fake.bodies("voices")
+    assert body == {"name": "Narrator", "description": "warm, calm", "from": {
+        "type": "text", "model": "eleven_ttv_v3", "prompt": "A warm, calm narrator with a low voice"}}
+    _, again = await call(client, "create_voice", {"name": "Narrator", "description": "warm, calm",
+                                                   "prompt": "A warm, calm narrator with a low voice"})
+    assert again["id"] == designed["id"] and "returned it instead of making a second" in again["notes"][0]
+    result, cloned = await call(client, "create_voice", {"name": "Me", "audio": media_files["mp3"]})
+    assert cloned["status"] == "READY" and fake.bodies("voices")[1]["from"]["audio"].startswith("data:audio/mpeg")
+    result, failed = await call(client, "create_voice", {"name": "fail twice", "audio": AUDIO})
+    assert result.is_error and failed["failure"] == "The sample has more than one speaker"
+    result, listed = await call(client, "list_voices")
+    assert [v["name"] for v in listed["voices"]] == ["Narrator", "Me", "fail twice"]
+    assert result.content[0].text.splitlines()[0].startswith(f"{designed['id']} READY \"Narrator\" \"warm, calm\"")
+    serve(RUNWAY_MCP_BUDGET_CREDITS="1000")
+    posts = len(fake.seen("POST"))
+    result, _ = await call(client, "create_voice", {"name": "Other", "prompt": "A bright, quick young voice"})
+    assert result.is_error and "states no price for creating a voice" in result.content[0].text
+    assert len(fake.seen("POST")) == posts
+    for arguments, expected in [({"name": "x"}, "pass prompt"), ({"name": "x", "prompt": "too short"}, "prompt"),
+                                ({"name": "x", "prompt": "p" * 30, "audio": AUDIO}, "one of them")]:
+        result, _ = await call(client, "create_voice", arguments)
+        assert result.is_error and expected in result.content[0].text
+
+
+def test_each_new_toolset_brings_the_task_tools_when_it_creates_tasks():
+    for group in ("recipes", "avatars", "workflows", "router"):
+        assert rm.load_config({"RUNWAY_MCP_TOOLS": group}).tools == set(rm.TOOLSETS[group]) | set(rm.TOOLSETS["tasks"])
+    assert rm.load_config({"RUNWAY_MCP_TOOLS": "voices"}).tools == {"list_voices", "create_voice"}
 
 
 ##############################################################################
@@ -2285,6 +2840,7 @@ def raw_session(env, calls, *args, close_when=lambda answers: True, timeout=30):
     return seen, "".join(errors), exited
 
 
+@pytest.mark.slow
 def test_closing_stdin_ends_the_process_promptly_even_with_requests_in_flight(fake, tmp_path):
     """Two downloads stall (a download may wait 60 s between bytes) while three waits poll: the host closes stdin."""
     for polls in (1, 1, 10**6, 10**6, 10**6):
@@ -2337,6 +2893,13 @@ HOSTILE = {
                  [{"tool": "generate_image", "arguments": {"prompt": "x"}}] * 21,
                  [{"tool": "generate_image", "arguments": {"prompt": "x", "bogus": 1}}],
                  [{"tool": "../v1/organization", "arguments": {}}]],
+    "recipe": CHOICES, "version": ["2025-01", 5, "", "x" * 100, JUNK],
+    "inputs": ["not an object", [1, 2], JUNK, NESTED, {"image": IMAGE}, {"image": 5, "prompt": "x"},
+               {"image": "http://evil.example/a.png", "prompt": "x"}, {"image": IMAGE, "prompt": "x", "bogus": 1}],
+    "input": ["not an object", [1, 2], JUNK, NESTED, {"promptText": 5}, {"promptText": "x", "bogus": 1},
+              {"promptText": "x", "referenceImages": [{"uri": "http://evil.example/a.png"}]}],
+    "avatar": ["", "influencr", 5, "x" * 200, JUNK], "config_id": ["../v1/organization", "", "a b", 5, JUNK],
+    "workflow_id": ["../v1/organization", "", "x" * 200, "a/b", 5, JUNK], "description": ["x" * 2000, 5, JUNK],
 }
 for _name in ("image", "last_image", "video", "audio", "character", "reference", "media", "voice_sample", "path"):
     HOSTILE[_name] = MEDIA
@@ -2351,9 +2914,16 @@ VALID = {  # the smallest valid call of each tool; each test below spoils one ar
     "list_tasks": {}, "list_models": {}, "get_account": {}, "upload_file": {"path": __file__}, "list_outputs": {},
     "delete_output": {"name": "x.png"}, "generate_batch": {"requests": [{"tool": "generate_image",
                                                                        "arguments": {"prompt": "x"}}]},
+    "run_recipe": {"recipe": "product_campaign_image", "inputs": {"image": IMAGE, "prompt": "x"}},
+    "generate_avatar_video": {"avatar": "influencer", "text": "hi"},
+    "generate_with_router": {"config_id": "c", "kind": "image", "input": {"promptText": "x"}},
+    "list_workflows": {}, "run_workflow": {"workflow_id": WORKFLOW_ID}, "list_voices": {},
+    "create_voice": {"name": "Narrator", "prompt": "a warm and calm narrator voice"},
 }
+# Where any text is a fair value: a voice's name is only a label, and a voice may be any id of the person's own.
+FAIR_TEXT = {("create_voice", "name"), ("generate_avatar_video", "voice")}
 HOSTILE_CALLS = [(tool, argument) for tool in VALID for argument in HOSTILE
-                 if argument in inspect.signature(getattr(rm, tool)).parameters]
+                 if argument in inspect.signature(getattr(rm, tool)).parameters and (tool, argument) not in FAIR_TEXT]
 
 
 @pytest.mark.anyio
@@ -2361,8 +2931,8 @@ HOSTILE_CALLS = [(tool, argument) for tool in VALID for argument in HOSTILE
 async def test_hostile_arguments_get_a_clean_error_naming_them_and_reach_nothing(client, fake, tool, argument):
     for value in HOSTILE[argument]:
         fake.reset()
-        result = await client.call_tool(tool, {**VALID[tool], "wait": False, argument: value}
-                                        if tool in GENERATION_TOOLS | {"generate_batch"} else {**VALID[tool], argument: value})
+        paid = tool in rm.GENERATORS or tool == "generate_batch"                # wait: False, should one get through
+        result = await client.call_tool(tool, {**VALID[tool], **({"wait": False} if paid else {}), argument: value})
         text = result.content[0].text
         shown = repr(value)[:40]
         assert result.is_error, f"{tool}({argument}={shown}) was accepted: {text[:200]}"
@@ -2416,24 +2986,35 @@ def free_port():
 
 
 @contextlib.contextmanager
-def http_server(env, *args):
+def http_servers(*envs, args=()):
+    """Server processes serving HTTP, one per environment, started together; their URLs."""
     import subprocess
-    port = free_port()
-    process = subprocess.Popen([sys.executable, SERVER, "--transport", "http", "--port", str(port), *args], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    ports = [free_port() for _ in envs]
+    processes = [subprocess.Popen([sys.executable, SERVER, "--transport", "http", "--port", str(port), *args],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for env, port in zip(envs, ports)]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-        for _ in range(400):
-            try:
-                requests.get(f"{url}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, process.communicate()[1]
-                time.sleep(0.05)
-        yield url
+        for process, url in zip(processes, urls):
+            for _ in range(400):
+                try:
+                    requests.get(f"{url}/healthz", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    assert process.poll() is None, process.communicate()[1]
+                    time.sleep(0.05)
+        yield urls
     finally:
-        process.terminate()
-        process.wait(10)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+
+
+@contextlib.contextmanager
+def http_server(env, *args):
+    with http_servers(env, args=args) as (url,):
+        yield url
 
 
 @contextlib.contextmanager
@@ -2661,25 +3242,6 @@ async def test_browser_origins_get_cors_only_when_allowed(over_http_in_process):
             **MCP_HEADERS, "Origin": allowed}).status_code == 401                                    # token still
 
 
-@pytest.mark.anyio
-async def test_two_instances_sharing_the_output_folder_serve_one_set_of_tasks(fake, tmp_path):
-    """No sticky sessions, no state in one process alone: what one instance created, another waits on and lists."""
-    fake.plan(seconds=0.5, mime="video/mp4")
-    env = server_env(fake, tmp_path / "shared", RUNWAY_MCP_STATELESS="1", RUNWAY_MCP_HTTP_TOKEN=TOKEN)
-    with http_server(env) as first, http_server(env) as second:
-        async with http_client(first, TOKEN) as one, http_client(second, TOKEN) as two:
-            result, created = await call(one, "generate_video", {"prompt": "a long take", "wait": False})
-            assert not result.is_error
-            result, done = await call(two, "wait_for_task", {"task_id": created["task_id"]})
-            assert done["status"] == "SUCCEEDED" and Path(done["outputs"][0]["path"]).parent == tmp_path / "shared"
-            _, listed = await call(two, "list_tasks")
-            assert listed["tasks"][0]["task_id"] == created["task_id"] and listed["tasks"][0]["status"] == "SUCCEEDED"
-            _, again = await call(one, "generate_video", {"prompt": "a long take"})        # the twin, via the ledger
-            assert again["task_id"] == created["task_id"] and len(fake.seen("POST")) == 1
-            [content] = (await one.read_resource(done["outputs"][0]["uri"])).contents     # saved by the other
-            assert content.mime_type == "video/mp4"
-
-
 class RoundRobin(httpx2.AsyncBaseTransport):
     """A load balancer without sticky sessions, as an httpx transport: each request goes to the next instance."""
 
@@ -2696,33 +3258,51 @@ class RoundRobin(httpx2.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("shared_secret", [True, False])
-async def test_a_confirmation_begun_on_one_instance_is_finished_by_another_that_shares_the_secret(
-        fake, tmp_path, shared_secret):
+def balanced_client(urls, answer):
+    """A 2026-07-28 client behind a round-robin balancer, whose person answers every confirmation with `answer`."""
     from mcp.client.streamable_http import streamable_http_client
-    env = server_env(fake, tmp_path, RUNWAY_MCP_STATELESS="1", RUNWAY_MCP_HTTP_TOKEN=TOKEN,
-                     RUNWAY_MCP_CONFIRM_ABOVE="50", **({"RUNWAY_MCP_STATE_SECRET": "s" * 40} if shared_secret else {}))
-    asked = []
+    balancer = RoundRobin(urls)
+    http = httpx2.AsyncClient(transport=balancer, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
 
-    async def accept(context, params):
-        asked.append(params.message)
-        return ElicitResult(action="accept", content={})
-    with http_server(env) as first, http_server(env) as second:
-        balancer = RoundRobin([first, second])
-        http = httpx2.AsyncClient(transport=balancer, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-        async with Client(streamable_http_client(f"{first}/mcp", http_client=http), mode="2026-07-28",
-                          elicitation_callback=accept) as client:
-            arguments = {"prompt": "a storm", "duration": 10, "wait": False}
-            if shared_secret:
-                result, data = await call(client, "generate_video", arguments)
-                assert not result.is_error and data["status"] == "PENDING" and len(fake.seen("POST")) == 1
-            else:                                   # each process seals with its own key: the other cannot open it
-                with pytest.raises(MCPError, match="requestState"):
-                    await call(client, "generate_video", arguments)
-                assert fake.seen("POST") == []
-    assert asked == ["Generate 10 s of gen4.5 video for about 120 credits?"]
-    assert set(balancer.sent) == {int(first.rsplit(":", 1)[1]), int(second.rsplit(":", 1)[1])}
+    async def elicit(context, params):
+        client.asked.append(params.message)
+        return ElicitResult(action=answer, content={})
+    client = Client(streamable_http_client(f"{urls[0]}/mcp", http_client=http), mode="2026-07-28",
+                    elicitation_callback=elicit)
+    client.asked, client.balancer = [], balancer
+    return client
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_instances_sharing_the_output_folder_and_the_state_secret_serve_as_one(fake, tmp_path):
+    """No sticky sessions, no state in one process alone: what one instance created, another waits on, lists,
+    dedupes and reads; a confirmation begun on one is finished on another, given the same state secret."""
+    fake.plan(seconds=0.5, mime="video/mp4")
+    env = lambda secret: server_env(fake, tmp_path / "shared", RUNWAY_MCP_STATELESS="1", RUNWAY_MCP_HTTP_TOKEN=TOKEN,
+                                    RUNWAY_MCP_CONFIRM_ABOVE="100", RUNWAY_MCP_STATE_SECRET=secret)
+    with http_servers(env("s" * 40), env("s" * 40), env("t" * 40)) as (first, second, stranger):
+        async with http_client(first, TOKEN) as one, http_client(second, TOKEN) as two:
+            result, created = await call(one, "generate_video", {"prompt": "a long take", "wait": False})
+            assert not result.is_error
+            result, done = await call(two, "wait_for_task", {"task_id": created["task_id"]})
+            assert done["status"] == "SUCCEEDED" and Path(done["outputs"][0]["path"]).parent == tmp_path / "shared"
+            _, listed = await call(two, "list_tasks")
+            assert listed["tasks"][0]["task_id"] == created["task_id"] and listed["tasks"][0]["status"] == "SUCCEEDED"
+            _, again = await call(one, "generate_video", {"prompt": "a long take"})        # the twin, via the ledger
+            assert again["task_id"] == created["task_id"] and len(fake.seen("POST")) == 1
+            [content] = (await one.read_resource(done["outputs"][0]["uri"])).contents     # saved by the other
+            assert content.mime_type == "video/mp4"
+        storm = {"prompt": "a storm", "duration": 10, "wait": False}                      # 120 credits: asked
+        async with balanced_client([first, second], "accept") as client:
+            result, data = await call(client, "generate_video", storm)
+            assert not result.is_error and data["status"] == "PENDING" and len(fake.seen("POST")) == 2
+        assert client.asked == ["Generate 10 s of gen4.5 video for about 120 credits?"]
+        assert set(client.balancer.sent) == {int(first.rsplit(":", 1)[1]), int(second.rsplit(":", 1)[1])}
+        async with balanced_client([first, stranger], "accept") as client:   # another secret cannot open the state
+            with pytest.raises(MCPError, match="requestState"):
+                await call(client, "generate_video", {**storm, "prompt": "another storm"})
+        assert client.asked and len(fake.seen("POST")) == 2
 
 
 def test_http_refuses_a_public_bind_without_a_token(main, capsys):
