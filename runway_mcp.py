@@ -1278,8 +1278,10 @@ def conform(value: Any, rule: Any, where: str) -> Any:
         return value
     if isinstance(rule, Text) and isinstance(value, str):
         raise RunwayError(f"{where} has {_utf16_length(value)} characters; it takes {rule}")
-    wanted = (" or ".join(TYPE_NAMES[t] for t in rule) if _types(rule) else TYPE_NAMES.get(rule)
-              or f"one of: {describe_rule(rule)}")
+    if _types(rule) or inspect.isclass(rule):
+        wanted = " or ".join(TYPE_NAMES[t] for t in (rule if _types(rule) else (rule,)))
+    else:
+        wanted = f"text of {rule}" if isinstance(rule, Text) else f"one of: {_describe(rule)}"
     raise RunwayError(f"{where}={_shorten(repr(value), 80)} does not fit: it takes {wanted}")
 
 
