@@ -3772,7 +3772,7 @@ def list_workflows(workflow_id: Annotated[str | None, Field(pattern=RUNWAY_ID)] 
         lines.append(f"... and {len(nodes) - WORKFLOW_NODES_SHOWN} more nodes")
     version = WorkflowVersion(id=workflow_id, version=found.get("version"), created_at=found.get("createdAt"))
     return _listing(lines, "", WorkflowList(workflows=[Workflow(name=str(found.get("name")), versions=[version])],
-                                            nodes=nodes))
+                                            nodes=nodes[:WORKFLOW_NODES_SHOWN]))
 
 
 # Custom voices: not tasks, but voices of the person's own for avatar videos (runway-api.md 4.3).
