@@ -1127,7 +1127,7 @@ def estimate_credits(body: dict) -> float | None:
 # which conform() checks (and list_models shows) as a model's fields are checked. A rule is one of:
 #   bool, str, int, float          a value of that type (int for float too); (str, float, bool): any of those
 #   ("a", "b"), range(4, 16)       one of these values; Text(n): a text of at most n characters
-#   Media(kinds)                   a media argument: URL, data: URI, runway:// URI, saved output or local path
+#   MediaRule(kinds)               a media argument: URL, data: URI, runway:// URI, saved output or local path
 #   Obj({field: rule}, "needs")    an object with these fields, the ones in `needs` required
 #   ListOf(rule, fewest, most)     a list; `once`: item field -> values that may appear in one item only
 #   Choice(key, {value: Obj})      one of several objects, told apart by the value of `key` (or, with key None,
@@ -1279,7 +1279,7 @@ def conform(value: Any, rule: Any, where: str) -> Any:
     if isinstance(rule, Text) and isinstance(value, str):
         raise RunwayError(f"{where} has {_utf16_length(value)} characters; it takes {rule}")
     if _types(rule) or inspect.isclass(rule):
-        wanted = " or ".join(TYPE_NAMES[t] for t in (rule if _types(rule) else (rule,)))
+        wanted = " or ".join(_type_names(rule))
     else:
         wanted = f"text of {rule}" if isinstance(rule, Text) else f"one of: {_describe(rule)}"
     raise RunwayError(f"{where}={_shorten(repr(value), 80)} does not fit: it takes {wanted}")
@@ -1288,6 +1288,10 @@ def conform(value: Any, rule: Any, where: str) -> Any:
 def _types(rule: Any) -> bool:
     """Whether a rule is a tuple of types (a value of any of them), as opposed to a tuple of allowed values."""
     return type(rule) is tuple and all(map(inspect.isclass, rule))
+
+
+def _type_names(rule: type | tuple[type, ...]) -> list[str]:
+    return [TYPE_NAMES[t] for t in (rule if _types(rule) else (rule,))]
 
 
 def _fits(value: Any, rule: Any) -> bool:
@@ -1361,7 +1365,7 @@ def describe_rule(rule: Any) -> str:
         count = "" if (rule.fewest, rule.most) == (0, None) else f"{_count_range(rule)} "
         return f"list of {count}{describe_rule(rule.item)}"
     if inspect.isclass(rule) or _types(rule):
-        return "/".join(TYPE_NAMES[t].removeprefix("a ") for t in (rule if _types(rule) else (rule,)))
+        return "/".join(name.removeprefix("a ") for name in _type_names(rule))
     return "|".join(map(str, rule)) if type(rule) is tuple else _describe(rule)
 
 
@@ -1838,6 +1842,13 @@ EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "im
               "audio/wave": "wav", "audio/ogg": "ogg", "audio/flac": "flac", "audio/aac": "aac",
               "audio/mp4": "m4a", "application/zip": "zip"}
 MIME_TYPES = {ext: mime for mime, ext in reversed(EXTENSIONS.items())} | {"jpeg": "image/jpeg", "m4v": "video/mp4"}
+
+
+def mime_of(name: str) -> str | None:
+    """The media type a file name's extension says (the content may say otherwise: see sniff)."""
+    return MIME_TYPES.get(Path(name).suffix[1:].lower())
+
+
 # File signatures, checked in order: (offset, bytes, media type). The content decides, not the name.
 SIGNATURES = ((0, b"\x89PNG\r\n\x1a\n", "image/png"), (0, b"\xff\xd8\xff", "image/jpeg"), (0, b"GIF8", "image/gif"),
               (8, b"WEBP", "image/webp"), (8, b"WAVE", "audio/wav"), (8, b"AVI ", "video/x-msvideo"),
@@ -1848,6 +1859,13 @@ SIGNATURES = ((0, b"\x89PNG\r\n\x1a\n", "image/png"), (0, b"\xff\xd8\xff", "imag
 # Other names for a media type, as data: URIs and servers write them.
 CANONICAL = {"image/jpg": "image/jpeg", "audio/mp3": "audio/mpeg", "audio/x-wav": "audio/wav", "audio/wave": "audio/wav",
              "audio/x-flac": "audio/flac", "audio/x-m4a": "audio/mp4", "audio/m4a": "audio/mp4"}
+
+
+def canonical(mime: str) -> str:
+    """A media type by its usual name: image/jpg is image/jpeg, audio/mp3 is audio/mpeg."""
+    return CANONICAL.get(mime.lower(), mime.lower())
+
+
 # One container (ISO base media: ftyp) holds video, audio or both, whatever its brand suggests.
 ISO_MEDIA = {"video/mp4", "audio/mp4", "video/quicktime"}
 # What Runway takes from a local file (runway-api.md section 6); GIF, for one, it refuses.
@@ -1917,7 +1935,7 @@ def sniff(head: bytes, name: str = "") -> str | None:
     for offset, signature, mime in SIGNATURES:
         if head[offset:offset + len(signature)] == signature:
             return mime
-    return MIME_TYPES.get(Path(name).suffix[1:].lower())
+    return mime_of(name)
 
 
 def _not_a_file(mode: int) -> str | None:
@@ -2025,7 +2043,7 @@ def _check_data_uri(media: Media, value: str) -> None:
                           f"{_size(DATA_URI_LIMIT)} that way; pass the file's path to have it uploaded")
     if not match:
         raise RunwayError(f"{argument}: not a base64 data: URI (expected data:<type>/<subtype>;base64,...)")
-    declared = CANONICAL.get(match["mime"].lower(), match["mime"].lower())
+    declared = canonical(match["mime"])
     if _kind(declared, None) not in media.kinds:
         raise RunwayError(f"{argument} takes {media.what}; this data: URI holds {match['mime']}")
     try:
@@ -2058,9 +2076,9 @@ def kind_of(media: Media, local: LocalFile | None) -> str:
     if local is not None:
         mime: str | None = local.mime
     elif match := DATA_URI.match(value):
-        mime = CANONICAL.get(match["mime"].lower(), match["mime"].lower())
+        mime = canonical(match["mime"])
     else:
-        mime = MIME_TYPES.get(Path(urlsplit(value).path).suffix[1:].lower())
+        mime = link_mime(value)
     kind = _kind(mime, None)
     if kind not in media.kinds:
         raise RunwayError(f"{media.argument}: cannot tell whether {value[:80]!r} is {media.what}; "
@@ -2244,7 +2262,7 @@ def _extension(mime: str | None, url: str) -> str:
 
 def link_mime(url: str) -> str | None:
     """The media type a link's file name says, until a download tells: Runway's links end in .mp4, .png..."""
-    return MIME_TYPES.get(Path(urlsplit(url).path).suffix[1:].lower())
+    return mime_of(urlsplit(url).path)
 
 
 def _short(task_id: str) -> str:
@@ -2388,7 +2406,7 @@ def saved_outputs(kind: str | None = None) -> list[tuple[Path, os.stat_result]]:
     except OSError:                         # no folder yet, or a file removed meanwhile
         return []
     return [(p, info) for p, info in sorted(files, key=lambda item: item[1].st_mtime, reverse=True)
-            if kind in (None, _kind(MIME_TYPES.get(p.suffix[1:].lower()), None))]
+            if kind in (None, _kind(mime_of(p.name), None))]
 
 
 def read_output(name: str) -> tuple[bytes, str]:
@@ -2402,7 +2420,7 @@ def read_output(name: str) -> tuple[bytes, str]:
                           f"resource; it is at {path}" + (f"; Runway's link (24-48 h): {link}" if link else ""),
                           status=413)
     with _open_checked(path, "uri") as f:
-        return f.read(), MIME_TYPES.get(path.suffix[1:].lower(), "application/octet-stream")
+        return f.read(), mime_of(path.name) or "application/octet-stream"
 
 
 ##############################################################################
@@ -2762,7 +2780,7 @@ class _Server(MCPServer):
     async def list_resources(self) -> list:
         outputs = await anyio.to_thread.run_sync(saved_outputs)
         return await super().list_resources() + [
-            Resource(uri=output_uri(path.name), name=path.name, mime_type=MIME_TYPES.get(path.suffix[1:].lower()),
+            Resource(uri=output_uri(path.name), name=path.name, mime_type=mime_of(path.name),
                      size=info.st_size) for path, info in outputs[:RESOURCE_LIST_MAX]]
 
     async def list_resource_templates(self) -> list:
@@ -2948,7 +2966,7 @@ def generation(title: str, names: Mapping[str, str] = {}, *, options: bool = Tru
 
         @functools.wraps(fn)
         def generate(*, ctx: Context | None = None, confirmation: Any = None, **arguments):
-            run = Run(**{name: arguments.pop(name) for name in Run._fields if name in arguments})
+            run = _run_of(arguments)
             return run_task(fn(**arguments), run, tool_name=fn.__name__, names=names, ctx=ctx,
                             confirmation=confirmation)
         parameters = [*own.parameters.values(), *shared, confirmation, context]
@@ -2996,8 +3014,13 @@ def prepare(request: TaskRequest, run: Run, tool_name: str, names: Mapping[str, 
 def _single_plan(tool_name: str, arguments: dict) -> Plan:
     """The Plan of one generation tool's call, from its arguments as the SDK passes them (the confirmation's view)."""
     generator = GENERATORS[tool_name]
-    run = Run(**{name: arguments.pop(name) for name in Run._fields if name in arguments})
+    run = _run_of(arguments)
     return prepare(generator.build(**arguments), run, tool_name, generator.names)
+
+
+def _run_of(arguments: dict) -> Run:
+    """The arguments every generation tool shares, taken out of a call's arguments (which keep the tool's own)."""
+    return Run(**{name: arguments.pop(name) for name in Run._fields if name in arguments})
 
 
 def run_task(request: TaskRequest, run: Run, *, tool_name: str, ctx: Context | None, names: Mapping[str, str] = {},
@@ -3020,10 +3043,7 @@ def run_task(request: TaskRequest, run: Run, *, tool_name: str, ctx: Context | N
     poll = Poll(task)
     if run.wait:
         poll = _wait(task["id"], run.max_wait_s, ctx, task=task)
-    outputs = save_outputs(poll.task, plan.notes)                            # downloads: network and disk
-    result = task_result(poll, time.monotonic() - started, outputs, plan.notes)
-    record_status(result)                                                     # the ledger's last known state
-    return task_reply(result)
+    return task_reply(settle(poll, started, plan.notes))
 
 
 def _create(plan: Plan) -> dict:
@@ -3082,10 +3102,7 @@ def _reuse(twin: dict, run: Run, ctx: Context | None, started: float) -> CallToo
         poll = _wait(twin["id"], run.max_wait_s, ctx)
     else:
         poll = Poll({k: v for k, v in twin.items() if k != "created_at"})
-    outputs = save_outputs(poll.task, notes)
-    result = task_result(poll, time.monotonic() - started, outputs, notes)
-    record_status(result)
-    return task_reply(result)
+    return task_reply(settle(poll, started, notes))
 
 
 def _declined(confirmation: Any, estimate: Estimate) -> CallToolResult | None:
@@ -3217,7 +3234,7 @@ def save_outputs(task: dict, notes: list[str]) -> list[Output]:
                          "try again")
             continue
         output.update(path=str(path), uri=output_uri(path.name), bytes=path.stat().st_size,
-                      mime_type=MIME_TYPES.get(path.suffix[1:]) or output["mime_type"])
+                      mime_type=mime_of(path.name) or output["mime_type"])
     return outputs
 
 
@@ -3304,6 +3321,15 @@ def _output_content(output: Output) -> list:
             content.append(ImageContent(data=base64.b64encode(path.read_bytes()).decode(),
                                         mime_type=output["mime_type"]))
     return content
+
+
+def settle(poll: Poll, started: float, notes: list[str]) -> TaskResult:
+    """The end of every task call: save the task's outputs (network and disk), build its result, and record its
+    last known state in the ledger."""
+    outputs = save_outputs(poll.task, notes)
+    result = task_result(poll, time.monotonic() - started, outputs, notes)
+    record_status(result)
+    return result
 
 
 def record_status(result: TaskResult) -> None:
@@ -3973,13 +3999,7 @@ def generate_batch(
             tasks.append(_create(plan))                         # each in the ledger at once
     polls = wait_many(tasks, CONFIG.max_wait if max_wait_s is None else max_wait_s,
                       on_poll=_batch_reporter(ctx)) if wait else [Poll(task) for task in tasks]
-    items = []
-    for plan, poll in zip(plans, polls):
-        outputs = save_outputs(poll.task, plan.notes)
-        result = task_result(poll, time.monotonic() - started, outputs, plan.notes)
-        record_status(result)
-        items.append(result)
-    return _batch_reply(items, total, [])
+    return _batch_reply([settle(poll, started, plan.notes) for plan, poll in zip(plans, polls)], total, [])
 
 
 def _batch_reporter(ctx: Context | None) -> Callable[[list[Poll], float], None]:
@@ -4010,24 +4030,16 @@ def _batch_reply(items: list, total: Estimate, notes: list[str]) -> CallToolResu
 def get_task(task_id: TaskId) -> TaskReply:
     """Check a task once; saves its outputs if finished, with fresh links. Free."""
     task_id = task_id_arg(task_id)
-    started, notes = time.monotonic(), []
-    poll = Poll(fetch_task(task_id))
-    outputs = save_outputs(poll.task, notes)                                  # downloads: network and disk
-    result = task_result(poll, time.monotonic() - started, outputs, notes)
-    record_status(result)
-    return task_reply(result)
+    started = time.monotonic()
+    return task_reply(settle(Poll(fetch_task(task_id)), started, []))
 
 
 @tool(READ_ONLY, "Wait for task", TASK_TOOL_META)
 def wait_for_task(task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = None) -> TaskReply:
     """Keep waiting for a task, with progress, and save its outputs; if it is still running, call again. Free."""
     task_id = task_id_arg(task_id)
-    started, notes = time.monotonic(), []
-    poll = _wait(task_id, max_wait_s, ctx)
-    outputs = save_outputs(poll.task, notes)                                  # downloads: network and disk
-    result = task_result(poll, time.monotonic() - started, outputs, notes)
-    record_status(result)
-    return task_reply(result)
+    started = time.monotonic()
+    return task_reply(settle(_wait(task_id, max_wait_s, ctx), started, []))
 
 
 @tool(DESTRUCTIVE, "Cancel task", TASK_TOOL_META)
@@ -4199,7 +4211,7 @@ class OutputList(TypedDict):
 
 
 def _saved(path: Path, info: os.stat_result, sidecar: dict) -> SavedOutput:
-    mime = MIME_TYPES.get(path.suffix[1:].lower())
+    mime = mime_of(path.name)
     return SavedOutput(name=path.name, path=str(path), uri=output_uri(path.name), kind=_kind(mime, "other"),
                        mime_type=mime, bytes=info.st_size,
                        saved_at=datetime.fromtimestamp(info.st_mtime, UTC).isoformat(timespec="seconds"),

@@ -1422,6 +1422,14 @@ async def call(client, tool, args=None, progress=None):
     return result, result.structured_content
 
 
+async def refused(client, fake, tool, args, expected) -> str:
+    """Call a tool that must refuse with a message saying `expected`, having sent Runway nothing; the message."""
+    result, _ = await call(client, tool, args)
+    assert result.is_error and expected in result.content[0].text, result.content[0].text
+    assert fake.requests == []
+    return result.content[0].text
+
+
 GENERATION_TOOLS = {"generate_image", "generate_video", "edit_video", "upscale_video", "upscale_image",
                     "generate_speech", "generate_sound_effect", "animate_character", "change_voice", "dub_audio",
                     "isolate_voice", "generate_sound_for_video", "convert_to_hdr"}
@@ -1726,9 +1734,7 @@ def invalid_requests():
 @pytest.mark.anyio
 @pytest.mark.parametrize("tool, args, expected", list(invalid_requests()))
 async def test_invalid_requests_send_nothing_and_name_the_argument(client, fake, tool, args, expected):
-    result, _ = await call(client, tool, args)
-    assert result.is_error and expected in result.content[0].text
-    assert fake.requests == []
+    await refused(client, fake, tool, args, expected)
 
 
 @pytest.mark.anyio
@@ -1755,9 +1761,7 @@ async def test_invalid_requests_send_nothing_and_name_the_argument(client, fake,
     ("generate_video", {"prompt": "x", "image": "data:audio/mpeg;base64,AAAA"}, "image takes image"),
 ])
 async def test_rules_beyond_ratio_and_duration(client, fake, tool, args, expected):
-    result, _ = await call(client, tool, args)
-    assert result.is_error and expected in result.content[0].text, result.content[0].text
-    assert fake.requests == []
+    await refused(client, fake, tool, args, expected)
 
 
 @pytest.mark.anyio
@@ -2322,9 +2326,7 @@ BATCH = [{"tool": "generate_image", "arguments": {"prompt": "a fox"}},
     ({"tool": "generate_video", "arguments": {"prompt": "x", "image": "http://no"}}, "requests[3] (generate_video): image"),
 ])
 async def test_one_bad_item_refuses_the_whole_batch_and_sends_nothing(client, fake, item, expected):
-    result, _ = await call(client, "generate_batch", {"requests": [*BATCH, item]})
-    assert result.is_error and expected in result.content[0].text, result.content[0].text
-    assert fake.requests == []
+    await refused(client, fake, "generate_batch", {"requests": [*BATCH, item]}, expected)
 
 
 @pytest.mark.anyio
@@ -2456,9 +2458,8 @@ async def test_each_recipe_sends_a_body_runways_sdk_accepts_and_saves_what_it_ma
 ])
 async def test_recipe_inputs_that_do_not_fit_are_refused_by_name_and_send_nothing(client, fake, recipe, inputs,
                                                                                   version, expected):
-    result, _ = await call(client, "run_recipe", {"recipe": recipe, "inputs": inputs, "version": version})
-    assert result.is_error and expected in result.content[0].text, result.content[0].text
-    assert "\n" not in result.content[0].text and fake.requests == []
+    text = await refused(client, fake, "run_recipe", {"recipe": recipe, "inputs": inputs, "version": version}, expected)
+    assert "\n" not in text
 
 
 @pytest.mark.anyio
@@ -2550,9 +2551,7 @@ async def test_an_avatar_speaks_a_script_or_a_recording(client, fake, media_file
     ({"avatar": "influencer", "audio": PNG_URI}, "audio takes audio; this data: URI holds image/png"),
 ])
 async def test_an_avatar_request_that_cannot_work_is_refused_and_sends_nothing(client, fake, arguments, expected):
-    result, _ = await call(client, "generate_avatar_video", arguments)
-    assert result.is_error and expected in result.content[0].text, result.content[0].text
-    assert fake.requests == []
+    await refused(client, fake, "generate_avatar_video", arguments, expected)
 
 
 @pytest.mark.anyio
@@ -2592,9 +2591,7 @@ async def test_the_router_routes_and_says_which_model_it_chose(client, fake, med
 ])
 async def test_router_input_that_does_not_fit_is_refused_by_name_and_sends_nothing(client, fake, kind, value,
                                                                                    expected):
-    result, _ = await call(client, "generate_with_router", {"config_id": "c", "kind": kind, "input": value})
-    assert result.is_error and expected in result.content[0].text, result.content[0].text
-    assert fake.requests == []
+    await refused(client, fake, "generate_with_router", {"config_id": "c", "kind": kind, "input": value}, expected)
 
 
 @pytest.mark.anyio
@@ -2650,9 +2647,7 @@ async def test_a_workflow_run_is_created_polled_listed_and_saved_node_by_node(cl
     ({"node-a": "x"}, "inputs: Input should be a valid dictionary"),
 ])
 async def test_workflow_inputs_that_do_not_fit_are_refused_by_name_and_send_nothing(client, fake, inputs, expected):
-    result, _ = await call(client, "run_workflow", {"workflow_id": WORKFLOW_ID, "inputs": inputs})
-    assert result.is_error and expected in result.content[0].text, result.content[0].text
-    assert fake.requests == []
+    await refused(client, fake, "run_workflow", {"workflow_id": WORKFLOW_ID, "inputs": inputs}, expected)
 
 
 @pytest.mark.anyio
