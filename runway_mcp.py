@@ -2933,11 +2933,15 @@ class Confirm(BaseModel):
 NOT_ASKED, CANNOT_ASK = "not needed", "client cannot ask"
 
 
-class Generator(NamedTuple):
-    """A generation tool's own function, validating its arguments (for generate_batch), and its argument names."""
+class Generator:
+    """A generation tool's own function and its argument names; `build` is the function validating its arguments."""
 
-    build: Callable[..., TaskRequest]
-    names: Mapping[str, str]
+    def __init__(self, fn: Callable[..., TaskRequest], names: Mapping[str, str]):
+        self.fn, self.names = fn, names
+
+    @functools.cached_property
+    def build(self) -> Callable[..., TaskRequest]:
+        return validate_call(self.fn)           # on first use: pydantic takes about 1 ms a tool, at start-up
 
 
 GENERATORS: dict[str, Generator] = {}
@@ -2957,7 +2961,7 @@ def generation(title: str, names: Mapping[str, str] = {}, *, options: bool = Tru
     context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context)
 
     def register(fn):
-        GENERATORS[fn.__name__] = Generator(validate_call(fn), names)
+        GENERATORS[fn.__name__] = Generator(fn, names)
         own = inspect.signature(fn)
         resolver = _confirmation_resolver(lambda arguments: [_single_plan(fn.__name__, arguments)],
                                           [*own.parameters, *(p.name for p in shared)])
