@@ -2930,7 +2930,9 @@ class Confirm(BaseModel):
 
 
 # What the confirmation resolver decided when it did not ask the person.
-NOT_ASKED, CANNOT_ASK = "not needed", "client cannot ask"
+NOT_ASKED, CANNOT_ASK, NO_SESSION = "not needed", "client cannot ask", "stateless: no session to ask on"
+UNASKABLE = {CANNOT_ASK: "this client cannot ask (it has no elicitation)",
+             NO_SESSION: "a stateless server (RUNWAY_MCP_STATELESS) can ask only clients speaking MCP 2026-07-28"}
 
 
 class Generator:
@@ -3112,13 +3114,15 @@ def _reuse(twin: dict, run: Run, ctx: Context | None, started: float) -> CallToo
 def _declined(confirmation: Any, estimate: Estimate) -> CallToolResult | None:
     """What the person said to spending the credits: None to go on; a result to return if they declined; an error
     if they had to be asked and this client cannot ask."""
-    if confirmation is None or isinstance(confirmation, AcceptedElicitation) and confirmation.data != CANNOT_ASK:
+    accepted = isinstance(confirmation, AcceptedElicitation)
+    unaskable = UNASKABLE.get(confirmation.data) if accepted and isinstance(confirmation.data, str) else None
+    if confirmation is None or accepted and unaskable is None:
         return None
-    if isinstance(confirmation, AcceptedElicitation):
+    if unaskable:
         cost = f"about {_credits(estimate.credits)}" if estimate.credits is not None else "a cost unknown here"
         raise RunwayError(f"this needs the person's confirmation ({cost}, RUNWAY_MCP_CONFIRM_ABOVE="
-                          f"{CONFIG.confirm_above:g}) and this client cannot ask (it has no elicitation); nothing was "
-                          "sent: raise or unset RUNWAY_MCP_CONFIRM_ABOVE in the server's environment")
+                          f"{CONFIG.confirm_above:g}) and {unaskable}; nothing was sent: raise or unset "
+                          "RUNWAY_MCP_CONFIRM_ABOVE in the server's environment")
     result = TaskResult(task_id=None, status="DECLINED", progress=None, outputs=[], estimated_credits=estimate.credits,
                         cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0, notes=[],
                         next="The person declined the cost: nothing was sent. Do not try again unless they ask.")
@@ -3142,6 +3146,8 @@ def _confirmation_resolver(plans_of: Callable[[dict], list[Plan]], names: list[s
                 total.credits <= CONFIG.confirm_above):
             return NOT_ASKED
         capabilities = ctx.client_capabilities
+        if capabilities is None and CONFIG.stateless:       # no initialize, so no session a live request could use
+            return NO_SESSION
         if capabilities is None or capabilities.elicitation is None:
             return CANNOT_ASK
         cost = f"about {_credits(total.credits)}" if total.credits is not None else "a cost Runway sets at creation"

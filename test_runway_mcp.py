@@ -3288,7 +3288,10 @@ async def test_instances_sharing_the_output_folder_and_the_state_secret_serve_as
             assert again["task_id"] == created["task_id"] and len(fake.seen("POST")) == 1
             [content] = (await one.read_resource(done["outputs"][0]["uri"])).contents     # saved by the other
             assert content.mime_type == "video/mp4"
-        storm = {"prompt": "a storm", "duration": 10, "wait": False}                      # 120 credits: asked
+            storm = {"prompt": "a storm", "duration": 10, "wait": False}                  # 120 credits: asked
+            result, _ = await call(one, "generate_video", storm)       # a legacy client: no session to ask on
+            assert result.is_error and "can ask only clients speaking MCP 2026-07-28" in result.content[0].text
+            assert len(fake.seen("POST")) == 1
         async with balanced_client([first, second], "accept") as client:
             result, data = await call(client, "generate_video", storm)
             assert not result.is_error and data["status"] == "PENDING" and len(fake.seen("POST")) == 2
