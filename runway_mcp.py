@@ -3114,19 +3114,37 @@ def _reuse(twin: dict, run: Run, ctx: Context | None, started: float) -> CallToo
 def _declined(confirmation: Any, estimate: Estimate) -> CallToolResult | None:
     """What the person said to spending the credits: None to go on; a result to return if they declined; an error
     if they had to be asked and this client cannot ask."""
-    accepted = isinstance(confirmation, AcceptedElicitation)
-    unaskable = UNASKABLE.get(confirmation.data) if accepted and isinstance(confirmation.data, str) else None
-    if confirmation is None or accepted and unaskable is None:
+    _refuse_unasked(confirmation, estimate.credits)
+    if confirmation is None or isinstance(confirmation, AcceptedElicitation):
         return None
-    if unaskable:
-        cost = f"about {_credits(estimate.credits)}" if estimate.credits is not None else "a cost unknown here"
-        raise RunwayError(f"this needs the person's confirmation ({cost}, RUNWAY_MCP_CONFIRM_ABOVE="
-                          f"{CONFIG.confirm_above:g}) and {unaskable}; nothing was sent: raise or unset "
-                          "RUNWAY_MCP_CONFIRM_ABOVE in the server's environment")
     result = TaskResult(task_id=None, status="DECLINED", progress=None, outputs=[], estimated_credits=estimate.credits,
-                        cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0, notes=[],
-                        next="The person declined the cost: nothing was sent. Do not try again unless they ask.")
+                        cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0, notes=[], next=DECLINED)
     return CallToolResult(content=[TextContent(text=_summary(result))], structured_content=result, is_error=True)
+
+
+DECLINED = "The person declined the cost: nothing was sent. Do not try again unless they ask."
+
+
+def _refuse_unasked(confirmation: Any, credits: float | None) -> None:
+    """Refuse a spend the person had to confirm when the resolver could not ask them (it says why)."""
+    data = getattr(confirmation, "data", None)
+    if not (isinstance(confirmation, AcceptedElicitation) and isinstance(data, str) and data in UNASKABLE):
+        return
+    cost, step = ((f"about {_credits(credits)}", "raise or unset") if credits is not None else
+                  ("a cost not known here, which is always asked about", "unset"))
+    raise RunwayError(f"this needs the person's confirmation ({cost}, RUNWAY_MCP_CONFIRM_ABOVE="
+                      f"{CONFIG.confirm_above:g}) and {UNASKABLE[data]}; nothing was sent: {step} "
+                      "RUNWAY_MCP_CONFIRM_ABOVE in the server's environment")
+
+
+def _ask(ctx: Context, question: str) -> Any:
+    """A resolver's request for the person's yes, or why this client cannot be asked."""
+    capabilities = ctx.client_capabilities
+    if capabilities is None and CONFIG.stateless:           # no initialize, so no session a live request could use
+        return NO_SESSION
+    if capabilities is None or capabilities.elicitation is None:
+        return CANNOT_ASK
+    return Elicit(question, Confirm)
 
 
 def _confirmation_resolver(plans_of: Callable[[dict], list[Plan]], names: list[str]) -> Callable:
@@ -3145,13 +3163,8 @@ def _confirmation_resolver(plans_of: Callable[[dict], list[Plan]], names: list[s
         if not plans or budget_refusal(total, len(plans)) or total.credits is not None and (
                 total.credits <= CONFIG.confirm_above):
             return NOT_ASKED
-        capabilities = ctx.client_capabilities
-        if capabilities is None and CONFIG.stateless:       # no initialize, so no session a live request could use
-            return NO_SESSION
-        if capabilities is None or capabilities.elicitation is None:
-            return CANNOT_ASK
         cost = f"about {_credits(total.credits)}" if total.credits is not None else "a cost Runway sets at creation"
-        return Elicit(f"{_what(plans)} for {cost}?", Confirm)
+        return _ask(ctx, f"{_what(plans)} for {cost}?")
 
     confirm_spend.__signature__ = inspect.Signature(
         [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
@@ -3864,6 +3877,15 @@ def list_voices() -> Annotated[CallToolResult, VoiceList]:
                     VoiceList(voices=voices))
 
 
+def _confirm_voice(ctx: Context, name: str, description: str | None = None) -> Any:
+    """With RUNWAY_MCP_CONFIRM_ABOVE set, ask before creating a voice: Runway states no price for one, and a spend
+    not known to fall below the threshold is asked about. Not asked: under a budget (the tool refuses it), or when
+    an identical voice is returned instead."""
+    if CONFIG.confirm_above is None or CONFIG.budget_credits is not None or _recent_voice(name, description):
+        return NOT_ASKED
+    return _ask(ctx, f"Create the voice {name!r}, at a cost Runway does not state?")
+
+
 @tool(PAID, "Create voice")
 def create_voice(
     name: Annotated[str, Field(min_length=1, max_length=100)],
@@ -3871,6 +3893,7 @@ def create_voice(
     prompt: Annotated[str | None, Field(description="what it sounds like, to design a voice", min_length=20,
                                         max_length=32000)] = None,
     audio: Annotated[MediaArg | None, Field(description="a clean sample to clone, instead of prompt")] = None,
+    confirmation: Annotated[ElicitationResult[Confirm], Resolve(_confirm_voice)] = None,
 ) -> Annotated[CallToolResult, CreatedVoice]:
     """Create a voice for avatar videos, designed from a description or cloned from a sample.
 
@@ -3887,6 +3910,9 @@ def create_voice(
         notes.append(f"a voice named {name!r} with this description was created {twin[1]:.0f} s ago: returned it "
                      "instead of making a second (give another name for a new one)")
         return _voice_reply(_await_voice(twin[0]), notes)
+    _refuse_unasked(confirmation, None)
+    if confirmation is not None and not isinstance(confirmation, AcceptedElicitation):
+        raise RunwayError(DECLINED)
     if audio is not None:
         media = Media(audio, ("audio",), "audio")
         source = {"type": "audio", "audio": media_uri(media, check_media(media), notes)}

@@ -2311,6 +2311,41 @@ async def test_a_client_that_cannot_confirm_is_refused_with_the_threshold_named(
     assert not result.is_error                                             # a dry run spends nothing: never asked
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("answer, posts", [("accept", 1), ("decline", 0), ("cancel", 0)])
+async def test_a_voice_has_no_stated_price_so_it_is_confirmed_first(serve, fake, answer, posts):
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="50")
+    narrator = {"name": "Narrator", "prompt": "A warm, calm narrator with a low voice"}
+    async with confirming(answer) as client:
+        result, _ = await call(client, "create_voice", narrator)
+        assert client.asked == ["Create the voice 'Narrator', at a cost Runway does not state?"]
+        assert len(fake.bodies("voices")) == posts and result.is_error == (posts == 0)
+        if not posts:
+            assert "declined" in result.content[0].text and "Do not try again" in result.content[0].text
+            return
+        _, again = await call(client, "create_voice", narrator)          # the same voice comes back: not asked
+        assert again["notes"] and len(client.asked) == 1 and len(fake.bodies("voices")) == 1
+
+
+@pytest.mark.anyio
+async def test_a_spend_of_unknown_cost_is_asked_about_whatever_the_threshold(serve, fake):
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="1000")
+    async with confirming("decline") as client:                 # a recipe never run here: no estimate yet
+        result, data = await call(client, "run_recipe", {"recipe": "marketing_stock_image",
+                                                         "inputs": {"prompt": "a sunlit kitchen, a coffee mug"}})
+        assert client.asked == ["Generate 1 marketing_stock_image image for a cost Runway sets at creation?"]
+        assert result.is_error and data["status"] == "DECLINED" and fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_client_that_cannot_confirm_an_unpriced_spend_is_told_to_unset_the_threshold(client, serve, fake):
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="50")
+    result, _ = await call(client, "create_voice", {"name": "Narrator", "prompt": "A warm, calm narrator voice"})
+    text = result.content[0].text
+    assert result.is_error and "a cost not known here, which is always asked about" in text
+    assert "nothing was sent: unset RUNWAY_MCP_CONFIRM_ABOVE" in text and fake.bodies("voices") == []
+
+
 BATCH = [{"tool": "generate_image", "arguments": {"prompt": "a fox"}},
          {"tool": "generate_video", "arguments": {"prompt": "a fox runs", "duration": 4}},
          {"tool": "generate_speech", "arguments": {"text": "hello there"}}]
