@@ -3111,6 +3111,9 @@ def _reuse(twin: dict, run: Run, ctx: Context | None, started: float) -> CallToo
     return task_reply(settle(poll, started, notes))
 
 
+DECLINED = "The person declined the cost: nothing was sent. Do not try again unless they ask."
+
+
 def _declined(confirmation: Any, estimate: Estimate) -> CallToolResult | None:
     """What the person said to spending the credits: None to go on; a result to return if they declined; an error
     if they had to be asked and this client cannot ask."""
@@ -3120,9 +3123,6 @@ def _declined(confirmation: Any, estimate: Estimate) -> CallToolResult | None:
     result = TaskResult(task_id=None, status="DECLINED", progress=None, outputs=[], estimated_credits=estimate.credits,
                         cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0, notes=[], next=DECLINED)
     return CallToolResult(content=[TextContent(text=_summary(result))], structured_content=result, is_error=True)
-
-
-DECLINED = "The person declined the cost: nothing was sent. Do not try again unless they ask."
 
 
 def _refuse_unasked(confirmation: Any, credits: float | None) -> None:
@@ -3877,12 +3877,16 @@ def list_voices() -> Annotated[CallToolResult, VoiceList]:
                     VoiceList(voices=voices))
 
 
-def _confirm_voice(ctx: Context, name: str, description: str | None = None) -> Any:
+def _confirm_voice(ctx: Context, name: str, description: str | None = None, prompt: str | None = None,
+                   audio: str | None = None) -> Any:
     """With RUNWAY_MCP_CONFIRM_ABOVE set, ask before creating a voice: Runway states no price for one, and a spend
-    not known to fall below the threshold is asked about. Not asked: under a budget (the tool refuses it), or when
-    an identical voice is returned instead."""
-    if CONFIG.confirm_above is None or CONFIG.budget_credits is not None or _recent_voice(name, description):
+    not known to fall below the threshold is asked about. Not asked when the tool refuses the call anyway (under a
+    budget, or without one of prompt and audio) or returns an identical voice instead."""
+    if CONFIG.confirm_above is None or CONFIG.budget_credits is not None or (prompt is None) == (audio is None):
         return NOT_ASKED
+    with contextlib.suppress(RunwayError):      # a failed lookup asks: only a voice known to exist goes unasked
+        if _recent_voice(name, description):
+            return NOT_ASKED
     return _ask(ctx, f"Create the voice {name!r}, at a cost Runway does not state?")
 
 

@@ -2325,6 +2325,8 @@ async def test_a_voice_has_no_stated_price_so_it_is_confirmed_first(serve, fake,
             return
         _, again = await call(client, "create_voice", narrator)          # the same voice comes back: not asked
         assert again["notes"] and len(client.asked) == 1 and len(fake.bodies("voices")) == 1
+        result, _ = await call(client, "create_voice", {"name": "Other"})  # refused anyway: not asked
+        assert result.is_error and "pass prompt" in result.content[0].text and len(client.asked) == 1
 
 
 @pytest.mark.anyio
