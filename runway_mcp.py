@@ -2095,10 +2095,7 @@ def describe_media(media: Media, local: LocalFile | None) -> str:
     if local:
         how = "sent as a data: URI" if _fits_data_uri(local.size, local.mime) else "uploaded to a runway:// URI first"
         return f"<{local.path}: {local.mime}, {_size(local.size)}, {how}>"
-    value = media.value.strip()
-    if value.lower().startswith("data:"):
-        return f"<{value.split(';')[0]} URI, {_size(len(value))}>"
-    return value
+    return elide_blobs(media.value.strip())          # a URL as it is; a data: URI as a short note
 
 
 def media_uri(media: Media, local: LocalFile | None, notes: list[str]) -> str:
@@ -2535,7 +2532,6 @@ def estimate(endpoint: str, body: dict) -> Estimate:
                                          f"task{'s' if len(rates) > 1 else ''}, per {unit}")
 
 
-
 def fingerprint(tool_name: str, endpoint: str, body: dict, local: Mapping["Media", LocalFile | None]) -> str:
     """What makes two requests the same: tool, endpoint, final body (files by their content) and account."""
     def content(media: Media) -> str:
@@ -2735,6 +2731,7 @@ def compact_schema(schema: dict, *, output: bool = False) -> dict:
         if "properties" in node:
             node["properties"] = {name: walk(value) for name, value in node["properties"].items()}
         return node
+
     def implied(node: Any) -> Any:
         """Below the root, `properties` say "object" and `items` say "array": the type is left out (null too
         passes, as an optional field's may)."""
@@ -3413,9 +3410,14 @@ def _typed(value: str, kinds: tuple[str, ...], argument: str, kind: str | None) 
     return {"type": kind or KindOf(media), "uri": media}
 
 
+def _named(value: str, presets: tuple[str, ...]) -> str | None:
+    """The preset a value names, matched without regard to case or surrounding spaces."""
+    return next((p for p in presets if p.lower() == value.strip().lower()), None)
+
+
 def _preset(voice: str, argument: str = "voice") -> dict:
     """A Runway voice preset, matched without regard to case."""
-    name = next((v for v in VOICES if v.lower() == voice.strip().lower()), None)
+    name = _named(voice, VOICES)
     if name is None:
         raise RunwayError(f"{argument}={voice!r} is not a Runway voice preset; choose one of: {', '.join(VOICES)}")
     return {"type": "runway-preset", "presetId": name}
@@ -3706,7 +3708,7 @@ def _preset_or_id(value: str, presets: tuple[str, ...], argument: str) -> str | 
     """The preset a value names (in any case), or None for an id of the person's own. A near miss of a preset is
     refused: sent as an id, it would only fail at Runway."""
     value = value.strip()
-    if preset := next((p for p in presets if p.lower() == value.lower()), None):
+    if preset := _named(value, presets):
         return preset
     if close := difflib.get_close_matches(value.lower(), presets, n=1, cutoff=0.75):
         raise RunwayError(f"{argument}={value!r} is not a preset; did you mean {close[0]!r}? Presets: "
