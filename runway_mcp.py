@@ -2213,6 +2213,12 @@ def _upload_key(local: LocalFile) -> str:
     return f"{account().id}:{content_digest(local)}"
 
 
+def _fetchable(url: str) -> bool:
+    """Whether a URL Runway gave (an upload slot, an output) may be used: https, or plain http on this machine."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or parts.scheme == "http" and _is_loopback(parts.hostname)
+
+
 def upload(local: LocalFile) -> dict:
     """Put a local file on Runway (POST /v1/uploads, then the presigned POST); cached by content for 24 h."""
     if local.size < UPLOAD_MIN:
@@ -2223,9 +2229,7 @@ def upload(local: LocalFile) -> dict:
     slot = api("POST", "/v1/uploads", body={"filename": re.sub(r"[^\w.-]+", "_", local.path.name),
                                            "type": "ephemeral"})
     url, fields, uri = slot.get("uploadUrl"), slot.get("fields") or {}, slot.get("runwayUri")
-    parts = urlsplit(url or "")
-    if not (isinstance(uri, str) and (parts.scheme == "https" or parts.scheme == "http" and _is_loopback(
-            parts.hostname))):
+    if not (isinstance(uri, str) and _fetchable(url or "")):
         raise RunwayError("Runway's upload reply had no usable upload URL; try again")
     body = Multipart(fields, local)
     # The presigned URL gets the file and its form fields only: no Runway key.
@@ -2288,8 +2292,7 @@ class Truncated(Exception):
 
 def download(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | None, int]:
     """Stream one output into the output directory, trying a broken transfer again from the start."""
-    parts = urlsplit(url)
-    if not (parts.scheme == "https" or parts.scheme == "http" and _is_loopback(parts.hostname)):
+    if not _fetchable(url):
         raise RunwayError(f"output {n} has a URL that is not https; not downloaded", task_id=task_id)
     account().output_dir.mkdir(parents=True, exist_ok=True)
     _sweep_partial_downloads(account().output_dir)
