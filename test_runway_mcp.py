@@ -279,6 +279,18 @@ def test_downloads_never_carry_the_key(api, tmp_path):
     assert path.parent == tmp_path and path.name == f"image_{task_id.replace('-', '')[:8]}_1.png"
 
 
+@pytest.mark.parametrize("url", ["http://cdn.test/out.png", "ftp://cdn.test/out.png", "file:///etc/passwd"])
+def test_a_link_runway_hands_back_is_fetched_only_over_https(api, tmp_path, url):
+    with pytest.raises(rm.RunwayError, match="not https; not downloaded"):
+        rm.download(url, str(uuid.uuid4()), 1, "image")
+    big = tmp_path / "big.png"
+    big.write_bytes(PNG + b"\0" * 1024)
+    api.post("https://runway.test/v1/uploads", json={"uploadUrl": url, "fields": {}, "runwayUri": "runway://u/1"})
+    with pytest.raises(rm.RunwayError, match="no usable upload URL"):
+        rm.upload(rm.LocalFile(big, "image/png", big.stat().st_size))
+    assert len(api.calls) == 1 and list(tmp_path.iterdir()) == [big]       # nothing fetched, posted or saved
+
+
 ##############################################################################
 # Catalog
 ##############################################################################
