@@ -5,7 +5,7 @@ two alternating, because these machines are noisy. Nothing here needs the networ
 
     .venv/bin/python bench_runway_mcp.py            # everything (about two minutes)
     .venv/bin/python bench_runway_mcp.py startup    # one benchmark: startup, concurrency, overhead,
-                                                    # polling, downloads or context
+                                                    # polling, downloads, context or ratelimit
 """
 
 import json
@@ -459,8 +459,38 @@ def bench_context(fake) -> list[tuple]:
     return rows
 
 
+# 7. Rate limits ------------------------------------------------------------------------------------
+
+
+def per_request(limit, clients: list[str]) -> float:
+    """Microseconds per request while these clients (in this order) are counted."""
+    started = time.perf_counter()
+    for client in clients:
+        limit.take(client, "other")
+    return (time.perf_counter() - started) / len(clients) * 1e6
+
+
+def bench_ratelimit(fake) -> list[tuple]:
+    """The cost of counting one request, with one client, and with 100,000 distinct ones (the table full, the
+    least recently seen forgotten) against the same code in the same run."""
+    one, many = [], []
+    for _ in range(5):
+        limit = t.rm.RateLimit(None, 60, 60.0, by=t.rm._by_address)
+        one.append(per_request(limit, ["10.0.0.1"] * 100_000))
+        limit = t.rm.RateLimit(None, 60, 60.0, by=t.rm._by_address)
+        addresses = [f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}" for n in range(100_000 + 50_000)]
+        per_request(limit, addresses[:t.rm.BUCKETS_MAX])               # fill the table
+        many.append(per_request(limit, addresses[t.rm.BUCKETS_MAX:]))  # each request now forgets one client
+        assert len(limit.buckets) <= t.rm.BUCKETS_MAX
+    ratio = median(many) / median(one)
+    return [("Rate limit: cost of one request with 100,000 clients counted (each forgetting the oldest)",
+             f"{median(many):.2f} us", f"{median(one):.2f} us with one client", f"{ratio:.2f} x", "<= 2 x",
+             ratio <= 2)]
+
+
 BENCHMARKS = {"startup": bench_startup, "concurrency": bench_concurrency, "overhead": bench_overhead,
-              "polling": bench_polling, "downloads": bench_downloads, "context": bench_context}
+              "polling": bench_polling, "downloads": bench_downloads, "context": bench_context,
+              "ratelimit": bench_ratelimit}
 
 
 def main(names: list[str]) -> int:

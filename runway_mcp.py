@@ -21,6 +21,7 @@ __version__ = "0.2.0"
 
 import argparse
 import base64
+import collections
 import contextlib
 import contextvars
 import dataclasses
@@ -44,7 +45,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -308,11 +309,13 @@ class Account(NamedTuple):
 
     key: str
     output_dir: Path
+    id: str                             # a one-way name for the account: never the key
+    hosted: bool = False                # a client's account: it sees paths relative to its own folder, no others
 
-    @property
-    def id(self) -> str:
-        """A short one-way name for the account (with the API it is used on): never the key."""
-        return hashlib.sha256(f"{CONFIG.base_url} {self.key}".encode()).hexdigest()[:16]
+
+def _own_account() -> Account:
+    name = hashlib.sha256(f"{CONFIG.base_url} {CONFIG.api_key}".encode()).hexdigest()[:16]
+    return Account(CONFIG.api_key, CONFIG.output_dir, name)
 
 
 # The caller's account for this request; the SDK carries it from the HTTP middleware that sets it to the handler,
@@ -321,37 +324,76 @@ _CALLER: contextvars.ContextVar[Account | None] = contextvars.ContextVar("runway
 
 
 def account() -> Account:
-    return _CALLER.get() or Account(CONFIG.api_key, CONFIG.output_dir)
+    return _CALLER.get() or _own_account()
 
 
 def client_account(key: str) -> Account:
-    """The account of a key an HTTP client sent: its outputs, ledger and caches below accounts/<its id>."""
-    return Account(key, CONFIG.output_dir / "accounts" / Account(key, CONFIG.output_dir).id)
+    """The account of a key an HTTP client sent (and Runway accepted): its outputs, ledger and caches below
+    accounts/<its name>. The name is a keyed hash, so that nobody without the server's secret can tell from a
+    name whose key it is, or guess the folder of a key they know."""
+    secret = _accounts_secret(CONFIG.output_dir)
+    name = hmac.new(secret, f"{CONFIG.base_url} {key}".encode(), hashlib.sha256).hexdigest()[:32]   # 128 bits
+    return Account(key, CONFIG.output_dir / "accounts" / name, name, hosted=True)
+
+
+@functools.cache
+def _accounts_secret(output_dir: Path) -> bytes:
+    """The secret that names client accounts: 32 random bytes in the output folder, made once and then shared by
+    every instance that serves this folder (not RUNWAY_MCP_STATE_SECRET, which may be rotated)."""
+    path = output_dir / ".accounts-secret"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_bytes()
+        if len(secret) < 32:
+            raise OSError(errno.EINVAL, f"{path} is damaged (under 32 bytes); restore it from a backup, or "
+                                        "delete it (every client account then starts with a new, empty folder)")
+        return secret
+    secret = os.urandom(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return secret
 
 
 ##############################################################################
 # Errors
 ##############################################################################
 
-def redact(value: Any) -> Any:
-    """Remove the API key from text or from JSON-like data: the one place secrets are scrubbed."""
+def redact(value: Any, *, paths: bool = True) -> Any:
+    """Remove the API key from text or from JSON-like data: the one place secrets are scrubbed. What a client's
+    account (hosted) is sent also holds no server path: its own files by their names, other folders by a
+    placeholder (`paths`; the operator's logs and the files on disk keep them)."""
     if isinstance(value, str):
-        for key in {CONFIG.api_key, account().key}:
+        caller = account()
+        for key in {CONFIG.api_key, caller.key}:
             if len(key) >= 8 and key in value:                      # a one-letter "key" must not eat text
                 value = value.replace(key, "[redacted]")
+        if paths and caller.hosted:
+            for path, shown in _hidden_paths(caller):
+                value = value.replace(path, shown)
         return KEY_PATTERN.sub("[redacted]", value) if "key_" in value else value
     if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
+        return {k: redact(v, paths=paths) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
+        return [redact(v, paths=paths) for v in value]
     return value
+
+
+def _hidden_paths(caller: Account) -> list[tuple[str, str]]:
+    """Server folders as a client's account sees them, most specific first: its own folder is where its names
+    start, its input files are named from the input root, and any other folder is only a placeholder."""
+    own, outputs, inputs = str(caller.output_dir), str(CONFIG.output_dir), CONFIG.input_root
+    pairs = [(own + os.sep, ""), (own, "."), *([(f"{inputs}{os.sep}", ""), (str(inputs), "<input root>")]
+                                              if inputs else []), (outputs, "<output folder>")]
+    return sorted(pairs, key=lambda pair: -len(pair[0]))
 
 
 class RedactingFormatter(logging.Formatter):
     """Every log line passes redact() on its way out, tracebacks included."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return redact(super().format(record), paths=False)
 
 
 class Cancelled(BaseException):
@@ -362,13 +404,14 @@ class RunwayError(Exception):
     """A failure worded for the user: one line with the cause and the next step."""
 
     def __init__(self, message: str, *, task_id: str | None = None, status: int | None = None,
-                 retry_after: float | None = None):
+                 retry_after: float | None = None, unsure: bool = False):
         if task_id and task_id not in message:
             message = f"{message} (task {task_id})"
         super().__init__(redact(" ".join(message.split())))
         self.task_id = task_id
         self.status = status
         self.retry_after = retry_after      # seconds Runway asked us to wait, if it said
+        self.unsure = unsure                # a create that failed this way may have made (and billed) a task
 
 
 CREATE_UNSURE = ("a task may have been created and billed anyway: check list_tasks and "
@@ -399,6 +442,9 @@ def _raise_for(response: "requests.Response", *, task_id: str | None = None, cre
         issues = _issues(body)
         message = f"Runway rejected the request (400){detail}" + (f" [{issues}]" if issues else "")
         message += "; fix the argument named above and try again"
+    elif status == 401 and account().hosted:
+        message = ("Runway rejected your API key (401), the one this request sent as Authorization: Bearer: it is "
+                   "wrong, revoked or for another environment; create a key at https://dev.runwayml.com and send it")
     elif status == 401:
         message = ("Runway rejected the API key (401): RUNWAYML_API_SECRET is wrong, revoked or for "
                    "another environment; create a key at https://dev.runwayml.com and set it")
@@ -415,7 +461,8 @@ def _raise_for(response: "requests.Response", *, task_id: str | None = None, cre
         message += f"; {CREATE_UNSURE}" if creating and status not in (502, 503) else "; try again shortly"
     else:
         message = f"Runway answered {status}{detail}"
-    raise RunwayError(message, task_id=task_id, status=status, retry_after=retry_after(response))
+    raise RunwayError(message, task_id=task_id, status=status, retry_after=retry_after(response),
+                      unsure=creating and status >= 500 and status not in (502, 503))
 
 
 ##############################################################################
@@ -618,6 +665,7 @@ class Model(NamedTuple):
     max_items: dict[str, int] = {}      # list field -> the most items it takes
     tags: bool = False                  # reference images may carry a tag, named in the prompt as @tag
     surcharge: dict[str, dict] = {}     # body field -> value -> credits added per unit of `credits`
+    min_items: dict[str, int] = {}      # list field -> the fewest items it needs (absent counts as none)
 
 
 def _i2v(ratios: tuple[str, ...] = (), needs: str = "", takes: str = "") -> Use:
@@ -789,7 +837,8 @@ MODELS: dict[str, Model] = {
     "gen4_image_turbo": Model(
         "image", "Gen-4 Image Turbo: cheap, fast edits; needs 1-3 reference images",
         {T2I: Use(GEN4_IMAGE, T2I_NEEDS + " referenceImages", "contentModeration seed")},
-        choices={"promptText": Text(1000)}, credits="2 per image", max_items={"referenceImages": 3}, tags=True),
+        choices={"promptText": Text(1000)}, credits="2 per image", max_items={"referenceImages": 3}, tags=True,
+        min_items={"referenceImages": 1}),
     "gpt_image_2": Model(
         "image", "OpenAI GPT Image 2: text rendering, transparent backgrounds, up to 16 references",
         {T2I: Use(GPT_IMAGE, T2I_NEEDS, "background outputCount quality referenceImages")},
@@ -852,7 +901,7 @@ MODELS: dict[str, Model] = {
     "bria_fibo_edit_1_5": Model(
         "image", "Bria FIBO Edit 1.5: edit 1-4 reference images",
         {T2I: Use(BRIA_1K + ("auto",), "promptText", "outputFormat ratio referenceImages seed")},
-        choices={"outputFormat": PNG_JPEG}, max_items={"referenceImages": 4}),
+        choices={"outputFormat": PNG_JPEG}, max_items={"referenceImages": 4}, min_items={"referenceImages": 1}),
     "ideogram_4_0": Model(
         "image", "Ideogram 4.0: typography and design, remix one image",
         {T2I: Use(IDEOGRAM_4_0, "promptText", "outputCount quality ratio referenceImages")},
@@ -1023,6 +1072,11 @@ def check_model(endpoint: str, body: dict, names: Mapping[str, str] = ARGUMENT_N
         if isinstance(value, list) and len(value) > most:
             raise RunwayError(f"{_argument(api_field, names)} has {len(value)} items; {name} takes at most {most} "
                               f"on {where}")
+    for api_field, fewest in model.min_items.items():
+        given = len(body.get(api_field) or ())
+        if given < fewest:
+            raise RunwayError(f"{_argument(api_field, names)} has {given} items; {name} needs at least {fewest} on "
+                              f"{where}")
     tagged = [i for i, ref in enumerate(body.get("referenceImages") or []) if isinstance(ref, dict) and "tag" in ref]
     if tagged and not model.tags:
         raise RunwayError(f"{_argument('referenceImages', names)}[{tagged[0]}].tag: {name} takes reference images "
@@ -1093,6 +1147,7 @@ def model_detail(name: str) -> str:
     lines += [f"{_argument(f, names).removeprefix('options.')}: {_describe(allowed)}"
               for f, allowed in model.choices.items()]
     lines += [f"{_argument(f, names).removeprefix('options.')}: at most {n} items" for f, n in model.max_items.items()]
+    lines += [f"{_argument(f, names).removeprefix('options.')}: at least {n}" for f, n in model.min_items.items()]
     if model.last_frame:
         lines.append("last_image: yes (a last frame besides the first)")
     if model.tags:
@@ -1504,20 +1559,21 @@ def _never_sent(error: "requests.RequestException") -> bool:
     return type(reason).__name__ in {"NewConnectionError", "NameResolutionError", "ConnectTimeoutError"}
 
 
-def request(method: str, url: str, *, attempts: int = 4, max_delay: float = 10.0,
+def request(method: str, url: str, *, attempts: int = 4, max_delay: float = 10.0, link: bool = False,
             **kwargs: Any) -> "requests.Response":
     """One HTTP exchange under the retry policy; the pause between tries honours Retry-After.
 
     A server that asks for a pause longer than max_delay gets its answer back at once: a tool
-    call must return before the host gives up on it.
+    call must return before the host gives up on it. `link`: a URL Runway handed back, fetched over
+    connections that reach public addresses only (see check_link).
     """
     for attempt in range(attempts):
         last = attempt == attempts - 1
         _checkpoint()                       # a cancelled call sends nothing more
         try:
-            response = session().request(method, url, **kwargs)
+            response = (link_session() if link else session()).request(method, url, **kwargs)
         except requests.RequestException as error:
-            if last or not (_never_sent(error) or method != "POST"):
+            if last or _refused_address(error) or not (_never_sent(error) or method != "POST"):
                 raise
             delay, why = backoff(attempt), type(error).__name__
         else:
@@ -1533,9 +1589,130 @@ def request(method: str, url: str, *, attempts: int = 4, max_delay: float = 10.0
     raise AssertionError("unreachable")
 
 
-def _require_api() -> str:
+# Links Runway hands back (output files, upload slots) are fetched wherever they point, so they are held to a rule
+# that a link, or a redirect from one, cannot bend: https to public addresses, checked at every hop of a redirect,
+# by name before connecting and by the address actually reached on connecting (so a name that resolves one way,
+# then another, gains nothing). Plain http and loopback only at the API's own origin when that is this machine
+# (tests, a local proxy). Through a proxy (HTTPS_PROXY) only the check by name applies.
+MAX_REDIRECTS = 5
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _api_loopback_port() -> int | None:
+    """The port of the API base URL when it is on this machine, else None."""
+    parts = urlsplit(CONFIG.base_url)
+    return (parts.port or {"https": 443, "http": 80}[parts.scheme]) if _is_loopback(parts.hostname) else None
+
+
+def _reachable(address: str, port: int) -> bool:
+    """Whether a link may be fetched from this address: a public one, or the API's own on this machine."""
+    import ipaddress
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return port == _api_loopback_port()
+    return ip.is_global and not ip.is_multicast
+
+
+def check_link(url: str, what: str) -> None:
+    """Refuse a link (or redirect) that is not https to a public address: not this machine, its network, a cloud's
+    metadata service or 0.0.0.0."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        port = None
+    if not (parts.hostname and port) or not (parts.scheme == "https" or port == _api_loopback_port()):
+        raise RunwayError(f"{what} is not an https URL; not fetched")
+    import socket
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
+        return                                  # unresolvable: the request itself fails and says so
+    if refused := sorted(a for a in found if not _reachable(a, port)):
+        raise RunwayError(f"{what} points to {parts.hostname} ({refused[0]}), a private, loopback, link-local or "
+                          "unspecified address; not fetched")
+
+
+def fetch_link(method: str, url: str, what: str, **kwargs: Any) -> "requests.Response":
+    """A link Runway handed back, fetched under check_link, following a GET's redirects hop by hop (never a
+    POST's: an upload goes where Runway said or nowhere)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        check_link(url, what)
+        try:
+            response = request(method, url, link=True, allow_redirects=False, **kwargs)
+        except requests.RequestException as error:
+            if _refused_address(error):
+                raise RunwayError(f"{what} reached {_refused_address(error)}, a private, loopback or link-local "
+                                  "address; not fetched") from None
+            raise
+        if method != "GET" or response.status_code not in REDIRECTS or not response.headers.get("Location"):
+            return response
+        response.close()
+        from urllib.parse import urljoin
+        url, what = urljoin(url, response.headers["Location"]), f"a redirect from {what}"
+    raise RunwayError(f"{what} redirected more than {MAX_REDIRECTS} times; not fetched")
+
+
+def _refused_address(error: Exception) -> str | None:
+    """The address a link's connection reached and was refused at (see link_session), or None."""
+    reason = getattr(error.args[0] if error.args else None, "reason", None)
+    return getattr(reason, "refused", None)
+
+
+def link_session() -> "requests.Session":
+    """This thread's Session for links: no key, and connections checked on connecting (see check_link)."""
+    s = getattr(_local, "links", None)
+    if s is None:
+        s = _local.links = requests.Session()
+        s.headers["User-Agent"] = f"runway-mcp/{__version__}"
+        adapter = _guarded_adapter()()
+        s.mount("https://", adapter)
+        s.mount("http://", adapter)
+    return s
+
+
+@functools.cache
+def _guarded_adapter() -> type:
+    """An HTTPAdapter whose connections refuse, once connected, an address _reachable does not allow."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.exceptions import NewConnectionError
+
+    class RefusedAddress(NewConnectionError):
+        def __init__(self, connection: Any, address: str):
+            super().__init__(connection, f"{connection.host} is at {address}, which links may not reach")
+            self.refused = address
+
+    def guarded(base: type) -> type:
+        class Guarded(base):
+            def _new_conn(self):
+                sock = super()._new_conn()
+                address, port = sock.getpeername()[:2]
+                if not _reachable(address, port):
+                    sock.close()
+                    raise RefusedAddress(self, address)
+                return sock
+        return Guarded
+
+    pools = {"http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": guarded(HTTPConnection)}),
+             "https": type("Pool", (HTTPSConnectionPool,), {"ConnectionCls": guarded(HTTPSConnection)})}
+
+    class GuardedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+    return GuardedAdapter
+
+
+def _require_api(key: str | None = None) -> str:
+    """The key to send: `key` if given, else the account's; a RunwayError when there is none or no usable API."""
     if CONFIG.problems:
         raise RunwayError(CONFIG.problems[0])
+    if key:
+        return key
     if CONFIG.keys_from_clients and _CALLER.get() is None and CONFIG.transport == "http":
         raise RunwayError("this server spends only the key each request brings (RUNWAY_MCP_KEYS_FROM_CLIENTS): "
                           "send yours as Authorization: Bearer <key>")
@@ -1546,13 +1723,14 @@ def _require_api() -> str:
 
 
 def api(method: str, path: str, *, body: dict | None = None, task_id: str | None = None,
-        timeout: tuple[float, float] | None = None, attempts: int = 4, creating: bool = False) -> dict:
-    """Call the Runway API and return its JSON. The only code that sends the key.
+        timeout: tuple[float, float] | None = None, attempts: int = 4, creating: bool = False,
+        key: str | None = None) -> dict:
+    """Call the Runway API and return its JSON. The only code that sends the key: the account's, or `key`.
 
     `creating` marks a task-creating POST, whose failures may have billed a task. `timeout` defaults to
     API_TIMEOUT as it is when called.
     """
-    headers = {"Authorization": f"Bearer {_require_api()}", "X-Runway-Version": API_VERSION,
+    headers = {"Authorization": f"Bearer {_require_api(key)}", "X-Runway-Version": API_VERSION,
                "Accept": "application/json"}
     try:
         response = request(method, CONFIG.base_url + path, headers=headers, json=body, timeout=timeout or API_TIMEOUT,
@@ -1560,7 +1738,7 @@ def api(method: str, path: str, *, body: dict | None = None, task_id: str | None
     except requests.RequestException as error:
         if creating and not _never_sent(error):
             raise RunwayError(f"The connection to Runway failed while creating the task ({type(error).__name__}); "
-                              + CREATE_UNSURE) from None
+                              + CREATE_UNSURE, unsure=True) from None
         raise RunwayError(f"Could not reach Runway at {CONFIG.base_url} ({type(error).__name__}); check the "
                           "network and try again", task_id=task_id) from None
     if response.status_code >= 400:
@@ -1591,7 +1769,7 @@ def create_task(endpoint: str, body: dict) -> dict:
     runs: {id})."""
     task = api("POST", f"/v1/{endpoint}", body=body, creating=True)
     if not isinstance(task.get("id"), str):
-        raise RunwayError(f"Runway accepted the request but returned no task id; {CREATE_UNSURE}")
+        raise RunwayError(f"Runway accepted the request but returned no task id; {CREATE_UNSURE}", unsure=True)
     return task
 
 
@@ -1728,7 +1906,8 @@ def _sleep_with_heartbeat(seconds: float, beat: Callable[[], None], sleep: Calla
 
 
 class LedgerRecord(TypedDict, total=False):
-    """One line of the ledger. A task's state is its lines folded together, later keys winning."""
+    """One line of the ledger. A task's state is its lines folded together, later keys winning; so is a
+    reservation's (a line with `reservation` and no `task_id`)."""
 
     at: str                             # when the line was written
     task_id: str
@@ -1746,16 +1925,18 @@ class LedgerRecord(TypedDict, total=False):
     failure: str
     note: str
     fingerprint: str                    # what makes two requests the same (Spending): the duplicate guard's key
+    reservation: str                    # credits set aside before a create is sent; a task line names the one it used
+    released: bool                      # a reservation whose create was refused: it counts no more
 
 
 class Ledger:
     """tasks.jsonl in the output directory: one JSON line per task event, newest last.
 
     A task is recorded the moment Runway returns its id, before any waiting, so a crash or a host
-    timeout never loses a paid task. Each line is one os.write on an O_APPEND descriptor under a
-    lock, so concurrent waits never interleave; a line cut off by a crash is skipped when read, and
-    the next line starts on a line of its own. Reading is incremental (the file only grows), so
-    looking a task up stays cheap however long the ledger gets.
+    timeout never loses a paid task; under a budget its credits are reserved before the create is sent.
+    Each line is one os.write on an O_APPEND descriptor under a lock, so concurrent waits never interleave;
+    a line cut off by a crash is skipped when read, and the next line starts on a line of its own. Reading
+    is incremental (the file only grows), so looking a task up stays cheap however long the ledger gets.
     """
 
     def __init__(self, path: Path) -> None:
@@ -1764,9 +1945,12 @@ class Ledger:
         self._source: tuple = ()                # (path, device, inode) of what _tasks was read from
         self._read_to = 0                       # bytes of it already folded into _tasks
         self._tasks: dict[str, LedgerRecord] = {}   # task id -> its latest state, in order of creation
+        self._reserved: dict[str, LedgerRecord] = {}    # reservation -> its state; settled once a task names it
 
     def append(self, record: LedgerRecord) -> None:
-        line = (json.dumps(redact({"at": _now(), **record}), ensure_ascii=False, default=str) + "\n").encode()
+        """Write one line; OSError if it cannot be written."""
+        line = (json.dumps(redact({"at": _now(), **record}, paths=False), ensure_ascii=False, default=str)
+                + "\n").encode()
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -1778,34 +1962,43 @@ class Ledger:
                 os.close(fd)
 
     def tasks(self) -> list[LedgerRecord]:
-        """Every task in the ledger, folded to its latest state, newest first."""
+        """Every task in the ledger, folded to its latest state, newest first; OSError if it cannot be read."""
         with self._lock:
             self._catch_up()
             return [dict(t) for t in reversed(self._tasks.values())]
 
-    def find(self, task_id: str) -> LedgerRecord:
+    def reservations(self) -> list[LedgerRecord]:
+        """Credits reserved for creates that have not (yet) become a task; OSError if the ledger cannot be read."""
         with self._lock:
             self._catch_up()
+            return [dict(r) for r in self._reserved.values() if not r.get("released") and not r.get("task_id")]
+
+    def find(self, task_id: str) -> LedgerRecord:
+        """What the ledger knows of one task, or {}: a hint for display and waiting, so a ledger that cannot be
+        read counts as knowing nothing (list_tasks and the budget say why)."""
+        with self._lock:
+            try:
+                self._catch_up()
+            except OSError as error:
+                log.warning("cannot read the task ledger %s: %s", self.path, error.strerror or error)
+                return LedgerRecord()
             return LedgerRecord(**self._tasks.get(task_id, {}))
 
     def _catch_up(self) -> None:
         """Fold in the lines appended since the last read, by this process or any other."""
         try:
             info = self.path.stat()
-            source = (self.path, info.st_dev, info.st_ino)
-            if source != self._source or info.st_size < self._read_to:
-                self._source, self._read_to, self._tasks = source, 0, {}
-            if info.st_size == self._read_to:
-                return
-            with open(self.path, "rb") as f:
-                f.seek(self._read_to)
-                data = f.read()
         except FileNotFoundError:
-            self._source, self._read_to, self._tasks = (), 0, {}
+            self._source, self._read_to, self._tasks, self._reserved = (), 0, {}, {}
             return
-        except OSError as error:
-            log.warning("cannot read the task ledger %s: %s", self.path, error.strerror)
+        source = (self.path, info.st_dev, info.st_ino)
+        if source != self._source or info.st_size < self._read_to:
+            self._source, self._read_to, self._tasks, self._reserved = source, 0, {}, {}
+        if info.st_size == self._read_to:
             return
+        with open(self.path, "rb") as f:            # OSError: a directory, no permission, a failing disk
+            f.seek(self._read_to)
+            data = f.read()
         complete = data[:data.rfind(b"\n") + 1]     # a line still being written waits for the next read
         self._read_to += len(complete)
         for line in complete.splitlines():
@@ -1813,8 +2006,12 @@ class Ledger:
                 record = json.loads(line)
             except ValueError:
                 continue                            # a line cut short by a crash
-            if isinstance(record, dict) and isinstance(record.get("task_id"), str):
+            if not isinstance(record, dict):
+                continue
+            if isinstance(record.get("task_id"), str):
                 self._tasks.setdefault(record["task_id"], {}).update(record)
+            if isinstance(record.get("reservation"), str):
+                self._reserved.setdefault(record["reservation"], {}).update(record)
 
 
 _LEDGERS: dict[Path, Ledger] = {}
@@ -2213,12 +2410,6 @@ def _upload_key(local: LocalFile) -> str:
     return f"{account().id}:{content_digest(local)}"
 
 
-def _fetchable(url: str) -> bool:
-    """Whether a URL Runway gave (an upload slot, an output) may be used: https, or plain http on this machine."""
-    parts = urlsplit(url)
-    return parts.scheme == "https" or parts.scheme == "http" and _is_loopback(parts.hostname)
-
-
 def upload(local: LocalFile) -> dict:
     """Put a local file on Runway (POST /v1/uploads, then the presigned POST); cached by content for 24 h."""
     if local.size < UPLOAD_MIN:
@@ -2229,13 +2420,13 @@ def upload(local: LocalFile) -> dict:
     slot = api("POST", "/v1/uploads", body={"filename": re.sub(r"[^\w.-]+", "_", local.path.name),
                                            "type": "ephemeral"})
     url, fields, uri = slot.get("uploadUrl"), slot.get("fields") or {}, slot.get("runwayUri")
-    if not (isinstance(uri, str) and _fetchable(url or "")):
+    if not (isinstance(uri, str) and isinstance(url, str)):
         raise RunwayError("Runway's upload reply had no usable upload URL; try again")
     body = Multipart(fields, local)
     # The presigned URL gets the file and its form fields only: no Runway key.
     try:
-        response = request("POST", url, data=body, headers={"Content-Type": body.content_type},
-                           timeout=UPLOAD_TIMEOUT)
+        response = fetch_link("POST", url, "the upload URL", data=body, headers={"Content-Type": body.content_type},
+                              timeout=UPLOAD_TIMEOUT)
     except requests.RequestException as error:
         raise RunwayError(f"uploading {local.path.name} failed ({type(error).__name__}); try again") from None
     if response.status_code >= 300:
@@ -2292,8 +2483,7 @@ class Truncated(Exception):
 
 def download(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | None, int]:
     """Stream one output into the output directory, trying a broken transfer again from the start."""
-    if not _fetchable(url):
-        raise RunwayError(f"output {n} has a URL that is not https; not downloaded", task_id=task_id)
+    check_link(url, f"output {n}'s link")
     account().output_dir.mkdir(parents=True, exist_ok=True)
     _sweep_partial_downloads(account().output_dir)
     for attempt in range(3):
@@ -2310,7 +2500,7 @@ def download(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | Non
 
 def _download_once(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | None, int]:
     """GET one output into a temporary file, renamed into place only when every byte has arrived."""
-    with request("GET", url, timeout=DOWNLOAD_TIMEOUT, stream=True) as response:
+    with fetch_link("GET", url, f"output {n}'s link", timeout=DOWNLOAD_TIMEOUT, stream=True) as response:
         if response.status_code >= 400:
             raise RunwayError(f"downloading output {n} failed with HTTP {response.status_code}", task_id=task_id,
                               status=response.status_code)
@@ -2362,7 +2552,7 @@ def _sweep_partial_downloads(folder: Path, age_s: float = 24 * 3600) -> None:
 def write_sidecar(path: Path, record: dict) -> None:
     """`<file>.json` beside a saved output: where it came from and what it cost."""
     _write_atomically(path.with_name(path.name + ".json"),
-                      json.dumps(redact(record), indent=2, ensure_ascii=False, default=str).encode())
+                      json.dumps(redact(record, paths=False), indent=2, ensure_ascii=False, default=str).encode())
 
 
 def read_sidecar(path: Path) -> dict:
@@ -2460,13 +2650,21 @@ def charged(record: LedgerRecord) -> float:
 
 
 def committed(now: float) -> list[tuple[float, float]]:
-    """(created at, credits) of every task created in the 24 hours before `now`, oldest first."""
-    spent = [(at, charged(r)) for r in ledger().tasks() if (at := _created_at(r)) is not None and now - at < WINDOW_S]
-    return sorted(spent)
+    """(created at, credits) of every task created, and every reservation made, in the 24 hours before `now`,
+    oldest first; OSError if the ledger cannot be read."""
+    records = [*ledger().tasks(), *ledger().reservations()]
+    return sorted((at, charged(r)) for r in records if (at := _created_at(r)) is not None and now - at < WINDOW_S)
+
+
+def _unreadable(error: OSError) -> str:
+    return (f"the task ledger {ledger().path} cannot be read or written ({error.strerror or error}); with "
+            "RUNWAY_MCP_BUDGET_CREDITS set, nothing is spent until it can: fix the file or its folder (permissions, "
+            "free space); nothing was sent")
 
 
 def budget_refusal(estimate: Estimate, count: int = 1) -> str | None:
-    """Why tasks estimated at `estimate` may not be created now under RUNWAY_MCP_BUDGET_CREDITS, or None."""
+    """Why tasks estimated at `estimate` may not be created now under RUNWAY_MCP_BUDGET_CREDITS, or None. A ledger
+    that cannot be read refuses: what was spent cannot be known."""
     budget = CONFIG.budget_credits
     if budget is None:
         return None
@@ -2475,7 +2673,10 @@ def budget_refusal(estimate: Estimate, count: int = 1) -> str | None:
         return (f"RUNWAY_MCP_BUDGET_CREDITS={budget:g} is set and {what} cannot be priced here ({estimate.source}); "
                 "nothing was sent: raise or unset the budget to create it")
     now = time.time()
-    window = committed(now)
+    try:
+        window = committed(now)
+    except OSError as error:
+        return _unreadable(error)
     total = sum(credits for _, credits in window)
     if total + estimate.credits <= budget:
         return None
@@ -2493,12 +2694,17 @@ def budget_refusal(estimate: Estimate, count: int = 1) -> str | None:
 
 
 def budget_status() -> dict | None:
-    """The budget as get_account shows it, or None when there is none."""
+    """The budget as get_account shows it, or None when there is none. A ledger that cannot be read leaves
+    nothing to spend (committed unknown)."""
     if CONFIG.budget_credits is None:
         return None
-    spent = sum(credits for _, credits in committed(time.time()))
-    return {"limit": CONFIG.budget_credits, "committed": round(spent, 2),
-            "remaining": round(max(0.0, CONFIG.budget_credits - spent), 2), "window_hours": WINDOW_S // 3600}
+    try:
+        spent: float | None = sum(credits for _, credits in committed(time.time()))
+    except OSError:
+        spent = None
+    remaining = 0.0 if spent is None else max(0.0, CONFIG.budget_credits - spent)
+    return {"limit": CONFIG.budget_credits, "committed": None if spent is None else round(spent, 2),
+            "remaining": round(remaining, 2), "window_hours": WINDOW_S // 3600}
 
 
 def _units(body: dict) -> tuple[str, float]:
@@ -2545,11 +2751,17 @@ def fingerprint(tool_name: str, endpoint: str, body: dict, local: Mapping["Media
 
 
 def earlier_twin(print_: str) -> LedgerRecord | None:
-    """The newest task with this fingerprint created within RUNWAY_MCP_DEDUPE_S that is not known to have failed."""
+    """The newest task with this fingerprint created within RUNWAY_MCP_DEDUPE_S that is not known to have failed.
+    A ledger that cannot be read knows none (and under a budget, nothing is created anyway)."""
     if CONFIG.dedupe_s <= 0:
         return None
     now = time.time()
-    for record in ledger().tasks():
+    try:
+        records = ledger().tasks()
+    except OSError as error:
+        log.warning("the duplicate guard cannot read the task ledger %s: %s", ledger().path, error.strerror)
+        return None
+    for record in records:
         at = _created_at(record)
         if at is not None and now - at > CONFIG.dedupe_s:
             break                               # newest first: the rest are older still
@@ -2558,25 +2770,83 @@ def earlier_twin(print_: str) -> LedgerRecord | None:
     return None
 
 
-_STRIPES = [threading.Lock() for _ in range(64)]
-_BUDGET_LOCK = threading.Lock()
+class KeyedLocks:
+    """A lock per key, made when first wanted and dropped when nobody holds or waits for it: callers with different
+    keys never wait for each other, and the table holds only the keys in use."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, list] = {}       # key -> [lock, holders and waiters]
+
+    @contextlib.contextmanager
+    def hold(self, keys: Iterable[str]):
+        """Hold the locks of all `keys` (taken in sorted order, so that two callers cannot deadlock); a cancelled
+        call stops waiting (see pause)."""
+        keys = sorted(set(keys))
+        with self._guard:
+            entries = [self._locks.setdefault(key, [threading.Lock(), 0]) for key in keys]
+            for entry in entries:
+                entry[1] += 1
+        taken = []
+        try:
+            for lock, _ in entries:
+                while not lock.acquire(timeout=0.2):
+                    _checkpoint()
+                taken.append(lock)
+            yield
+        finally:
+            for lock in reversed(taken):
+                lock.release()
+            with self._guard:
+                for key, entry in zip(keys, entries):
+                    entry[1] -= 1
+                    if entry[1] == 0:
+                        del self._locks[key]
 
 
-def same_request_lock(print_: str) -> threading.Lock:
-    """Held from the duplicate check until the task is in the ledger: two identical requests in this process
-    cannot both pass the guard (different requests seldom share one of these locks)."""
-    return _STRIPES[int(print_[:8], 16) % len(_STRIPES)]
+# Two identical requests in this process cannot both pass the duplicate guard: each holds its fingerprint's lock
+# from the check until its task is in the ledger. The budget's check and reservation hold the account's lock (and
+# its lock file, for other processes sharing the folder) for as long as they take, not for the create itself.
+_SAME_REQUEST, _SPENDING = KeyedLocks(), KeyedLocks()
 
 
 @contextlib.contextmanager
-def budget_lock():
-    """With a budget, held from its check until the task is in the ledger, in every process sharing the output
-    folder: no two tasks can both fit into what is left. Without a budget, nothing to hold."""
+def spending_lock():
+    """The account's lock on its budget, in this process and in every other that shares its folder; OSError when
+    the lock file cannot be made."""
+    with _SPENDING.hold([account().id]), _file_lock(account().output_dir / ".spending.lock"):
+        yield
+
+
+def reserve(estimates: list[Estimate], tool_name: str) -> list[str]:
+    """Under a budget, set credits aside for creates about to be sent, in the ledger and before anything is sent,
+    so that a crash or a failed write after the create still counts; [] without a budget. RunwayError when the
+    budget refuses or the ledger cannot be read or written."""
     if CONFIG.budget_credits is None:
-        yield
+        return []
+    total = Estimate(None, estimates[0].source) if None in (e.credits for e in estimates) else Estimate(
+        sum(e.credits for e in estimates), "the sum of the items' estimates")
+    try:
+        with spending_lock():
+            if refusal := budget_refusal(total, len(estimates)):         # now that no other create can slip in
+                raise RunwayError(refusal)
+            reservations = [uuid.uuid4().hex for _ in estimates]
+            for reservation, estimate in zip(reservations, estimates):
+                ledger().append(LedgerRecord(reservation=reservation, created_at=_now(), tool=tool_name,
+                                             estimated_credits=estimate.credits))
+    except OSError as error:
+        raise RunwayError(_unreadable(error)) from None
+    return reservations
+
+
+def release(reservation: str | None) -> None:
+    """Give back credits reserved for a create that Runway certainly did not make."""
+    if reservation is None:
         return
-    with _BUDGET_LOCK, _file_lock(account().output_dir / ".spending.lock"):
-        yield
+    try:
+        ledger().append(LedgerRecord(reservation=reservation, released=True))
+    except OSError as error:                     # it keeps counting for 24 h: too much, never too little
+        log.warning("could not release a budget reservation in %s: %s", ledger().path, error.strerror)
 
 
 @contextlib.contextmanager
@@ -2820,9 +3090,24 @@ mcp = _Server("runway", version=__version__, instructions=INSTRUCTIONS, lifespan
               request_state_security=RequestStateSecurity(keys=[CONFIG.state_secret]) if CONFIG.state_secret else None)
 CALLS = logging.getLogger("runway_mcp.calls")          # one structured line per tool call
 
+
+class _ToolFailureNames(logging.Filter):
+    """The SDK logs a failed tool call with the whole error text, which can hold a presigned link or a server path;
+    the call's own line (runway_mcp.calls) says it failed. Keep the tool's name only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Tool %r failed: %r" and isinstance(record.args, tuple):
+            record.msg, record.args = "Tool %r failed", record.args[:1]
+        return True
+
+
+if not any(isinstance(f, _ToolFailureNames) for f in logging.getLogger("mcp.server.mcpserver.server").filters):
+    logging.getLogger("mcp.server.mcpserver.server").addFilter(_ToolFailureNames())
+
 PAID = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 PAID_TOOLS: set[str] = set()            # the tools that create tasks or upload, by name (tool() fills it)
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+SAVES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 LOCAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
                               open_world_hint=True)
@@ -2929,10 +3214,18 @@ class Confirm(BaseModel):
     """Nothing to fill in: accepting spends the credits, declining sends nothing."""
 
 
-# What the confirmation resolver decided when it did not ask the person.
-NOT_ASKED, CANNOT_ASK, NO_SESSION = "not needed", "client cannot ask", "stateless: no session to ask on"
-UNASKABLE = {CANNOT_ASK: "this client cannot ask (it has no elicitation)",
-             NO_SESSION: "a stateless server (RUNWAY_MCP_STATELESS) can ask only clients speaking MCP 2026-07-28"}
+class Unasked(NamedTuple):
+    """Why a confirmation resolver did not ask the person. The tool checks the reason still holds before it spends:
+    if what it is about to create needs a yes after all, it refuses (see authorised)."""
+
+    why: str
+
+
+NOT_NEEDED, REUSED, REFUSED = ("no confirmation was needed", "an identical recent task was to be reused",
+                                "the call was to be refused")
+CANNOT_ASK, NO_SESSION = "this client cannot ask (it has no elicitation)", (
+    "a stateless server (RUNWAY_MCP_STATELESS) can ask only clients speaking MCP 2026-07-28")
+UNASKABLE = (CANNOT_ASK, NO_SESSION)
 
 
 class Generator:
@@ -3036,55 +3329,97 @@ def run_task(request: TaskRequest, run: Run, *, tool_name: str, ctx: Context | N
     if run.dry_run:
         return _dry_run_reply(plan)
     started = time.monotonic()
-    with same_request_lock(plan.fingerprint):
-        twin = None if run.new else live_twin(plan.fingerprint)
-        if twin is None:
-            if refusal := budget_refusal(plan.estimate):
-                raise RunwayError(refusal)
-            if declined := _declined(confirmation, plan.estimate):
-                return declined
-            task = _create(plan)                                             # in the ledger before any wait
-    if twin is not None:
-        return _reuse(twin, run, ctx, started)
+    made = create_tasks([plan], confirmation)
+    if made.declined:
+        return made.declined
+    if made.error:
+        raise made.error
+    [task] = made.tasks
+    if task.get("twin_of_age") is not None:
+        return _reuse(task, run, ctx, started)
     poll = Poll(task)
     if run.wait:
         poll = _wait(task["id"], run.max_wait_s, ctx, task=task)
     return task_reply(settle(poll, started, plan.notes))
 
 
-def _create(plan: Plan) -> dict:
-    """Upload what needs uploading, then, under the budget lock, create the task and record it in the ledger."""
+class Made(NamedTuple):
+    """What create_tasks did: a task per plan until the first that failed (earlier identical tasks stand in for
+    their twins, marked with `twin_of_age`), or the person's refusal; and the error that stopped it, if any."""
+
+    tasks: list[dict]
+    error: RunwayError | None = None
+    declined: CallToolResult | None = None
+
+
+def create_tasks(plans: list[Plan], confirmation: Any) -> Made:
+    """The one path that creates tasks, for a call and a batch alike. Under each request's lock: reuse an identical
+    recent task, refuse what the budget or the person will not allow, reserve the credits, then upload, create and
+    record item by item. Nothing is sent when a check refuses; a create that fails stops the rest, and the tasks
+    made before it come back with the error."""
+    with _SAME_REQUEST.hold(plan.fingerprint for plan in plans):
+        twins = [None if plan.run.new else find_reusable_task(plan.fingerprint) for plan in plans]
+        fresh = [plan for plan, twin in zip(plans, twins) if twin is None]
+        if fresh:
+            total = _total(fresh)
+            if refusal := budget_refusal(total, len(fresh)):
+                raise RunwayError(refusal)
+            if declined := authorised(confirmation, total):
+                return Made([], declined=declined)
+        reservations = iter(reserve([plan.estimate for plan in fresh], plans[0].tool) if fresh else [])
+        tasks: list[dict] = []
+        error = None
+        for plan, twin in zip(plans, twins):
+            if twin is not None:
+                plan.notes.append(f"identical to task {twin['id']}, created {twin['twin_of_age']:.0f} s ago: returned "
+                                  "that task instead of paying for a second one (pass new=true for a deliberate second)")
+                tasks.append(twin)
+                continue
+            reservation = next(reservations, None)
+            if error is not None:
+                release(reservation)                    # never sent
+                continue
+            try:
+                tasks.append(_create(plan, reservation))
+            except RunwayError as failed:
+                if not failed.unsure:
+                    release(reservation)                # Runway made nothing: the credits are free again
+                error = failed
+    return Made(tasks, error)
+
+
+def _create(plan: Plan, reservation: str | None) -> dict:
+    """Upload what needs uploading, then create the task and record it in the ledger before anything waits."""
     body = _replace(plan.body, Media, lambda m: media_uri(m, plan.local[m], plan.notes))    # data: URIs, uploads
-    with budget_lock():
-        if refusal := budget_refusal(plan.estimate):    # again, now that no other task can slip in
-            raise RunwayError(refusal)
-        created = create_task(plan.endpoint, body)
-        task_id, routing = created["id"], created.get("routing") or {}
-        estimate = (created.get("estimatedCost") or routing.get("estimatedCost") or {}).get("credits")
-        ran = routing.get("model") or subject(plan.endpoint, body)
-        if routing.get("model"):
-            provider = f" ({routing['provider']})" if routing.get("provider") else ""
-            plan.notes.append(f"the router chose {ran}{provider}")
-        log.info("created %s task %s with %s (estimate %s credits)", plan.endpoint, task_id, ran, estimate)
-        try:
-            ledger().append(LedgerRecord(
-                task_id=task_id, created_at=_now(), tool=plan.tool, endpoint=plan.endpoint, model=ran,
-                prompt=prompt_of(body)[:2000], status="PENDING", arguments=elide_blobs(plan.described),
-                estimated_credits=estimate if estimate is not None else plan.estimate.credits,
-                fingerprint=plan.fingerprint))
-        except OSError as error:
-            plan.notes.append(f"could not record the task in {ledger().path} ({error.strerror}); keep this task_id")
+    created = create_task(plan.endpoint, body)
+    task_id, routing = created["id"], created.get("routing") or {}
+    estimate = (created.get("estimatedCost") or routing.get("estimatedCost") or {}).get("credits")
+    ran = routing.get("model") or subject(plan.endpoint, body)
+    if routing.get("model"):
+        provider = f" ({routing['provider']})" if routing.get("provider") else ""
+        plan.notes.append(f"the router chose {ran}{provider}")
+    log.info("created %s task %s with %s (estimate %s credits)", plan.endpoint, task_id, ran, estimate)
+    try:
+        ledger().append(LedgerRecord(
+            task_id=task_id, created_at=_now(), tool=plan.tool, endpoint=plan.endpoint, model=ran,
+            prompt=prompt_of(body)[:2000], status="PENDING", arguments=elide_blobs(plan.described),
+            estimated_credits=estimate if estimate is not None else plan.estimate.credits,
+            fingerprint=plan.fingerprint, **({"reservation": reservation} if reservation else {})))
+    except OSError as error:
+        plan.notes.append(f"could not record the task in {ledger().path} ({error.strerror}); keep this task_id")
     return {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
 
 
-def live_twin(print_: str) -> dict | None:
-    """The earlier identical task to return instead of paying again: one still running or succeeded. A ledger that
-    says running is checked with Runway first (a free GET), since a task that failed meanwhile blocks nothing."""
+def find_reusable_task(print_: str) -> dict | None:
+    """The earlier identical task to return instead of paying again: one still running or succeeded, with its age
+    in `twin_of_age`. A ledger that says running is checked with Runway first (a free GET), since a task that failed
+    meanwhile blocks nothing; its failure is written to the ledger."""
     record = earlier_twin(print_)
     if record is None:
         return None
+    age = time.time() - (_created_at(record) or time.time())
     if record.get("status") == "SUCCEEDED":
-        return {"id": record["task_id"], "status": "SUCCEEDED", "created_at": record.get("created_at")}
+        return {"id": record["task_id"], "status": "SUCCEEDED", "twin_of_age": age}
     try:
         task = fetch_task(record["task_id"])
     except RunwayError as error:
@@ -3094,77 +3429,89 @@ def live_twin(print_: str) -> dict | None:
     if task.get("status") in ("FAILED", "CANCELLED"):
         record_status(task_result(Poll(task), 0.0, [], []))
         return None
-    return {**task, "created_at": record.get("created_at")}
+    return {**task, "twin_of_age": age}
 
 
 def _reuse(twin: dict, run: Run, ctx: Context | None, started: float) -> CallToolResult:
     """The earlier identical task, as wait_for_task or get_task would return it, with a note that says so."""
-    age = time.time() - (datetime.fromisoformat(twin["created_at"]).timestamp() if twin.get("created_at") else 0)
-    notes = [f"identical to task {twin['id']}, created {age:.0f} s ago: returned that task instead of paying for a "
-             "second one (pass new=true for a deliberate second)"]
+    notes = [f"identical to task {twin['id']}, created {twin['twin_of_age']:.0f} s ago: returned that task instead of "
+             "paying for a second one (pass new=true for a deliberate second)"]
     if twin["status"] == "SUCCEEDED":
         poll = Poll(fetch_task(twin["id"]))                                 # fresh links; outputs already saved
     elif run.wait:
         poll = _wait(twin["id"], run.max_wait_s, ctx)
     else:
-        poll = Poll({k: v for k, v in twin.items() if k != "created_at"})
+        poll = Poll({k: v for k, v in twin.items() if k != "twin_of_age"})
     return task_reply(settle(poll, started, notes))
 
 
 DECLINED = "The person declined the cost: nothing was sent. Do not try again unless they ask."
 
 
-def _declined(confirmation: Any, estimate: Estimate) -> CallToolResult | None:
-    """What the person said to spending the credits: None to go on; a result to return if they declined; an error
-    if they had to be asked and this client cannot ask."""
-    _refuse_unasked(confirmation, estimate.credits)
-    if confirmation is None or isinstance(confirmation, AcceptedElicitation):
+def needs_asking(total: Estimate) -> bool:
+    """Whether a spend needs the person's yes under RUNWAY_MCP_CONFIRM_ABOVE: above it, or of a cost not known."""
+    return CONFIG.confirm_above is not None and (total.credits is None or total.credits > CONFIG.confirm_above)
+
+
+def authorised(confirmation: Any, total: Estimate) -> CallToolResult | None:
+    """What the person said to spending `total`: None to go on; a result to return if they declined. A spend that
+    needs their yes and did not get one (the resolver could not ask, or skipped asking for a reason that no longer
+    holds, such as a twin that failed meanwhile) is refused: nothing is sent."""
+    if not needs_asking(total):
         return None
-    result = TaskResult(task_id=None, status="DECLINED", progress=None, outputs=[], estimated_credits=estimate.credits,
-                        cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0, notes=[], next=DECLINED)
-    return CallToolResult(content=[TextContent(text=_summary(result))], structured_content=result, is_error=True)
-
-
-def _refuse_unasked(confirmation: Any, credits: float | None) -> None:
-    """Refuse a spend the person had to confirm when the resolver could not ask them (it says why)."""
     data = getattr(confirmation, "data", None)
-    if not (isinstance(confirmation, AcceptedElicitation) and isinstance(data, str) and data in UNASKABLE):
-        return
-    cost, step = ((f"about {_credits(credits)}", "raise or unset") if credits is not None else
+    if isinstance(confirmation, AcceptedElicitation) and isinstance(data, Confirm):
+        return None
+    if confirmation is not None and not isinstance(confirmation, AcceptedElicitation):
+        result = TaskResult(task_id=None, status="DECLINED", progress=None, outputs=[],
+                            estimated_credits=total.credits, cost_credits=None, failure=None, failure_code=None,
+                            elapsed_s=0.0, notes=[], next=DECLINED)
+        return CallToolResult(content=[TextContent(text=_summary(result))], structured_content=result, is_error=True)
+    cost, step = ((f"about {_credits(total.credits)}", "raise or unset") if total.credits is not None else
                   ("a cost not known here, which is always asked about", "unset"))
+    why = data.why if isinstance(data, Unasked) else "no confirmation was given"
+    if why in UNASKABLE:
+        raise RunwayError(f"this needs the person's confirmation ({cost}, RUNWAY_MCP_CONFIRM_ABOVE="
+                          f"{CONFIG.confirm_above:g}) and {why}; nothing was sent: {step} "
+                          "RUNWAY_MCP_CONFIRM_ABOVE in the server's environment")
     raise RunwayError(f"this needs the person's confirmation ({cost}, RUNWAY_MCP_CONFIRM_ABOVE="
-                      f"{CONFIG.confirm_above:g}) and {UNASKABLE[data]}; nothing was sent: {step} "
-                      "RUNWAY_MCP_CONFIRM_ABOVE in the server's environment")
+                      f"{CONFIG.confirm_above:g}) and they were not asked: when the call began, {why}, and that no "
+                      "longer holds; nothing was sent: call again, and they will be asked")
 
 
 def _ask(ctx: Context, question: str) -> Any:
     """A resolver's request for the person's yes, or why this client cannot be asked."""
     capabilities = ctx.client_capabilities
     if capabilities is None and CONFIG.stateless:           # no initialize, so no session a live request could use
-        return NO_SESSION
+        return Unasked(NO_SESSION)
     if capabilities is None or capabilities.elicitation is None:
-        return CANNOT_ASK
+        return Unasked(CANNOT_ASK)
     return Elicit(question, Confirm)
 
 
 def _confirmation_resolver(plans_of: Callable[[dict], list[Plan]], names: list[str]) -> Callable:
     """A resolver (run by the SDK before the tool) that asks the person to confirm a spend above
     RUNWAY_MCP_CONFIRM_ABOVE: over a live request on initialize sessions, an input-required result on 2026-07-28
-    ones. It asks nothing for a dry run, a request that reuses an earlier task, one the checks or the budget will
-    refuse anyway (the tool then says why), or one below the threshold."""
+    ones. It decides which tasks would be created as create_tasks does (an identical task still running is asked
+    about at Runway), and asks nothing for a dry run, a request that reuses earlier tasks, one the checks or the
+    budget will refuse anyway (the tool then says why), or one below the threshold."""
     def confirm_spend(ctx: Context, **arguments: Any) -> Any:
         if CONFIG.confirm_above is None or arguments.get("dry_run"):
-            return NOT_ASKED
+            return Unasked(NOT_NEEDED)
         try:
-            plans = [p for p in plans_of(dict(arguments)) if p.run.new or earlier_twin(p.fingerprint) is None]
+            plans = plans_of(dict(arguments))
+            fresh = [p for p in plans if p.run.new or find_reusable_task(p.fingerprint) is None]
         except (RunwayError, ValidationError, TypeError):
-            return NOT_ASKED
-        total = _total(plans)
-        if not plans or budget_refusal(total, len(plans)) or total.credits is not None and (
-                total.credits <= CONFIG.confirm_above):
-            return NOT_ASKED
+            return Unasked(REFUSED)
+        total = _total(fresh)
+        if not fresh:
+            return Unasked(REUSED)
+        if budget_refusal(total, len(fresh)):
+            return Unasked(REFUSED)
+        if not needs_asking(total):
+            return Unasked(NOT_NEEDED)
         cost = f"about {_credits(total.credits)}" if total.credits is not None else "a cost Runway sets at creation"
-        return _ask(ctx, f"{_what(plans)} for {cost}?")
+        return _ask(ctx, f"{_what(fresh)} for {cost}?")
 
     confirm_spend.__signature__ = inspect.Signature(
         [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
@@ -3887,11 +4234,13 @@ def _confirm_voice(ctx: Context, name: str, description: str | None = None, prom
     """With RUNWAY_MCP_CONFIRM_ABOVE set, ask before creating a voice: Runway states no price for one, and a spend
     not known to fall below the threshold is asked about. Not asked when the tool refuses the call anyway (under a
     budget, or without one of prompt and audio) or returns an identical voice instead."""
-    if CONFIG.confirm_above is None or CONFIG.budget_credits is not None or (prompt is None) == (audio is None):
-        return NOT_ASKED
+    if CONFIG.confirm_above is None:
+        return Unasked(NOT_NEEDED)
+    if CONFIG.budget_credits is not None or (prompt is None) == (audio is None):
+        return Unasked(REFUSED)
     with contextlib.suppress(RunwayError):      # a failed lookup asks: only a voice known to exist goes unasked
         if _recent_voice(name, description):
-            return NOT_ASKED
+            return Unasked(REUSED)
     return _ask(ctx, f"Create the voice {name!r}, at a cost Runway does not state?")
 
 
@@ -3915,22 +4264,23 @@ def create_voice(
         raise RunwayError(f"RUNWAY_MCP_BUDGET_CREDITS={CONFIG.budget_credits:g} is set and Runway states no price for "
                           "creating a voice, so it cannot be counted; nothing was sent: unset the budget to create one")
     notes: list[str] = []
-    if twin := _recent_voice(name, description):
-        notes.append(f"a voice named {name!r} with this description was created {twin[1]:.0f} s ago: returned it "
-                     "instead of making a second (give another name for a new one)")
-        return _voice_reply(_await_voice(twin[0]), notes)
-    _refuse_unasked(confirmation, None)
-    if confirmation is not None and not isinstance(confirmation, AcceptedElicitation):
-        raise RunwayError(DECLINED)
-    if audio is not None:
-        media = Media(audio, ("audio",), "audio")
-        source = {"type": "audio", "audio": media_uri(media, check_media(media), notes)}
-    else:
-        source = {"type": "text", "model": VOICE_DESIGN_MODEL, "prompt": prompt}
-    body = {"name": name, "from": source, **({"description": description} if description is not None else {})}
-    created = api("POST", "/v1/voices", body=body, creating=True)
-    log.info("created voice %s", created.get("id"))
-    return _voice_reply(_await_voice({"id": created.get("id"), "status": "PROCESSING"}), notes)
+    media = Media(audio, ("audio",), "audio") if audio is not None else None
+    local = check_media(media) if media else None                      # a bad file is refused before anything else
+    same = json.dumps(["voice", account().id, name, description])
+    with _SAME_REQUEST.hold([same]):                                   # an identical call waits, then reuses this one
+        if twin := _recent_voice(name, description):
+            notes.append(f"a voice named {name!r} with this description was created {twin[1]:.0f} s ago: returned "
+                         "it instead of making a second (give another name for a new one)")
+            created = twin[0]
+        else:
+            if authorised(confirmation, Estimate(None, "Runway states no price for a voice")) is not None:
+                raise RunwayError(DECLINED)
+            source = ({"type": "audio", "audio": media_uri(media, local, notes)} if media else
+                      {"type": "text", "model": VOICE_DESIGN_MODEL, "prompt": prompt})
+            body = {"name": name, "from": source, **({"description": description} if description is not None else {})}
+            created = {"status": "PROCESSING", **api("POST", "/v1/voices", body=body, creating=True)}
+            log.info("created voice %s", created.get("id"))
+    return _voice_reply(_await_voice(created), notes)
 
 
 def _recent_voice(name: str, description: str | None) -> tuple[dict, float] | None:
@@ -4028,23 +4378,23 @@ def generate_batch(
         items = [_dry_run_reply(plan).structured_content for plan in plans]
         return _batch_reply(items, total, ["Nothing was sent: a dry run. Call again without dry_run to create them."])
     started = time.monotonic()
-    twins = [None if plan.run.new else live_twin(plan.fingerprint) for plan in plans]
-    fresh = [plan for plan, twin in zip(plans, twins) if twin is None]
-    if refusal := budget_refusal(_total(fresh), len(fresh)):
-        raise RunwayError(refusal)
-    if declined := _declined(confirmation, _total(fresh)):
-        return declined
-    tasks = []
-    for plan, twin in zip(plans, twins):
-        if twin is not None:
-            plan.notes.append(f"identical to task {twin['id']}: returned that task instead of paying for a second one")
-            tasks.append({k: v for k, v in twin.items() if k != "created_at"})
-            continue
-        with same_request_lock(plan.fingerprint):
-            tasks.append(_create(plan))                         # each in the ledger at once
+    made = create_tasks(plans, confirmation)
+    if made.declined:
+        return made.declined
+    if made.error and not made.tasks:
+        raise made.error
+    tasks = [{k: v for k, v in task.items() if k != "twin_of_age"} for task in made.tasks]
     polls = wait_many(tasks, CONFIG.max_wait if max_wait_s is None else max_wait_s,
                       on_poll=_batch_reporter(ctx)) if wait else [Poll(task) for task in tasks]
-    return _batch_reply([settle(poll, started, plan.notes) for plan, poll in zip(plans, polls)], total, [])
+    items = [settle(poll, started, plan.notes) for plan, poll in zip(plans, polls)]
+    if made.error is None:
+        return _batch_reply(items, total, [])
+    failed, after = len(items), len(plans) - len(items) - 1
+    stopped = (f"requests[{failed}] ({plans[failed].tool}) failed, and the batch stopped there: {made.error}; the "
+               f"{failed} before it were created (above)" + (f"; the {after} after it were not sent" if after else ""))
+    reply = _batch_reply(items, total, [stopped])
+    reply.is_error = True
+    return reply
 
 
 def _batch_reporter(ctx: Context | None) -> Callable[[list[Poll], float], None]:
@@ -4071,7 +4421,7 @@ def _batch_reply(items: list, total: Estimate, notes: list[str]) -> CallToolResu
                           structured_content=redact(result), is_error=failed)
 
 
-@tool(READ_ONLY, "Get task", TASK_TOOL_META)
+@tool(SAVES, "Get task", TASK_TOOL_META)
 def get_task(task_id: TaskId) -> TaskReply:
     """Check a task once; saves its outputs if finished, with fresh links. Free."""
     task_id = task_id_arg(task_id)
@@ -4079,7 +4429,7 @@ def get_task(task_id: TaskId) -> TaskReply:
     return task_reply(settle(Poll(fetch_task(task_id)), started, []))
 
 
-@tool(READ_ONLY, "Wait for task", TASK_TOOL_META)
+@tool(SAVES, "Wait for task", TASK_TOOL_META)
 def wait_for_task(task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = None) -> TaskReply:
     """Keep waiting for a task, with progress, and save its outputs; if it is still running, call again. Free."""
     task_id = task_id_arg(task_id)
@@ -4114,6 +4464,14 @@ def _quoted(text: str | None, most: int = 60) -> str:
     return f'"{text[:most]}{"..." if len(text) > most else ""}"' if text else ""
 
 
+def _ledger_tasks() -> list[LedgerRecord]:
+    try:
+        return ledger().tasks()
+    except OSError as error:
+        raise RunwayError(f"cannot read the task ledger {ledger().path} ({error.strerror or error}); fix the file or "
+                          "its folder (permissions, free space)") from None
+
+
 class TaskSummary(TypedDict):
     task_id: str
     created_at: str | None
@@ -4137,7 +4495,7 @@ def list_tasks(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> Annotated[Cal
                          model=t.get("model"), prompt=t.get("prompt"), status=t.get("status"),
                          estimated_credits=t.get("estimated_credits"), cost_credits=t.get("cost_credits"),
                          outputs=list(t.get("outputs") or []))
-             for t in ledger().tasks()[:limit]]
+             for t in _ledger_tasks()[:limit]]
     lines = []
     for t in tasks:
         credits = t["cost_credits"] if t["cost_credits"] is not None else t["estimated_credits"]
@@ -4183,7 +4541,7 @@ class ModelUsage(TypedDict):
 
 class Budget(TypedDict):
     limit: float
-    committed: float
+    committed: float | None             # None: the ledger cannot be read, so nothing remains to spend
     remaining: float
     window_hours: int
 
@@ -4630,13 +4988,60 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
+# A client key is checked with Runway before anything is done for it (a folder, a ledger, a call) and Runway's
+# verdict is kept for minutes, not forever: a key Runway revokes loses its files and tasks here within 5 minutes.
+KEY_TRUSTED_S = 240.0
+KEY_REFUSED_S = 60.0                # a refused key is refused again without asking Runway, for this long
+VERDICTS_MAX = 10_000               # keys remembered at once, the least recently used forgotten first
+
+
+class KeyVerdicts:
+    """Runway's answer, per client key, to GET /v1/organization: True (it works), False (401/403), or None (it
+    could not be asked). Kept in a bounded table under a hash of the key; one question per key at a time."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._verdicts: collections.OrderedDict[str, tuple[bool, float]] = collections.OrderedDict()
+        self._asking = KeyedLocks()
+
+    def verify(self, key: str) -> bool | None:
+        """Runway's verdict on `key`, asked at most once per KEY_TRUSTED_S (blocking: run it in a worker thread)."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        with self._asking.hold([digest]):                # a burst of requests with a new key asks Runway once
+            with self._lock:
+                verdict, until = self._verdicts.get(digest, (None, 0.0))
+            if until > self.clock():
+                return verdict
+            verdict = self._ask(key)
+            if verdict is not None:
+                with self._lock:
+                    self._verdicts[digest] = (verdict, self.clock() + (KEY_TRUSTED_S if verdict else KEY_REFUSED_S))
+                    self._verdicts.move_to_end(digest)
+                    while len(self._verdicts) > VERDICTS_MAX:
+                        self._verdicts.popitem(last=False)
+            return verdict
+
+    @staticmethod
+    def _ask(key: str) -> bool | None:
+        try:
+            api("GET", "/v1/organization", key=key, attempts=2)
+        except RunwayError as error:
+            if error.status in (401, 403):
+                return False
+            log.warning("could not check a client's key with Runway: %s", error)
+            return None
+        return True
+
+
 class ClientKeys:
     """RUNWAY_MCP_KEYS_FROM_CLIENTS: every request but /healthz brings a Runway key (`Authorization: Bearer key_...`)
-    and runs as that key's account: its calls spend that key alone, its files and ledger are its own. The key is
-    never logged or stored; a short one-way hash names the account."""
+    that Runway accepts, and runs as that key's account: its calls spend that key alone, its files and ledger are
+    its own, and its MCP sessions and confirmations answer it alone (the SDK binds them to the principal set here).
+    The key is never logged or stored; a keyed hash names the account."""
 
-    def __init__(self, app: Callable):
-        self.app = app
+    def __init__(self, app: Callable, verdicts: KeyVerdicts | None = None):
+        self.app, self.verdicts = app, verdicts or KeyVerdicts()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope["path"] == "/healthz":
@@ -4645,31 +5050,61 @@ class ClientKeys:
         if key is None or not KEY_PATTERN.fullmatch(key):
             return await _refuse(send, 401, "send your Runway API key as Authorization: Bearer key_... (create one at "
                                             "https://dev.runwayml.com)", CHALLENGE)
-        token = _CALLER.set(client_account(key))      # the SDK carries it to the handler, worker threads inherit it
+        verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key)
+        if verdict is None:
+            return await _refuse(send, 503, "Runway could not be asked whether your key works; try again shortly",
+                                 {"retry-after": "10"})
+        if not verdict:
+            return await _refuse(send, 401, "Runway refused your key (wrong, revoked or for another environment): "
+                                            "send a working one as Authorization: Bearer key_...", CHALLENGE)
         try:
-            await self.app(scope, receive, send)
-        finally:
-            _CALLER.reset(token)
+            caller = client_account(key)
+        except OSError as error:
+            log.error("cannot name client accounts: %s", error)
+            return await _refuse(send, 500, "the server cannot open its accounts; its operator has been told")
+        await _as_principal(self.app, caller, scope, receive, send)
+
+
+async def _as_principal(app: Callable, caller: Account, scope: dict, receive: Callable, send: Callable) -> None:
+    """Run a request as `caller`: the account its tools use, and the principal the SDK binds MCP sessions and sealed
+    request state to, so that another account holding a session id (or a confirmation in progress) gets nowhere."""
+    from mcp.server.auth.middleware.auth_context import auth_context_var
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+    user = AuthenticatedUser(AccessToken(token=caller.id, client_id=caller.id, subject=caller.id, scopes=[]))
+    scope = {**scope, "user": user}
+    tokens = _CALLER.set(caller), auth_context_var.set(user)  # the SDK carries both to the handler; threads inherit
+    try:
+        await app(scope, receive, send)
+    finally:
+        auth_context_var.reset(tokens[1])
+        _CALLER.reset(tokens[0])
+
+
+BUCKETS_MAX = 100_000               # clients remembered at once by a rate limit; the least recently seen go first
 
 
 class RateLimit:
-    """RUNWAY_MCP_RATE_LIMIT, per client (its account with client keys, else its token, else its address): calls that
-    create tasks or upload count against the rate as they come; other requests (status, lists, resources) against
-    ten times the rate, since they cost nothing at Runway and are limited only to stop a client gone wild. Over the
-    limit: HTTP 429 with Retry-After, and nothing runs. Each instance keeps its own counts."""
+    """RUNWAY_MCP_RATE_LIMIT, per client address (before any credential is checked) and again per client (its
+    account with client keys, else its token): calls that create tasks or upload count against the rate as they
+    come; other requests (status, lists, resources) against ten times the rate, since they cost nothing at Runway
+    and are limited only to stop a client gone wild. Over the limit: HTTP 429 with Retry-After, and nothing runs.
+    Each instance keeps its own counts, in a bounded table: O(1) a request however many clients there are."""
 
-    def __init__(self, app: Callable, calls: int, per: float):
-        self.app, self.calls, self.per = app, calls, per
-        self.buckets: dict[tuple[str, str], tuple[float, float]] = {}      # (client, kind) -> (tokens, at)
+    def __init__(self, app: Callable, calls: int, per: float, by: Callable[[dict], str]):
+        self.app, self.calls, self.per, self.by = app, calls, per, by
+        self.buckets: collections.OrderedDict[tuple[str, str], tuple[float, float]] = collections.OrderedDict()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope["path"] == "/healthz":
             return await self.app(scope, receive, send)
-        body, receive = await _buffered(receive)
-        if body is None:
-            return await _refuse(send, 413, f"request body over {MAX_BODY // 1048576} MB")
-        kind = "create" if _creates(body) else "other"
-        wait = self._take(self._client(scope), kind)
+        if "runway_mcp.creates" not in scope:               # read the body once, for every layer of limits
+            body, receive = await _buffered(receive)
+            if body is None:
+                return await _refuse(send, 413, f"request body over {MAX_BODY // 1048576} MB")
+            scope = {**scope, "runway_mcp.creates": _creates(body)}
+        kind = "create" if scope["runway_mcp.creates"] else "other"
+        wait = self.take(self.by(scope), kind)
         if wait:
             what = "calls that create tasks" if kind == "create" else "requests"
             limit = self.calls * (1 if kind == "create" else 10)
@@ -4677,27 +5112,29 @@ class RateLimit:
                                             f"{math.ceil(wait)} s", {"retry-after": str(math.ceil(wait))})
         await self.app(scope, receive, send)
 
-    @staticmethod
-    def _client(scope: dict) -> str:
-        if (caller := _CALLER.get()) is not None:
-            return caller.id
-        if token := _bearer(scope):
-            return hashlib.sha256(token.encode()).hexdigest()[:16]
-        return (scope.get("client") or ("?",))[0]
-
-    def _take(self, client: str, kind: str) -> float:
+    def take(self, client: str, kind: str) -> float:
         """Take one token from the client's bucket: 0 if there was one, else the seconds until there is."""
         capacity = self.calls * (1 if kind == "create" else 10)
         rate, now = capacity / self.per, time.monotonic()
-        if len(self.buckets) > 10_000:          # forget clients whose buckets have refilled
-            self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < self.per}
-        tokens, at = self.buckets.get((client, kind), (capacity, now))
+        tokens, at = self.buckets.pop((client, kind), (capacity, now))
         tokens = min(capacity, tokens + (now - at) * rate)
-        if tokens >= 1:
-            self.buckets[client, kind] = (tokens - 1, now)
-            return 0.0
-        self.buckets[client, kind] = (tokens, now)
-        return (1 - tokens) / rate
+        taken = tokens >= 1
+        self.buckets[client, kind] = (tokens - 1 if taken else tokens, now)      # now the most recently seen
+        if len(self.buckets) > BUCKETS_MAX:
+            self.buckets.popitem(last=False)
+        return 0.0 if taken else (1 - tokens) / rate
+
+
+def _by_address(scope: dict) -> str:
+    return (scope.get("client") or ("?",))[0]
+
+
+def _by_client(scope: dict) -> str:
+    if (caller := _CALLER.get()) is not None:
+        return caller.id
+    if token := _bearer(scope):
+        return hashlib.sha256(token.encode()).hexdigest()[:32]
+    return _by_address(scope)
 
 
 async def _buffered(receive: Callable) -> tuple[bytes | None, Callable]:
@@ -4747,11 +5184,13 @@ def http_app(host: str) -> Callable:
     app = mcp.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
                                   max_request_body_size=MAX_BODY, stateless_http=CONFIG.stateless)
     if CONFIG.rate_limit:
-        app = RateLimit(app, *CONFIG.rate_limit)
+        app = RateLimit(app, *CONFIG.rate_limit, by=_by_client)
     if CONFIG.keys_from_clients:
         app = ClientKeys(app)
     elif CONFIG.http_token:
         app = BearerToken(app, CONFIG.http_token)
+    if CONFIG.rate_limit:                       # before any credential: a flood of made-up keys is limited too
+        app = RateLimit(app, *CONFIG.rate_limit, by=_by_address)
     if CONFIG.allowed_origins:                  # web MCP clients connect from pages on other origins
         from starlette.middleware.cors import CORSMiddleware
         app = CORSMiddleware(app, allow_origins=list(CONFIG.allowed_origins), allow_headers=["*"],

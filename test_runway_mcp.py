@@ -51,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 SERVER = str(HERE / "runway_mcp.py")
 KEY = "key_" + "0123456789abcdef" * 8
 KEY2 = "key_" + "fedcba9876543210" * 8          # a second account: the fake serves both, and keeps them apart
+KEY3, KEY4 = "key_" + "3" * 128, "key_" + "4" * 128       # two more, for tests of many accounts at once
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 4
 
@@ -281,12 +282,12 @@ def test_downloads_never_carry_the_key(api, tmp_path):
 
 @pytest.mark.parametrize("url", ["http://cdn.test/out.png", "ftp://cdn.test/out.png", "file:///etc/passwd"])
 def test_a_link_runway_hands_back_is_fetched_only_over_https(api, tmp_path, url):
-    with pytest.raises(rm.RunwayError, match="not https; not downloaded"):
+    with pytest.raises(rm.RunwayError, match="link is not an https URL; not fetched"):
         rm.download(url, str(uuid.uuid4()), 1, "image")
     big = tmp_path / "big.png"
     big.write_bytes(PNG + b"\0" * 1024)
     api.post("https://runway.test/v1/uploads", json={"uploadUrl": url, "fields": {}, "runwayUri": "runway://u/1"})
-    with pytest.raises(rm.RunwayError, match="no usable upload URL"):
+    with pytest.raises(rm.RunwayError, match="the upload URL is not an https URL; not fetched"):
         rm.upload(rm.LocalFile(big, "image/png", big.stat().st_size))
     assert len(api.calls) == 1 and list(tmp_path.iterdir()) == [big]       # nothing fetched, posted or saved
 
@@ -310,6 +311,8 @@ def test_every_model_accepts_its_own_defaults(name):
         defaulted = {"ratio"} if use.ratios else set()
         defaulted |= {"duration"} if model.durations else set()
         body.update({f: valid_value(model, f) for f in rm._fields(use.needs) - defaulted - set(body)})
+        body.update({f: [{"uri": "https://example.com/a.png"}] * n for f, n in model.min_items.items()
+                     if len(body.get(f) or ()) < n})
         if body.get("duration") == "<duration>":
             body["duration"] = 3                    # e.g. mirelo_sfx_2_0: required, no range stated
         rm.apply_defaults(endpoint, body)
@@ -393,6 +396,7 @@ class SdkField:
     item_enums: dict = field(default_factory=dict)   # item key -> its Literal values
     chars: int | None = None         # "up to N characters"
     most: int | None = None          # a list's "up to N"
+    fewest: int = 0                  # a list's "N to M": the fewest items it takes
     bounds: tuple | None = None      # a number's "between A and B", "from A to B", "(A-B)"
     doc: str = ""
 
@@ -453,6 +457,7 @@ def _sdk_field(hint, doc: str) -> SdkField:
         if match := re.search(rf"(?i)\bup to {COUNT}\b(?! ?(?:MB|seconds|characters))|\b{COUNT} to {COUNT} \w+",
                               doc):
             info.most = _count(match[1] or match[3])
+            info.fewest = _count(match[2]) if match[2] else 0
     if info.text and (match := re.search(r"up to ([\d,]+) characters", doc)):
         info.chars = _count(match[1])
     if info.number and (match := re.search(r"(?:between|from) (-?[\d.]+)(?: \([^)]*\))? (?:and|to) (-?[\d.]+)"
@@ -622,6 +627,14 @@ def test_catalog_limits_agree_with_runways_sdk(name, endpoint):
             continue                                # an enum of numbers, checked value by value above
         assert (name, field_name) in BEYOND_SDK or ("*", field_name) in BEYOND_SDK, (
             f"{field_name}: {enforced[field_name]} is enforced, runwayml does not say so: name the source in BEYOND_SDK")
+
+
+@pytest.mark.parametrize("name, endpoint", sorted(SDK))
+def test_catalog_minimum_counts_agree_with_runways_sdk(name, endpoint):
+    """A list the SDK says takes "N to M" items is refused with fewer than N, on that endpoint."""
+    stated = {f: spec.fewest for f, spec in SDK[name, endpoint]["fields"].items() if spec.listed and spec.fewest}
+    model = rm.MODELS[name]
+    assert {f: n for f, n in model.min_items.items() if f in SDK[name, endpoint]["fields"]} == stated
 
 
 @pytest.mark.parametrize("name", [n for n, e in SDK if e == rm.T2I and "referenceImages" in SDK[n, e]["fields"]])
@@ -1048,6 +1061,8 @@ class FakeRunway:
             self.balance = 1000
             self.echo_key = False
             self.voices: list[dict] = []
+            self.revoked: set[str] = set()                  # keys Runway has revoked: 401 from now on
+            self.redirects: dict[str, str] = {}             # output file name -> where its link redirects
 
     # Scripting ------------------------------------------------------------------------------------
     def plan(self, **kwargs):
@@ -1083,6 +1098,8 @@ class FakeRunway:
             if path == "/files" and method == "DELETE":            # the tests' switch: Runway's links expire
                 self.files.clear()
                 return 204, {}, b""
+            if path.startswith("/files/") and path[len("/files/"):] in self.redirects:
+                return 302, {"Location": self.redirects[path[len("/files/"):]]}, b""
             if path.startswith("/files/"):
                 content, mime = self.files.get(path[len("/files/"):], (None, None))
                 return (200, {"Content-Type": mime}, content) if content else (404, {}, b"")
@@ -1090,7 +1107,7 @@ class FakeRunway:
                 self.uploads[path] = {"content_type": headers.get("Content-Type", ""), "raw": raw}
                 return 204, {}, b""
             record["key"] = headers.get("Authorization", "").removeprefix("Bearer ")
-            if record["key"] not in (KEY, KEY2):
+            if record["key"] not in (KEY, KEY2, KEY3, KEY4) or record["key"] in self.revoked:
                 return 401, {}, b'{"error": "Unauthorized"}'
             if headers.get("X-Runway-Version") != "2024-11-06":
                 return 400, {}, b'{"error": "Missing X-Runway-Version"}'
@@ -1465,6 +1482,25 @@ async def test_tools_are_listed_with_schemas(stdio):
     assert {"prompt", "image", "last_image", "ratio", "duration"} <= set(video)
 
 
+@pytest.mark.anyio
+async def test_only_tools_that_change_nothing_say_they_are_read_only(client):
+    """Hosts decide what to ask the person by these hints: get_task and wait_for_task save files and write the
+    ledger, so they are not read-only."""
+    tools = (await client.list_tools()).tools
+    assert {t.name for t in tools if t.annotations.read_only_hint} == {
+        "list_tasks", "list_models", "list_outputs", "get_account", "list_workflows", "list_voices"}
+    assert all(t.annotations.open_world_hint for t in tools if t.name in rm.PAID_TOOLS | {"get_task", "wait_for_task"})
+
+
+@pytest.mark.anyio
+async def test_the_sdks_line_for_a_failed_tool_names_the_tool_not_the_error(client, out_dir, caplog):
+    caplog.set_level(logging.INFO)
+    result, _ = await call(client, "delete_output", {"name": "nothing.png", "confirm": True})
+    assert result.is_error and str(out_dir) in result.content[0].text          # the caller is told where
+    lines = [r.getMessage() for r in caplog.records if r.name == "mcp.server.mcpserver.server"]
+    assert "Tool 'delete_output' failed" in lines and not [line for line in lines if str(out_dir) in line]
+
+
 def wire_size(value) -> int:
     """Bytes as a host sends it to the model: compact JSON."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
@@ -1605,7 +1641,8 @@ async def test_progress_arrives_and_never_decreases(stdio, fake):
     values = [v for v, _, _ in seen]
     assert values == sorted(values) and values[-1] == 1.0 and all(t == 1.0 for _, t, _ in seen)
     messages = " ".join(m for _, _, m in seen)
-    assert "THROTTLED" in messages and "RUNNING" in messages and "SUCCEEDED" in messages and "s" in messages
+    assert "THROTTLED" in messages and "RUNNING" in messages and "SUCCEEDED" in messages
+    assert all(re.search(r" · \d+s$", m) for _, _, m in seen), messages           # each says the seconds waited
 
 
 @pytest.mark.anyio
@@ -1711,6 +1748,9 @@ def minimal_request(name, key):
         elif api_field != "mode":
             argument, given, sent = recipe[api_field]
             args[argument], body[api_field] = given, sent
+    for api_field in model.min_items:                   # an optional list that needs items when sent: e.g. 1-4 images
+        argument, given, sent = recipe[api_field]
+        args[argument], body[api_field] = given, sent
     return tool, args, body
 
 
@@ -2416,6 +2456,143 @@ async def test_a_batch_is_estimated_budgeted_and_confirmed_as_one(serve, fake):
         assert not result.is_error and len(fake.seen("POST")) == 3
 
 
+# Spending controls fail closed: an adversarial review saw each of these let credits through ----------------
+
+@pytest.mark.anyio
+async def test_a_budget_refuses_every_spend_while_the_ledger_cannot_be_read(client, serve, fake, out_dir):
+    serve(RUNWAY_MCP_BUDGET_CREDITS="20")
+    (out_dir / "tasks.jsonl").mkdir(parents=True)                   # a directory: unreadable and unwritable
+    for n in range(3):
+        result, _ = await call(client, "generate_image", {"prompt": f"take {n}", "wait": False})
+        text = result.content[0].text
+        assert result.is_error and "cannot be read or written" in text and "nothing was sent" in text, text
+    assert fake.seen("POST") == []
+    _, account = await call(client, "get_account")
+    assert account["budget"]["committed"] is None and account["budget"]["remaining"] == 0
+    result, _ = await call(client, "list_tasks")
+    assert result.is_error and "tasks.jsonl" in result.content[0].text
+
+
+@pytest.mark.anyio
+async def test_a_budget_refuses_when_the_reservation_cannot_be_written(client, serve, fake, monkeypatch):
+    serve(RUNWAY_MCP_BUDGET_CREDITS="100")
+
+    def full(self, record):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(rm.Ledger, "append", full)
+    result, _ = await call(client, "generate_image", {"prompt": "x", "wait": False})
+    assert result.is_error and "No space left on device" in result.content[0].text and fake.seen("POST") == []
+
+
+@pytest.mark.anyio
+async def test_a_create_whose_record_is_lost_still_counts_against_the_budget(client, serve, fake, monkeypatch):
+    """The credits are reserved in the ledger before the create is sent: a crash or a failed write after it
+    cannot make the spend disappear from the window."""
+    serve(RUNWAY_MCP_BUDGET_CREDITS="100")
+    append = rm.Ledger.append
+
+    def task_lines_lost(self, record):
+        if "task_id" in record:
+            raise OSError(5, "Input/output error")
+        append(self, record)
+    monkeypatch.setattr(rm.Ledger, "append", task_lines_lost)
+    result, first = await call(client, "generate_video", {"prompt": "one", "wait": False})          # 60 credits
+    assert not result.is_error and "could not record the task" in " ".join(first["notes"])
+    result, _ = await call(client, "generate_video", {"prompt": "two", "wait": False})
+    assert result.is_error and "60 committed" in result.content[0].text and len(fake.seen("POST")) == 1
+    _, account = await call(client, "get_account")
+    assert account["budget"]["committed"] == 60
+
+
+@pytest.mark.anyio
+async def test_a_create_runway_refused_gives_its_reservation_back(client, serve, fake):
+    serve(RUNWAY_MCP_BUDGET_CREDITS="100")
+    fake.fail("POST", "/v1/text_to_video", 400, body={"error": "Invalid prompt"})
+    result, _ = await call(client, "generate_video", {"prompt": "one", "wait": False})
+    assert result.is_error and "Invalid prompt" in result.content[0].text
+    _, account = await call(client, "get_account")
+    assert account["budget"]["committed"] == 0                      # certainly not made: nothing counts
+    fake.fail("POST", "/v1/text_to_video", 500)
+    result, _ = await call(client, "generate_video", {"prompt": "two", "wait": False})
+    assert result.is_error and "may have been created" in result.content[0].text
+    _, account = await call(client, "get_account")
+    assert account["budget"]["committed"] == 60                     # perhaps made: it counts
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tool, arguments", [
+    ("generate_video", {"prompt": "a storm", "duration": 10, "wait": False}),
+    ("generate_batch", {"requests": [{"tool": "generate_video", "arguments": {"prompt": "a storm", "duration": 10}}],
+                        "wait": False})])
+async def test_a_retry_after_the_earlier_task_failed_asks_the_person_again(serve, fake, tool, arguments):
+    """The ledger still says PENDING when the agent retries; Runway says FAILED. Skipping the question because an
+    identical task existed would create a second task nobody confirmed."""
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="5")
+    fake.plan(polls=1, outcome="FAILED", mime="video/mp4")
+    async with confirming("accept") as client:
+        await call(client, tool, arguments)
+        assert len(client.asked) == 1 and len(fake.seen("POST")) == 1
+        result, _ = await call(client, tool, arguments)
+        assert not result.is_error, result.content[0].text
+        assert len(client.asked) == 2 and len(fake.seen("POST")) == 2
+
+
+def test_a_spend_that_needs_a_yes_is_refused_when_the_reason_for_not_asking_no_longer_holds(serve):
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="5")
+    unasked = rm.AcceptedElicitation[rm.Any].model_construct(data=rm.Unasked(rm.REUSED))
+    with pytest.raises(rm.RunwayError, match="they were not asked: when the call began, an identical recent task "
+                                             "was to be reused, and that no longer holds; nothing was sent"):
+        rm.authorised(unasked, rm.Estimate(60, "the catalog's price hint"))
+    assert rm.authorised(unasked, rm.Estimate(4, "the catalog's price hint")) is None           # below: fine
+    said_yes = rm.AcceptedElicitation(data=rm.Confirm())
+    assert rm.authorised(said_yes, rm.Estimate(None, "no price")) is None
+
+
+@pytest.mark.anyio
+async def test_identical_batches_at_once_create_each_task_once(client, fake):
+    items = {"requests": [{"tool": "generate_image", "arguments": {"prompt": f"frame {n}"}} for n in range(3)],
+             "wait": False}
+    results = []
+
+    async def run():
+        results.append(await call(client, "generate_batch", items))
+    async with anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(run)
+    assert len(fake.seen("POST")) == 3
+    ids = [[item["task_id"] for item in data["items"]] for _, data in results]
+    assert ids[0] == ids[1] == ids[2]
+
+
+@pytest.mark.anyio
+async def test_batches_at_once_under_a_budget_are_each_all_or_nothing(client, serve, fake):
+    serve(RUNWAY_MCP_BUDGET_CREDITS="150")
+    results = []
+
+    async def run(n):
+        batch = [{"tool": "generate_video", "arguments": {"prompt": f"shot {n}.{i}"}} for i in range(2)]   # 120
+        results.append(await call(client, "generate_batch", {"requests": batch, "wait": False}))
+    async with anyio.create_task_group() as group:
+        for n in range(2):
+            group.start_soon(run, n)
+    assert len(fake.seen("POST")) == 2
+    [(refused_batch, _)] = [(r, d) for r, d in results if r.is_error]
+    assert "over budget" in refused_batch.content[0].text and "nothing was sent" in refused_batch.content[0].text
+
+
+@pytest.mark.anyio
+async def test_a_batch_that_fails_part_way_returns_the_tasks_it_created(client, fake):
+    fake.fail("POST", "/v1/text_to_speech", 400, body={"error": "Voice unavailable"})
+    batch = [*BATCH, {"tool": "generate_image", "arguments": {"prompt": "after"}}]
+    result, data = await call(client, "generate_batch", {"requests": batch, "wait": False})
+    text = result.content[0].text
+    assert result.is_error and [item["status"] for item in data["items"]] == ["PENDING", "PENDING"]
+    assert "requests[2] (generate_speech) failed, and the batch stopped there" in text and "Voice unavailable" in text
+    assert "the 2 before it were created" in text and "the 1 after it were not sent" in text
+    assert all(item["task_id"] in text for item in data["items"])
+    assert [r["path"] for r in fake.seen("POST")] == ["/v1/text_to_image", "/v1/text_to_video", "/v1/text_to_speech"]
+
+
 ##############################################################################
 # End to end: recipes, avatar videos, the model router, published workflows, voices
 ##############################################################################
@@ -2739,6 +2916,82 @@ def test_each_new_toolset_brings_the_task_tools_when_it_creates_tasks():
 # End to end: faults
 ##############################################################################
 
+class Listener:
+    """A TCP service on this machine that Runway's links must never reach: it counts connections and bytes."""
+
+    def __init__(self):
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port, self.connections, self.received = self.socket.getsockname()[1], 0, b""
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = self.socket.accept()
+                self.connections += 1
+                connection.settimeout(0.5)
+                with contextlib.suppress(OSError), connection:
+                    self.received += connection.recv(65536)
+
+    def close(self):
+        self.socket.close()
+
+
+@pytest.fixture
+def listener():
+    service = Listener()
+    yield service
+    service.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("where, why", [
+    ("https://169.254.169.254/latest/meta-data/iam", "private, loopback"), ("https://10.1.2.3/secret", "private"),
+    ("https://0.0.0.0:{port}/secret", "private"), ("https://127.0.0.1:{port}/latest/meta-data", "private"),
+    ("https://[::ffff:127.0.0.1]:{port}/x", "private"), ("http://127.0.0.1:{port}/x", "not an https URL")])
+async def test_an_output_link_that_redirects_inward_is_not_followed(client, fake, out_dir, listener, where, why):
+    fake.plan(polls=1)
+    _, created = await call(client, "generate_image", {"prompt": "x", "wait": False})
+    fake.redirects[f"{created['task_id']}_1.png"] = where.format(port=listener.port)
+    result, data = await call(client, "wait_for_task", {"task_id": created["task_id"]})
+    assert data["status"] == "SUCCEEDED" and data["outputs"][0]["path"] is None
+    assert "not fetched" in " ".join(data["notes"]) and why in " ".join(data["notes"])
+    assert listener.connections == 0 and not [p for p in out_dir.iterdir() if rm.is_output(p)]
+
+
+@pytest.mark.anyio
+async def test_a_name_that_passed_its_check_is_still_refused_at_an_inward_address(client, fake, listener,
+                                                                                 monkeypatch):
+    """A name can resolve one way when checked and another way when connected: the connection checks too."""
+    monkeypatch.setattr(rm, "check_link", lambda url, what: None)
+    fake.plan(polls=1)
+    _, created = await call(client, "generate_image", {"prompt": "x", "wait": False})
+    fake.redirects[f"{created['task_id']}_1.png"] = f"http://localhost:{listener.port}/secret"
+    _, data = await call(client, "wait_for_task", {"task_id": created["task_id"]})
+    assert data["outputs"][0]["path"] is None and "reached 127.0.0.1" in " ".join(data["notes"])
+    assert listener.received == b""                                 # connected, refused, closed: nothing asked
+
+
+@pytest.mark.anyio
+async def test_an_output_link_that_redirects_within_runway_is_followed(client, fake):
+    fake.plan(polls=1)
+    _, created = await call(client, "generate_image", {"prompt": "x", "wait": False})
+    fake.redirects[f"{created['task_id']}_1.png"] = "/files/moved.png?sig=new"          # a relative hop
+    fake.files["moved.png"] = (PNG, "image/png")
+    _, data = await call(client, "wait_for_task", {"task_id": created["task_id"]})
+    assert Path(data["outputs"][0]["path"]).read_bytes() == PNG
+
+
+def test_an_upload_slot_at_an_inward_address_is_refused_before_sending(api, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(PNG + b"\0" * 1024)
+    api.post("https://runway.test/v1/uploads", json={"uploadUrl": "https://10.0.0.7/bucket", "fields": {},
+                                                     "runwayUri": "runway://u/1"})
+    with pytest.raises(rm.RunwayError, match=r"the upload URL points to 10\.0\.0\.7 \(10\.0\.0\.7\), a private"):
+        rm.upload(rm.LocalFile(big, "image/png", big.stat().st_size))
+    assert len(api.calls) == 1
+
+
 POLL_FAULTS = {
     "429 without Retry-After": {"status": 429},
     "429 with Retry-After": {"status": 429, "headers": {"Retry-After": "1"}},
@@ -2966,6 +3219,7 @@ VALID = {  # the smallest valid call of each tool; each test below spoils one ar
 }
 # Where any text is a fair value: a voice's name is only a label, and a voice may be any id of the person's own.
 FAIR_TEXT = {("create_voice", "name"), ("generate_avatar_video", "voice")}
+assert set(VALID) == {tool for group in rm.TOOLSETS.values() for tool in group}, "VALID needs every tool's call"
 HOSTILE_CALLS = [(tool, argument) for tool in VALID for argument in HOSTILE
                  if argument in inspect.signature(getattr(rm, tool)).parameters and (tool, argument) not in FAIR_TEXT]
 
@@ -3092,10 +3346,21 @@ def over_http_in_process(serve, monkeypatch):
     return configure
 
 
-def http_client(url, token=None):
+def http_client(url, token=None, **headers):
     from mcp.client.streamable_http import streamable_http_client
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=30)
+    http = httpx2.AsyncClient(headers={**({"Authorization": f"Bearer {token}"} if token else {}), **headers},
+                              timeout=30)
     return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode="legacy")
+
+
+def modern_call(url, key, tool, arguments, **meta):
+    """One 2026-07-28 tools/call as a raw HTTP request (no session, no initialize), with `meta` in its _meta."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments,
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}, **meta}}}
+    return requests.post(f"{url}/mcp", json=body, timeout=10, headers={
+        **MCP_HEADERS, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": tool,
+        **({"Authorization": f"Bearer {key}"} if key else {})})
 
 
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -3207,19 +3472,22 @@ async def test_each_client_spends_its_own_key_and_sees_only_its_own_tasks_and_fi
             for tool in ("get_task", "wait_for_task", "cancel_task"):
                 result, _ = await call(bob, tool, {"task_id": mine["task_id"]})
                 assert result.is_error and "no task" in result.content[0].text, (tool, result.content[0].text)
-            name = Path(mine["outputs"][0]["path"]).name
+            name = mine["outputs"][0]["path"]                   # a tenant sees its files by name: no server path
+            assert name == Path(name).name and str(out_dir) not in json.dumps([mine, theirs, tasks, files])
+            [alices] = [p for p in out_dir.rglob(name)]
             result, _ = await call(bob, "delete_output", {"name": name, "confirm": True})
-            assert result.is_error and Path(mine["outputs"][0]["path"]).exists()
+            assert result.is_error and alices.exists() and str(out_dir) not in result.content[0].text
             result, _ = await call(bob, "generate_video", {"prompt": "x", "image": mine["outputs"][0]["uri"]})
             assert result.is_error and "is not a saved output" in result.content[0].text
-            result, _ = await call(bob, "generate_video", {"prompt": "x", "image": mine["outputs"][0]["path"]})
+            result, _ = await call(bob, "generate_video", {"prompt": "x", "image": str(alices)})
             assert result.is_error and "is not one of your outputs" in result.content[0].text
-            result, _ = await call(bob, "generate_video", {"prompt": "x", "image": theirs["outputs"][0]["path"],
-                                                           "dry_run": True})
-            assert not result.is_error, result.content[0].text
+            assert str(out_dir) not in result.content[0].text
+            [bobs] = [p for p in out_dir.rglob(theirs["outputs"][0]["path"])]
+            result, _ = await call(bob, "generate_video", {"prompt": "x", "image": str(bobs), "dry_run": True})
+            assert not result.is_error and str(out_dir) not in result.content[0].text, result.content[0].text
     assert not fake.tasks[mine["task_id"]]["deleted"]
     folders = sorted(p.name for p in (out_dir / "accounts").iterdir())
-    assert len(folders) == 2 and all(re.fullmatch(r"[0-9a-f]{16}", f) for f in folders)
+    assert len(folders) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", f) for f in folders)       # 128 bits, keyed
     written = "".join(p.read_text(errors="replace") for p in out_dir.rglob("*") if p.is_file()) + caplog.text
     assert not [key for key in (KEY, KEY2, KEY[4:], KEY2[4:]) if key in written]         # in no file, no log
     calls = [json.loads(r.getMessage()) for r in caplog.records if r.name == "runway_mcp.calls"]
@@ -3242,6 +3510,119 @@ async def test_without_a_good_key_a_request_gets_401_and_reaches_nothing(over_ht
 
 
 @pytest.mark.anyio
+async def test_a_key_runway_refuses_gets_401_and_leaves_nothing_on_disk_or_in_memory(over_http_in_process, fake,
+                                                                                     out_dir):
+    ledgers = len(rm._LEDGERS)
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAYML_API_SECRET=SERVER_KEY) as url:
+        for n in range(5):                                          # well-formed, but no key Runway knows
+            made_up = "key_" + f"a{n}" * 64
+            response = requests.post(f"{url}/mcp", json=INITIALIZE, timeout=5,
+                                     headers={**MCP_HEADERS, "Authorization": f"Bearer {made_up}"})
+            assert response.status_code == 401 and "Runway refused your key" in response.json()["error"]
+            assert made_up not in response.text
+    assert [r["path"] for r in fake.requests] == ["/v1/organization"] * 5
+    assert not out_dir.exists() and len(rm._LEDGERS) == ledgers
+
+
+@pytest.mark.anyio
+async def test_a_key_is_checked_with_runway_once_and_a_revoked_one_loses_access_within_minutes(
+        over_http_in_process, fake, monkeypatch):
+    monkeypatch.setattr(rm, "KEY_TRUSTED_S", 0.3)                   # 240 s in service: within 5 minutes
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAYML_API_SECRET=SERVER_KEY) as url:
+        async with http_client(url, KEY) as alice:
+            _, made = await call(alice, "generate_image", {"prompt": "a fox"})
+            for tool in ("list_tasks", "list_outputs", "list_models"):
+                assert not (await call(alice, tool))[0].is_error
+        assert len(fake.seen("GET", "/v1/organization")) == 1     # asked once, not per request
+        fake.revoked.add(KEY)
+        async with http_client(url, KEY) as alice:                  # still trusted for a moment: Runway says 401
+            result, _ = await call(alice, "generate_video", {"prompt": "x", "wait": False})
+            text = result.content[0].text
+            assert result.is_error and "Runway rejected your API key (401)" in text and "RUNWAYML_API_SECRET" not in text
+        time.sleep(0.35)
+        for request in ({"method": "tools/call", "params": {"name": "list_tasks", "arguments": {}}},
+                        {"method": "resources/read", "params": {"uri": made["outputs"][0]["uri"]}},
+                        {"method": "tools/call", "params": {"name": "delete_output",
+                                                            "arguments": {"name": made["outputs"][0]["path"],
+                                                                          "confirm": True}}}):
+            response = requests.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 2, **request}, timeout=5,
+                                     headers={**MCP_HEADERS, "Authorization": f"Bearer {KEY}"})
+            assert response.status_code == 401 and "Runway refused your key" in response.json()["error"], request
+    assert list(rm.CONFIG.output_dir.rglob(made["outputs"][0]["path"]))            # nothing was deleted
+
+
+@pytest.mark.anyio
+async def test_a_session_answers_only_the_account_that_opened_it(over_http_in_process, fake):
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAYML_API_SECRET=SERVER_KEY) as url:
+        as_alice = {**MCP_HEADERS, "Authorization": f"Bearer {KEY}"}
+        opened = requests.post(f"{url}/mcp", json=INITIALIZE, headers=as_alice, timeout=5)
+        session = {"Mcp-Session-Id": opened.headers["Mcp-Session-Id"], "MCP-Protocol-Version": "2025-06-18"}
+        as_bob = {**MCP_HEADERS, **session, "Authorization": f"Bearer {KEY2}"}
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        assert requests.post(f"{url}/mcp", json=listing, headers=as_bob, timeout=5).status_code == 404
+        assert requests.delete(f"{url}/mcp", headers=as_bob, timeout=5).status_code == 404
+        mine = requests.post(f"{url}/mcp", json=listing, headers={**as_alice, **session}, timeout=5)
+        assert mine.status_code == 200 and "generate_image" in mine.text
+
+
+@pytest.mark.anyio
+async def test_a_confirmation_in_progress_answers_only_the_account_that_began_it(over_http_in_process, fake):
+    """2026-07-28: the confirmation's sealed request state is bound to the account; another cannot complete it."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+    call_video = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "generate_video", "arguments": {"prompt": "a storm", "wait": False}, "_meta": meta}}
+    modern = {**MCP_HEADERS, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call",
+              "Mcp-Name": "generate_video"}
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAY_MCP_CONFIRM_ABOVE="5") as url:
+        asked = requests.post(f"{url}/mcp", json=call_video, headers={**modern, "Authorization": f"Bearer {KEY}"},
+                              timeout=5).json()["result"]
+        [question] = asked["inputRequests"]
+        answered = {**call_video, "params": {**call_video["params"], "requestState": asked["requestState"],
+                                             "inputResponses": {question: {"action": "accept", "content": {}}}}}
+        stolen = requests.post(f"{url}/mcp", json=answered, headers={**modern, "Authorization": f"Bearer {KEY2}"},
+                               timeout=5)
+        assert stolen.json()["error"]["code"] == -32602 and fake.seen("POST") == []
+        own = requests.post(f"{url}/mcp", json=answered, headers={**modern, "Authorization": f"Bearer {KEY}"},
+                            timeout=5)
+        assert own.json()["result"]["structuredContent"]["status"] == "PENDING" and len(fake.seen("POST")) == 1
+
+
+@pytest.mark.anyio
+async def test_one_accounts_stalled_create_does_not_delay_another(over_http_in_process, fake):
+    fake.fail("POST", "/v1/text_to_image", action="hang", headers={"seconds": "1"})
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAY_MCP_BUDGET_CREDITS="1000") as url:
+        async with http_client(url, KEY) as alice, http_client(url, KEY2) as bob, anyio.create_task_group() as group:
+            group.start_soon(call, alice, "generate_image", {"prompt": "stalled", "wait": False})
+            while not fake.seen("POST", "/v1/text_to_image"):
+                await anyio.sleep(0.01)
+            started = time.monotonic()
+            result, _ = await call(bob, "generate_image", {"prompt": "quick", "wait": False})
+            assert not result.is_error and time.monotonic() - started < 0.5
+
+
+@pytest.mark.anyio
+async def test_rotating_keys_does_not_escape_the_rate_limit(over_http_in_process, fake):
+    with over_http_in_process(RUNWAY_MCP_RATE_LIMIT="2/min", RUNWAY_MCP_KEYS_FROM_CLIENTS="1") as url:
+        statuses = [modern_call(url, key, "generate_image", {"prompt": "x", "wait": False}).status_code
+                    for key in (KEY, KEY2, KEY3, KEY4)]
+        assert statuses == [200, 200, 429, 429] and len(fake.seen("POST")) == 2
+
+
+def test_rate_limit_buckets_stay_bounded_however_many_clients(monkeypatch):
+    monkeypatch.setattr(rm, "BUCKETS_MAX", 1000)
+    limit = rm.RateLimit(None, 1, 60.0, by=rm._by_address)
+    for n in range(5000):
+        assert limit.take(f"10.0.{n // 256}.{n % 256}", "create") == 0
+    assert len(limit.buckets) == 1000
+    assert limit.take("10.0.19.135", "create") > 0                  # the most recent are still remembered
+
+
+# Another address, through this machine as a proxy (uvicorn trusts X-Forwarded-For from 127.0.0.1).
+ELSEWHERE = {"X-Forwarded-For": "203.0.113.9"}
+
+
+@pytest.mark.anyio
 async def test_the_rate_limit_answers_429_with_retry_after_and_sends_nothing(over_http_in_process, fake):
     with over_http_in_process(RUNWAY_MCP_RATE_LIMIT="2/min", RUNWAY_MCP_KEYS_FROM_CLIENTS="1") as url:
         async with http_client(url, KEY) as alice:
@@ -3257,7 +3638,7 @@ async def test_the_rate_limit_answers_429_with_retry_after_and_sends_nothing(ove
                                  headers={**MCP_HEADERS, "Authorization": f"Bearer {KEY}"})
         assert response.status_code == 429 and 1 <= int(response.headers["Retry-After"]) <= 30
         assert "2 calls that create tasks per 60 s" in response.json()["error"] and len(fake.seen("POST")) == posted
-        async with http_client(url, KEY2) as bob:                   # another client has its own allowance
+        async with http_client(url, KEY2, **ELSEWHERE) as bob:      # another client has its own allowance
             assert not (await call(bob, "generate_image", {"prompt": "mine", "wait": False}))[0].is_error
 
 
@@ -3717,7 +4098,8 @@ def test_an_unfilled_host_placeholder_is_treated_as_unset_and_said():
 def test_print_config_gives_a_block_for_each_host(main, capsys, host):
     assert main("--print-config", host) == 0
     out, err = capsys.readouterr()
-    assert KEY not in out and rm.KEY_PLACEHOLDER in out + err or host == "vscode"
+    assert KEY not in out and KEY not in err
+    assert rm.KEY_PLACEHOLDER in out if host != "vscode" else "${input:runway-api-key}" in out   # vscode asks for it
     if host == "claude-code":
         words = shlex.split(out)
         assert words[:4] == ["claude", "mcp", "add", "runway"] and f"RUNWAYML_API_SECRET={rm.KEY_PLACEHOLDER}" in words
@@ -3828,13 +4210,6 @@ def test_the_bundle_starts_as_claude_desktop_starts_it(tmp_path):
 ##############################################################################
 # Command line
 ##############################################################################
-
-def run_cli(*args, env=None):
-    import subprocess
-    return subprocess.run([sys.executable, SERVER, *args], capture_output=True, text=True, timeout=30, check=False,
-                          env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
-                               **(env or {})})
-
 
 def test_cli_version_and_help(capsys):
     for flag in ("--version", "--help"):
