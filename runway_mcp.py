@@ -23,14 +23,12 @@ import argparse
 import base64
 import collections
 import contextlib
-import contextvars
 import dataclasses
 import difflib
 import errno
 import functools
 import hashlib
 import hmac
-import importlib
 import inspect
 import json
 import logging
@@ -49,40 +47,32 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, NotRequired
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, NotRequired
 from urllib.parse import quote, unquote, urlsplit
 
 import anyio
 import anyio.to_thread
+from mcp import Client, MCPError
+from mcp.server.auth.middleware.auth_context import auth_context_var, get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.resolve import Elicit, Resolve
-from mcp.server.request_state import RequestStateSecurity
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp import MCPError
 from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import Elicit, Resolve
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.request_state import RequestStateSecurity
 from mcp.types import (INVALID_PARAMS, CallToolResult, ImageContent, Resource, ResourceLink, ResourceTemplate,
                        TextContent, ToolAnnotations)
-from pydantic import BaseModel, Field, ValidationError, validate_call
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, validate_call
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 log = logging.getLogger("runway_mcp")
 
 
-class _Deferred:
-    """A module imported when first used. Serving stdio starts by answering tools/list, which needs no
-    HTTP client, so `requests` (about 40 ms of imports) is not loaded until the first call needs it."""
-
-    def __init__(self, name: str):
-        self._name = name
-
-    def __getattr__(self, attribute: str) -> Any:
-        module = importlib.import_module(self._name)
-        globals()[self._name] = module          # later uses reach the module directly
-        return getattr(module, attribute)
-
-
-requests = _Deferred("requests")
+if TYPE_CHECKING:       # imported where used: serving stdio starts by answering tools/list, which needs no
+    import requests     # HTTP client, so `requests` (about 40 ms of imports) waits for the first call that does
 
 
 ##############################################################################
@@ -102,41 +92,22 @@ HEARTBEAT_S = 5.0           # a progress notification at least this often while 
 MAX_BACKOFF_S = 30.0        # ceiling for the pause after a failed poll or request
 WORKER_THREADS = 256        # the SDK's default of 40 starves progress once 40 waits block
 
-# Toolsets: RUNWAY_MCP_TOOLS names groups or single tools; only those are listed and callable. Whatever exposes
-# a generation tool brings the task tools along, so a handle it returns can always be resumed.
-TOOLSETS = {
-    "image": ("generate_image", "upscale_image"),
-    "video": ("generate_video", "edit_video", "upscale_video", "animate_character", "convert_to_hdr"),
-    "audio": ("generate_speech", "generate_sound_effect", "change_voice", "dub_audio", "isolate_voice",
-              "generate_sound_for_video"),
-    "tasks": ("get_task", "wait_for_task", "cancel_task", "list_tasks", "list_models"),
-    "files": ("upload_file", "list_outputs", "delete_output"),
-    "account": ("get_account",),
-    "batch": ("generate_batch",),
-    "recipes": ("run_recipe",),
-    "avatars": ("generate_avatar_video",),
-    "workflows": ("list_workflows", "run_workflow"),
-    "router": ("generate_with_router",),
-    "voices": ("list_voices", "create_voice"),
-}
-GENERATION_GROUPS = ("image", "video", "audio", "batch", "recipes", "avatars", "workflows", "router")
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Settings read once from the environment; see load_config."""
+    """A server's settings: one value per field, its default here. load_config reads them from the environment;
+    an embedder may also build one directly (Config(api_key=..., output_dir=...))."""
 
     api_key: str = ""
     base_url: str = DEFAULT_BASE_URL
-    output_dir: Path = Path.home() / "Runway"
+    output_dir: Path = Path("~/Runway")  # made absolute when a server is created
     download: bool = True
-    max_wait: float = 45.0
-    poll_interval: float = 5.0
+    max_wait: float = 45.0              # hosts cut a call at 60 s: the handle must be back before that
+    poll_interval: float = 5.0          # Runway asks for about 5 s between status checks of one task
     input_root: Path | None = None      # over HTTP, local files are read only below this directory
     http_token: str = ""                # bearer token the HTTP transport requires, if set
     allowed_hosts: tuple[str, ...] = () # extra Host names the HTTP transport accepts (behind a proxy)
     cancel_on_abort: bool = False       # a client cancel also cancels the Runway task
-    tools: frozenset[str] | None = None # the tools RUNWAY_MCP_TOOLS exposes; None: all
+    tools: tuple[str, ...] = ()         # the toolsets and tools RUNWAY_MCP_TOOLS names; (): all
     budget_credits: float | None = None # credits all tasks created here may commit in any 24 h; None: no budget
     confirm_above: float | None = None  # a task estimated above this needs the person's confirmation; None: never
     dedupe_s: float = 300.0             # an identical request this recent returns the earlier task; 0: off
@@ -148,6 +119,9 @@ class Config:
     transport: str = "stdio"            # set by the command line: stdio | http
     problems: tuple[str, ...] = ()      # one line each; calls to Runway refuse while any exists
     warnings: tuple[str, ...] = ()      # logged at start-up; a default was used instead
+
+
+DEFAULTS = Config()
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -185,22 +159,8 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return default if not raw else raw not in {"0", "false", "no", "off"}
 
 
-def _toolsets(raw: str, warnings: list[str]) -> frozenset[str] | None:
-    """The tools RUNWAY_MCP_TOOLS exposes: group and tool names, comma-separated; None for all."""
-    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
-    if not names:
-        return None
-    every = {tool for group in TOOLSETS.values() for tool in group}
-    if unknown := [n for n in names if n not in TOOLSETS and n not in every]:
-        warnings.append(f"RUNWAY_MCP_TOOLS: {', '.join(map(repr, unknown))} is not a toolset or tool; valid: "
-                        f"{', '.join(TOOLSETS)}, or a tool name such as generate_image")
-    chosen = {tool for n in names for tool in TOOLSETS.get(n, (n,) if n in every else ())}
-    if chosen & {tool for group in GENERATION_GROUPS for tool in TOOLSETS[group]}:
-        chosen |= set(TOOLSETS["tasks"])                # a handle must stay resumable
-    if not chosen:
-        warnings.append("RUNWAY_MCP_TOOLS names no tool this server has; serving all of them")
-        return None
-    return frozenset(chosen)
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
 
 
 def _secret(raw: str, warnings: list[str]) -> str:
@@ -225,11 +185,6 @@ def _rate(raw: str, warnings: list[str]) -> tuple[int, float] | None:
     return int(match[1]), float(RATE_UNITS[match[2]])
 
 
-def poll_timeout() -> tuple[float, float]:
-    """(connect, read) for status polls: twice the poll interval, from 1 to 10 s."""
-    return (5.0, min(10.0, max(1.0, 2 * CONFIG.poll_interval)))
-
-
 def _filled(env: Mapping[str, str], warnings: list[str]) -> dict[str, str]:
     """The RUNWAY* variables, less those a host left as an unfilled placeholder: an MCP bundle passes an optional
     setting the person left empty as the literal `${user_config.name}`, which must not become a folder or a flag."""
@@ -244,156 +199,128 @@ def _filled(env: Mapping[str, str], warnings: list[str]) -> dict[str, str]:
     return filled
 
 
-def load_config(env: Mapping[str, str]) -> Config:
-    """Read the RUNWAY* variables of `env`, never raising.
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """Read the RUNWAY* variables of `environ` (the process environment when None), never raising.
 
     A value with a safe fallback is a warning (logged at start-up); one without, an unusable base URL,
     is a problem, and every call that needs Runway refuses with it.
     """
     problems: list[str] = []
     warnings: list[str] = []
-    env = _filled(env, warnings)
+    env = _filled(os.environ if environ is None else environ, warnings)
 
     key = (env.get("RUNWAYML_API_SECRET") or env.get("RUNWAY_API_KEY") or "").strip()
     if key and not KEY_PATTERN.fullmatch(key):
         warnings.append("RUNWAYML_API_SECRET does not look like a Runway key (key_ followed by 128 hex "
                         "characters); if calls fail with 401, copy the key again from dev.runwayml.com")
 
-    base_url = (env.get("RUNWAYML_BASE_URL") or DEFAULT_BASE_URL).strip().rstrip("/")
+    base_url = (env.get("RUNWAYML_BASE_URL") or DEFAULTS.base_url).strip().rstrip("/")
     parts = urlsplit(base_url)
     if not (parts.scheme == "https" and parts.hostname
             or parts.scheme == "http" and _is_loopback(parts.hostname)):
         problems.append(f"RUNWAYML_BASE_URL={base_url!r} must be an https:// URL (plain http:// only for "
                         "localhost); unset it to use the Runway API")
 
-    output_dir = Path(env.get("RUNWAY_MCP_OUTPUT_DIR") or Path.home() / "Runway").expanduser()
+    output_dir = Path(env.get("RUNWAY_MCP_OUTPUT_DIR") or DEFAULTS.output_dir).expanduser()
     hosts = tuple(h.strip().lower() for h in env.get("RUNWAY_MCP_ALLOWED_HOSTS", "").split(",") if h.strip())
     input_root = Path(env["RUNWAY_MCP_INPUT_ROOT"]).expanduser().resolve() if env.get("RUNWAY_MCP_INPUT_ROOT") else None
     if input_root and not input_root.is_dir():
         warnings.append(f"RUNWAY_MCP_INPUT_ROOT={str(input_root)!r} is not a directory; no local file will be "
                         "read for HTTP clients")
         input_root = None
-    download = _flag(env, "RUNWAY_MCP_DOWNLOAD", True)
     return Config(
         api_key=key,
         base_url=base_url,
         output_dir=output_dir.resolve(),
-        download=download,
-        max_wait=_number(env, "RUNWAY_MCP_MAX_WAIT", 45.0, 0, 3600, warnings),
-        poll_interval=_number(env, "RUNWAY_MCP_POLL_INTERVAL", 5.0, 0.001, 300, warnings),
+        download=_flag(env, "RUNWAY_MCP_DOWNLOAD", DEFAULTS.download),
+        max_wait=_number(env, "RUNWAY_MCP_MAX_WAIT", DEFAULTS.max_wait, 0, 3600, warnings),
+        poll_interval=_number(env, "RUNWAY_MCP_POLL_INTERVAL", DEFAULTS.poll_interval, 0.001, 300, warnings),
         input_root=input_root,
         http_token=env.get("RUNWAY_MCP_HTTP_TOKEN", "").strip(),
         allowed_hosts=hosts,
-        cancel_on_abort=_flag(env, "RUNWAY_MCP_CANCEL_ON_ABORT", False),
-        tools=_toolsets(env.get("RUNWAY_MCP_TOOLS", ""), warnings),
-        budget_credits=_number(env, "RUNWAY_MCP_BUDGET_CREDITS", None, 0, 1e9, warnings),
-        confirm_above=_number(env, "RUNWAY_MCP_CONFIRM_ABOVE", None, 0, 1e9, warnings),
-        dedupe_s=_number(env, "RUNWAY_MCP_DEDUPE_S", 300.0, 0, 7 * 24 * 3600, warnings),
-        keys_from_clients=_flag(env, "RUNWAY_MCP_KEYS_FROM_CLIENTS", False),
+        cancel_on_abort=_flag(env, "RUNWAY_MCP_CANCEL_ON_ABORT", DEFAULTS.cancel_on_abort),
+        tools=_names(env.get("RUNWAY_MCP_TOOLS", "")),
+        budget_credits=_number(env, "RUNWAY_MCP_BUDGET_CREDITS", DEFAULTS.budget_credits, 0, 1e9, warnings),
+        confirm_above=_number(env, "RUNWAY_MCP_CONFIRM_ABOVE", DEFAULTS.confirm_above, 0, 1e9, warnings),
+        dedupe_s=_number(env, "RUNWAY_MCP_DEDUPE_S", DEFAULTS.dedupe_s, 0, 7 * 24 * 3600, warnings),
+        keys_from_clients=_flag(env, "RUNWAY_MCP_KEYS_FROM_CLIENTS", DEFAULTS.keys_from_clients),
         rate_limit=_rate(env.get("RUNWAY_MCP_RATE_LIMIT", ""), warnings),
         allowed_origins=tuple(o.strip().rstrip("/") for o in env.get("RUNWAY_MCP_ALLOWED_ORIGINS", "").split(",")
                               if o.strip()),
-        stateless=_flag(env, "RUNWAY_MCP_STATELESS", False),
+        stateless=_flag(env, "RUNWAY_MCP_STATELESS", DEFAULTS.stateless),
         state_secret=_secret(env.get("RUNWAY_MCP_STATE_SECRET", ""), warnings),
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
 
 
-CONFIG = load_config(os.environ)
+def poll_timeout(config: Config) -> tuple[float, float]:
+    """(connect, read) for status polls: twice the poll interval, from 1 to 10 s."""
+    return (5.0, min(10.0, max(1.0, 2 * config.poll_interval)))
 
 
 class Account(NamedTuple):
-    """Whose key and files a call uses: the server's own (RUNWAYML_API_SECRET, RUNWAY_MCP_OUTPUT_DIR), or, with
-    RUNWAY_MCP_KEYS_FROM_CLIENTS, the key an HTTP request brought and a folder of its own."""
+    """Whose key and files a piece of work uses, under which settings: the server's own (RUNWAYML_API_SECRET,
+    RUNWAY_MCP_OUTPUT_DIR), or, in hosted mode, a person's (their key and a folder of their own). Everything that
+    talks to Runway or touches the output folder is given one."""
 
+    config: Config
     key: str
     output_dir: Path
     id: str                             # a one-way name for the account: never the key
-    hosted: bool = False                # a client's account: it sees paths relative to its own folder, no others
+    hosted: bool = False                # a person's account: it sees paths relative to its own folder, no others
 
 
-def _own_account() -> Account:
-    name = hashlib.sha256(f"{CONFIG.base_url} {CONFIG.api_key}".encode()).hexdigest()[:16]
-    return Account(CONFIG.api_key, CONFIG.output_dir, name)
-
-
-# The caller's account for this request; the SDK carries it from the HTTP middleware that sets it to the handler,
-# and worker threads inherit it. Unset: the server's own.
-_CALLER: contextvars.ContextVar[Account | None] = contextvars.ContextVar("runway_mcp_caller", default=None)
-
-
-def account() -> Account:
-    return _CALLER.get() or _own_account()
-
-
-def client_account(key: str) -> Account:
-    """The account of a key an HTTP client sent (and Runway accepted): its outputs, ledger and caches below
-    accounts/<its name>. The name is a keyed hash, so that nobody without the server's secret can tell from a
-    name whose key it is, or guess the folder of a key they know."""
-    secret = _accounts_secret(CONFIG.output_dir)
-    name = hmac.new(secret, f"{CONFIG.base_url} {key}".encode(), hashlib.sha256).hexdigest()[:32]   # 128 bits
-    return Account(key, CONFIG.output_dir / "accounts" / name, name, hosted=True)
-
-
-@functools.cache
-def _accounts_secret(output_dir: Path) -> bytes:
-    """The secret that names client accounts: 32 random bytes in the output folder, made once and then shared by
-    every instance that serves this folder (not RUNWAY_MCP_STATE_SECRET, which may be rotated)."""
-    path = output_dir / ".accounts-secret"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        secret = path.read_bytes()
-        if len(secret) < 32:
-            raise OSError(errno.EINVAL, f"{path} is damaged (under 32 bytes); restore it from a backup, or "
-                                        "delete it (every client account then starts with a new, empty folder)")
-        return secret
-    secret = os.urandom(32)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
-    return secret
+def own_account(config: Config) -> Account:
+    """The server's own account: its key and its output folder."""
+    name = hashlib.sha256(f"{config.base_url} {config.api_key}".encode()).hexdigest()[:16]
+    return Account(config, config.api_key, config.output_dir, name)
 
 
 ##############################################################################
 # Errors
 ##############################################################################
 
-def redact(value: Any, *, paths: bool = True) -> Any:
-    """Remove the API key from text or from JSON-like data: the one place secrets are scrubbed. What a client's
-    account (hosted) is sent also holds no server path: its own files by their names, other folders by a
-    placeholder (`paths`; the operator's logs and the files on disk keep them)."""
+def redact(value: Any, account: Account | None = None, *, paths: bool = True) -> Any:
+    """Remove API keys from text or from JSON-like data: the one place secrets are scrubbed. Anything shaped like a
+    Runway key goes, and the account's own keys whatever their shape. What a person's account (hosted) is sent
+    also holds no server path: its own files by their names, other folders by a placeholder (`paths`; the
+    operator's logs and the files on disk keep them)."""
     if isinstance(value, str):
-        caller = account()
-        for key in {CONFIG.api_key, caller.key}:
-            if len(key) >= 8 and key in value:                      # a one-letter "key" must not eat text
-                value = value.replace(key, "[redacted]")
-        if paths and caller.hosted:
-            for path, shown in _hidden_paths(caller):
-                value = value.replace(path, shown)
+        if account is not None:
+            for key in {account.config.api_key, account.key}:
+                if len(key) >= 8 and key in value:                  # a one-letter "key" must not eat text
+                    value = value.replace(key, "[redacted]")
+            if paths and account.hosted:
+                for path, shown in _hidden_paths(account):
+                    value = value.replace(path, shown)
         return KEY_PATTERN.sub("[redacted]", value) if "key_" in value else value
     if isinstance(value, dict):
-        return {k: redact(v, paths=paths) for k, v in value.items()}
+        return {k: redact(v, account, paths=paths) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact(v, paths=paths) for v in value]
+        return [redact(v, account, paths=paths) for v in value]
     return value
 
 
 def _hidden_paths(caller: Account) -> list[tuple[str, str]]:
-    """Server folders as a client's account sees them, most specific first: its own folder is where its names
+    """Server folders as a person's account sees them, most specific first: its own folder is where its names
     start, its input files are named from the input root, and any other folder is only a placeholder."""
-    own, outputs, inputs = str(caller.output_dir), str(CONFIG.output_dir), CONFIG.input_root
+    own, outputs, inputs = str(caller.output_dir), str(caller.config.output_dir), caller.config.input_root
     pairs = [(own + os.sep, ""), (own, "."), *([(f"{inputs}{os.sep}", ""), (str(inputs), "<input root>")]
                                               if inputs else []), (outputs, "<output folder>")]
     return sorted(pairs, key=lambda pair: -len(pair[0]))
 
 
 class RedactingFormatter(logging.Formatter):
-    """Every log line passes redact() on its way out, tracebacks included."""
+    """Every log line passes redact() on its way out, tracebacks included: the server's own key whatever its shape
+    (given as `account`), and anything shaped like a Runway key."""
+
+    def __init__(self, fmt: str, account: Account | None = None):
+        super().__init__(fmt)
+        self.account = account
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), paths=False)
+        return redact(super().format(record), self.account, paths=False)
 
 
 class Cancelled(BaseException):
@@ -428,7 +355,27 @@ def _issues(body: dict) -> str:
     return "; ".join(parts)
 
 
-def _raise_for(response: "requests.Response", *, task_id: str | None = None, creating: bool = False):
+def _shorten(text: str, most: int = 160) -> str:
+    return text if len(text) <= most else f"{text[:most // 2]}...{text[-most // 2:]}"
+
+
+def retry_after(response: "requests.Response", cap: float = 60.0) -> float | None:
+    """Seconds the server asked us to wait (Retry-After as seconds or HTTP date), capped."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, min(cap, seconds))
+
+
+def _raise_for(response: "requests.Response", *, hosted: bool = False, task_id: str | None = None,
+               creating: bool = False):
     """Turn an HTTP error from Runway into a RunwayError; built from status and body, never headers."""
     status = response.status_code
     try:
@@ -442,7 +389,7 @@ def _raise_for(response: "requests.Response", *, task_id: str | None = None, cre
         issues = _issues(body)
         message = f"Runway rejected the request (400){detail}" + (f" [{issues}]" if issues else "")
         message += "; fix the argument named above and try again"
-    elif status == 401 and account().hosted:
+    elif status == 401 and hosted:
         message = ("Runway rejected your API key (401), the one this request sent as Authorization: Bearer: it is "
                    "wrong, revoked or for another environment; create a key at https://dev.runwayml.com and send it")
     elif status == 401:
@@ -469,11 +416,42 @@ def _raise_for(response: "requests.Response", *, task_id: str | None = None, cre
 # Catalog
 ##############################################################################
 
-# Endpoints that create tasks (POST /v1/<endpoint>).
+# Endpoints that create tasks (POST /v1/<endpoint>) with a model of the catalog below.
 T2I, I2V, T2V, V2V = "text_to_image", "image_to_video", "text_to_video", "video_to_video"
 ACT, SFX, STS, TTS = "character_performance", "sound_effect", "speech_to_speech", "text_to_speech"
 DUB, ISOLATE, V2A, HDR = "voice_dubbing", "voice_isolation", "video_to_audio", "video_to_hdr"
 VIDEO_UP, IMAGE_UP = "video_upscale", "image_upscale"
+
+
+class Endpoint(NamedTuple):
+    """One endpoint in the registry: what list_models calls it, the tool that calls it, the model that tool uses
+    when none is given, and the toolset (RUNWAY_MCP_TOOLS) it belongs to. A new endpoint is an entry here, its
+    models in MODELS and its tool; the toolsets, tool descriptions, manifest and tests follow from these."""
+
+    code: str
+    tool: str
+    default: str
+    toolset: str
+
+
+ENDPOINTS = {
+    T2I: Endpoint("t2i", "generate_image", "gen4_image", "image"),
+    I2V: Endpoint("i2v", "generate_video", "gen4.5", "video"),
+    T2V: Endpoint("t2v", "generate_video", "gen4.5", "video"),
+    V2V: Endpoint("v2v", "edit_video", "aleph2", "video"),
+    ACT: Endpoint("act", "animate_character", "act_two", "video"),
+    VIDEO_UP: Endpoint("vup", "upscale_video", "magnific_video_upscaler_creative", "video"),
+    IMAGE_UP: Endpoint("iup", "upscale_image", "magnific_precision_upscaler_v2", "image"),
+    TTS: Endpoint("tts", "generate_speech", "eleven_multilingual_v2", "audio"),
+    SFX: Endpoint("sfx", "generate_sound_effect", "eleven_text_to_sound_v2", "audio"),
+    STS: Endpoint("sts", "change_voice", "eleven_multilingual_sts_v2", "audio"),
+    DUB: Endpoint("dub", "dub_audio", "eleven_voice_dubbing", "audio"),
+    ISOLATE: Endpoint("iso", "isolate_voice", "eleven_voice_isolation", "audio"),
+    V2A: Endpoint("v2a", "generate_sound_for_video", "mirelo_sfx_2_0", "audio"),
+    HDR: Endpoint("hdr", "convert_to_hdr", "ruby", "video"),
+}
+DEFAULT_MODEL = {endpoint: entry.default for endpoint, entry in ENDPOINTS.items()}
+KINDS = ("image", "video", "audio")             # what models make: list_models and list_outputs filter on it
 
 # Ratios, named once. Values are Runway's exact enums (runway-api.md section 3).
 WIDE_TALL = ("1280:720", "720:1280")
@@ -961,11 +939,6 @@ MODELS: dict[str, Model] = {
         {ISOLATE: Use((), "audioUri")}, credits="1 per 6 s of input"),
 }
 
-# The model each tool uses when none is given.
-DEFAULT_MODEL = {T2I: "gen4_image", I2V: "gen4.5", T2V: "gen4.5", V2V: "aleph2", ACT: "act_two",
-                 VIDEO_UP: "magnific_video_upscaler_creative", IMAGE_UP: "magnific_precision_upscaler_v2",
-                 TTS: "eleven_multilingual_v2", SFX: "eleven_text_to_sound_v2", STS: "eleven_multilingual_sts_v2",
-                 DUB: "eleven_voice_dubbing", ISOLATE: "eleven_voice_isolation", V2A: "mirelo_sfx_2_0", HDR: "ruby"}
 # Ratio chosen when a model needs one and none is given: landscape, in this order of preference.
 PREFERRED_RATIOS = {"image": ("1920:1080", "1920:1088", "2560:1440", "1344:768", "1376:768", "1360:768",
                               "1280:720", "16:9", "auto"),
@@ -977,6 +950,11 @@ ARGUMENT_NAMES = {"promptText": "prompt", "promptImage": "image", "referenceImag
                   "references": "references", "mode": "mode", "imageUri": "image", "audioUri": "audio",
                   "voice": "voice"}
 COST = re.compile(r"(?P<low>[\d.]+)(?:-(?P<high>[\d.]+))? per (?P<unit>.+)")
+
+
+def choices_of(endpoint: str, api_field: str) -> tuple:
+    """The values the endpoint's default model allows for a field: a tool argument's choices, from the catalog."""
+    return tuple(MODELS[ENDPOINTS[endpoint].default].choices[api_field])
 
 
 def _argument(api_field: str, names: Mapping[str, str]) -> str:
@@ -1085,12 +1063,14 @@ def check_model(endpoint: str, body: dict, names: Mapping[str, str] = ARGUMENT_N
 
 
 # What list_models shows: a line per model by default, everything about one model when asked.
-ENDPOINT_CODES = {T2I: "t2i", I2V: "i2v", T2V: "t2v", V2V: "v2v", ACT: "act", VIDEO_UP: "vup", IMAGE_UP: "iup",
-                  TTS: "tts", SFX: "sfx", STS: "sts", DUB: "dub", ISOLATE: "iso", V2A: "v2a", HDR: "hdr"}
-ENDPOINT_TOOLS = {T2I: "generate_image", I2V: "generate_video with image", T2V: "generate_video",
-                  V2V: "edit_video", ACT: "animate_character", VIDEO_UP: "upscale_video", IMAGE_UP: "upscale_image",
-                  TTS: "generate_speech", SFX: "generate_sound_effect", STS: "change_voice", DUB: "dub_audio",
-                  ISOLATE: "isolate_voice", V2A: "generate_sound_for_video", HDR: "convert_to_hdr"}
+def cost_line(endpoint: str) -> str:
+    """What a tool's description says it costs: its default model's price hint in the catalog."""
+    model = ENDPOINTS[endpoint].default
+    price = COST.fullmatch(MODELS[model].credits)
+    if price is None:
+        return f"Costs credits ({model}: Runway estimates each task at creation)."
+    amount = price["low"] + (f"-{price['high']}" if price["high"] else "")
+    return f"Costs {amount} credit{'' if amount == '1' else 's'} per {price['unit']} ({model})."
 
 
 def _price(credits: str) -> str:
@@ -1099,7 +1079,7 @@ def _price(credits: str) -> str:
 
 def model_index(kind: str | None = None) -> str:
     """One line per model: name (* default of its tool), endpoint codes, price hint; a legend first."""
-    legend = " ".join(f"{code}={endpoint}" for endpoint, code in ENDPOINT_CODES.items())
+    legend = " ".join(f"{entry.code}={endpoint}" for endpoint, entry in ENDPOINTS.items())
     lines = [f"Runway models: name (* = a tool's default), endpoints, credits (where known; Runway estimates every "
              f"task at creation). Endpoints: {legend}. list_models(model=NAME) gives one model's ratios, durations, "
              "inputs and options."]
@@ -1110,7 +1090,7 @@ def model_index(kind: str | None = None) -> str:
         for name in names:
             model = MODELS[name]
             default = "*" if name in DEFAULT_MODEL.values() else ""
-            codes = ",".join(ENDPOINT_CODES[e] for e in model.uses if ":" not in e)
+            codes = ",".join(ENDPOINTS[e].code for e in model.uses if ":" not in e)
             lines.append(f"{name}{default} {codes} {_price(model.credits)}".rstrip())
     return "\n".join(lines)
 
@@ -1130,7 +1110,7 @@ def model_detail(name: str) -> str:
         lines.append(f"default for: {', '.join(defaults)}")
     for key, use in model.uses.items():
         endpoint, _, mode = key.partition(":")
-        where = f"{endpoint} mode {mode}" if mode else f"{endpoint} ({ENDPOINT_TOOLS[endpoint]})"
+        where = f"{endpoint} mode {mode}" if mode else f"{endpoint} ({ENDPOINTS[endpoint].tool})"
         needs = ", ".join(_argument(f, names) for f in sorted(_fields(use.needs))) or "nothing else"
         line = f"{where}: needs {needs}"
         if options := sorted(_fields(use.takes)):
@@ -1177,6 +1157,10 @@ def estimate_credits(body: dict) -> float | None:
     return None                                     # priced by the length of an input, unknown here
 
 
+##############################################################################
+# Shapes
+##############################################################################
+#
 # Beyond models: recipes, avatar videos, the model router, published workflows (runway-api.md 3.15, 2.6, 4.3).
 # These endpoints take no `model` from the catalog above; their bodies are described by shape rules instead,
 # which conform() checks (and list_models shows) as a model's fields are checked. A rule is one of:
@@ -1187,6 +1171,18 @@ def estimate_credits(body: dict) -> float | None:
 #   ListOf(rule, fewest, most)     a list; `once`: item field -> values that may appear in one item only
 #   Choice(key, {value: Obj})      one of several objects, told apart by the value of `key` (or, with key None,
 #                                  by which shape's required fields are present)
+
+class Media(NamedTuple):
+    """A media argument as the caller gave it; turned into a URI only after every check has passed."""
+
+    value: str
+    kinds: tuple[str, ...]   # what the argument takes: image, video, audio
+    argument: str            # the tool argument it came from, for error messages
+
+    @property
+    def what(self) -> str:
+        return " or ".join(self.kinds)
+
 
 class MediaRule(NamedTuple):
     kinds: tuple[str, ...]
@@ -1506,6 +1502,7 @@ def session() -> "requests.Session":
     """This thread's Session (one per thread, as the requests maintainers advise). It holds no key."""
     s = getattr(_local, "session", None)
     if s is None:
+        import requests
         s = _local.session = requests.Session()
         s.headers["User-Agent"] = f"runway-mcp/{__version__}"
     return s
@@ -1532,46 +1529,33 @@ def backoff(attempt: int, base: float = 0.5) -> float:
     return min(MAX_BACKOFF_S, base * 2 ** attempt) * (1 - 0.5 * random.random())
 
 
-def retry_after(response: "requests.Response", cap: float = 60.0) -> float | None:
-    """Seconds the server asked us to wait (Retry-After as seconds or HTTP date), capped."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(cap, seconds))
-
-
 # Statuses worth another try. A create POST repeats only where Runway cannot have created the task.
 RETRY_STATUSES = {"GET": {429, 500, 502, 503, 504}, "DELETE": {429, 500, 502, 503, 504}, "POST": {429, 502, 503}}
 
 
 def _never_sent(error: "requests.RequestException") -> bool:
     """True when the connection was never made (refused, DNS, connect timeout): nothing reached Runway."""
+    import requests
     if isinstance(error, requests.ConnectTimeout):
         return True
     reason = getattr(error.args[0] if error.args else None, "reason", None)
     return type(reason).__name__ in {"NewConnectionError", "NameResolutionError", "ConnectTimeoutError"}
 
 
-def request(method: str, url: str, *, attempts: int = 4, max_delay: float = 10.0, link: bool = False,
-            **kwargs: Any) -> "requests.Response":
-    """One HTTP exchange under the retry policy; the pause between tries honours Retry-After.
+def request(method: str, url: str, *, attempts: int = 4, max_delay: float = 10.0,
+            via: "requests.Session | None" = None, **kwargs: Any) -> "requests.Response":
+    """One HTTP exchange under the retry policy (through `via`, else this thread's session); the pause between
+    tries honours Retry-After.
 
     A server that asks for a pause longer than max_delay gets its answer back at once: a tool
-    call must return before the host gives up on it. `link`: a URL Runway handed back, fetched over
-    connections that reach public addresses only (see check_link).
+    call must return before the host gives up on it.
     """
+    import requests
     for attempt in range(attempts):
         last = attempt == attempts - 1
         _checkpoint()                       # a cancelled call sends nothing more
         try:
-            response = (link_session() if link else session()).request(method, url, **kwargs)
+            response = (via or session()).request(method, url, **kwargs)
         except requests.RequestException as error:
             if last or _refused_address(error) or not (_never_sent(error) or method != "POST"):
                 raise
@@ -1598,50 +1582,52 @@ MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def _api_loopback_port() -> int | None:
+def _api_loopback_port(config: Config) -> int | None:
     """The port of the API base URL when it is on this machine, else None."""
-    parts = urlsplit(CONFIG.base_url)
+    parts = urlsplit(config.base_url)
     return (parts.port or {"https": 443, "http": 80}[parts.scheme]) if _is_loopback(parts.hostname) else None
 
 
-def _reachable(address: str, port: int) -> bool:
+def _reachable(address: str, port: int, loopback_port: int | None) -> bool:
     """Whether a link may be fetched from this address: a public one, or the API's own on this machine."""
     import ipaddress
     ip = ipaddress.ip_address(address.split("%")[0])
     if ip.version == 6 and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if ip.is_loopback:
-        return port == _api_loopback_port()
+        return port == loopback_port
     return ip.is_global and not ip.is_multicast
 
 
-def check_link(url: str, what: str) -> None:
+def check_link(config: Config, url: str, what: str) -> None:
     """Refuse a link (or redirect) that is not https to a public address: not this machine, its network, a cloud's
     metadata service or 0.0.0.0."""
-    parts = urlsplit(url)
+    parts, loopback_port = urlsplit(url), _api_loopback_port(config)
     try:
         port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
     except ValueError:
         port = None
-    if not (parts.hostname and port) or not (parts.scheme == "https" or port == _api_loopback_port()):
+    if not (parts.hostname and port) or not (parts.scheme == "https" or port == loopback_port):
         raise RunwayError(f"{what} is not an https URL; not fetched")
     import socket
     try:
         found = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
     except (OSError, UnicodeError):
         return                                  # unresolvable: the request itself fails and says so
-    if refused := sorted(a for a in found if not _reachable(a, port)):
+    if refused := sorted(a for a in found if not _reachable(a, port, loopback_port)):
         raise RunwayError(f"{what} points to {parts.hostname} ({refused[0]}), a private, loopback, link-local or "
                           "unspecified address; not fetched")
 
 
-def fetch_link(method: str, url: str, what: str, **kwargs: Any) -> "requests.Response":
+def fetch_link(config: Config, method: str, url: str, what: str, **kwargs: Any) -> "requests.Response":
     """A link Runway handed back, fetched under check_link, following a GET's redirects hop by hop (never a
     POST's: an upload goes where Runway said or nowhere)."""
+    import requests
     for _ in range(MAX_REDIRECTS + 1):
-        check_link(url, what)
+        check_link(config, url, what)
         try:
-            response = request(method, url, link=True, allow_redirects=False, **kwargs)
+            response = request(method, url, via=link_session(_api_loopback_port(config)), allow_redirects=False,
+                               **kwargs)
         except requests.RequestException as error:
             if _refused_address(error):
                 raise RunwayError(f"{what} reached {_refused_address(error)}, a private, loopback or link-local "
@@ -1661,20 +1647,21 @@ def _refused_address(error: Exception) -> str | None:
     return getattr(reason, "refused", None)
 
 
-def link_session() -> "requests.Session":
+def link_session(loopback_port: int | None) -> "requests.Session":
     """This thread's Session for links: no key, and connections checked on connecting (see check_link)."""
-    s = getattr(_local, "links", None)
-    if s is None:
-        s = _local.links = requests.Session()
+    sessions = _local.__dict__.setdefault("links", {})
+    if (s := sessions.get(loopback_port)) is None:
+        import requests
+        s = sessions[loopback_port] = requests.Session()
         s.headers["User-Agent"] = f"runway-mcp/{__version__}"
-        adapter = _guarded_adapter()()
+        adapter = _guarded_adapter(loopback_port)()
         s.mount("https://", adapter)
         s.mount("http://", adapter)
     return s
 
 
 @functools.cache
-def _guarded_adapter() -> type:
+def _guarded_adapter(loopback_port: int | None) -> type:
     """An HTTPAdapter whose connections refuse, once connected, an address _reachable does not allow."""
     from requests.adapters import HTTPAdapter
     from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -1691,7 +1678,7 @@ def _guarded_adapter() -> type:
             def _new_conn(self):
                 sock = super()._new_conn()
                 address, port = sock.getpeername()[:2]
-                if not _reachable(address, port):
+                if not _reachable(address, port, loopback_port):
                     sock.close()
                     raise RefusedAddress(self, address)
                 return sock
@@ -1707,42 +1694,42 @@ def _guarded_adapter() -> type:
     return GuardedAdapter
 
 
-def _require_api(key: str | None = None) -> str:
-    """The key to send: `key` if given, else the account's; a RunwayError when there is none or no usable API."""
-    if CONFIG.problems:
-        raise RunwayError(CONFIG.problems[0])
-    if key:
-        return key
-    if CONFIG.keys_from_clients and _CALLER.get() is None and CONFIG.transport == "http":
+def _require_api(account: Account) -> str:
+    """The key to send for an account; a RunwayError when there is none or no usable API."""
+    config = account.config
+    if config.problems:
+        raise RunwayError(config.problems[0])
+    if config.keys_from_clients and config.transport == "http" and not account.hosted:
         raise RunwayError("this server spends only the key each request brings (RUNWAY_MCP_KEYS_FROM_CLIENTS): "
                           "send yours as Authorization: Bearer <key>")
-    if not (key := account().key):
+    if not account.key:
         raise RunwayError("No Runway API key: set RUNWAYML_API_SECRET in the MCP server's environment "
                           "(create a key at https://dev.runwayml.com), then restart the server")
-    return key
+    return account.key
 
 
-def api(method: str, path: str, *, body: dict | None = None, task_id: str | None = None,
-        timeout: tuple[float, float] | None = None, attempts: int = 4, creating: bool = False,
-        key: str | None = None) -> dict:
-    """Call the Runway API and return its JSON. The only code that sends the key: the account's, or `key`.
+def api(account: Account, method: str, path: str, *, body: dict | None = None, task_id: str | None = None,
+        timeout: tuple[float, float] | None = None, attempts: int = 4, creating: bool = False) -> dict:
+    """Call the Runway API as `account` and return its JSON. The only code that sends a key.
 
     `creating` marks a task-creating POST, whose failures may have billed a task. `timeout` defaults to
     API_TIMEOUT as it is when called.
     """
-    headers = {"Authorization": f"Bearer {_require_api(key)}", "X-Runway-Version": API_VERSION,
+    import requests
+    base_url = account.config.base_url
+    headers = {"Authorization": f"Bearer {_require_api(account)}", "X-Runway-Version": API_VERSION,
                "Accept": "application/json"}
     try:
-        response = request(method, CONFIG.base_url + path, headers=headers, json=body, timeout=timeout or API_TIMEOUT,
+        response = request(method, base_url + path, headers=headers, json=body, timeout=timeout or API_TIMEOUT,
                            attempts=attempts, allow_redirects=False)
     except requests.RequestException as error:
         if creating and not _never_sent(error):
             raise RunwayError(f"The connection to Runway failed while creating the task ({type(error).__name__}); "
                               + CREATE_UNSURE, unsure=True) from None
-        raise RunwayError(f"Could not reach Runway at {CONFIG.base_url} ({type(error).__name__}); check the "
+        raise RunwayError(f"Could not reach Runway at {base_url} ({type(error).__name__}); check the "
                           "network and try again", task_id=task_id) from None
     if response.status_code >= 400:
-        _raise_for(response, task_id=task_id, creating=creating)
+        _raise_for(response, hosted=account.hosted, task_id=task_id, creating=creating)
     if response.status_code == 204 or not response.content:
         return {}
     try:
@@ -1764,10 +1751,10 @@ def task_id_arg(value: str) -> str:
                           "17f20503-6c24-4c16-946b-35dbbce2af2f); list_tasks shows the ids of your tasks") from None
 
 
-def create_task(endpoint: str, body: dict) -> dict:
+def create_task(account: Account, endpoint: str, body: dict) -> dict:
     """POST /v1/<endpoint>; returns {id, estimatedCost} (the router: {id, routing}; avatar videos and workflow
     runs: {id})."""
-    task = api("POST", f"/v1/{endpoint}", body=body, creating=True)
+    task = api(account, "POST", f"/v1/{endpoint}", body=body, creating=True)
     if not isinstance(task.get("id"), str):
         raise RunwayError(f"Runway accepted the request but returned no task id; {CREATE_UNSURE}", unsure=True)
     return task
@@ -1778,16 +1765,13 @@ def create_task(endpoint: str, body: dict) -> dict:
 WORKFLOW_RUN = "workflows/"
 
 
-def is_workflow_run(task_id: str) -> bool:
-    return (ledger().find(task_id).get("endpoint") or "").startswith(WORKFLOW_RUN)
-
-
-def fetch_task(task_id: str, *, attempts: int = 4) -> dict:
-    """GET a task, or a workflow run (the ledger says which) in a task's shape."""
-    if is_workflow_run(task_id):
-        return _as_task(api("GET", f"/v1/workflow_invocations/{task_id}", task_id=task_id, timeout=poll_timeout(),
+def fetch_task(account: Account, task_id: str, *, workflow: bool = False, attempts: int = 4) -> dict:
+    """GET a task, or a workflow run (`workflow`: the ledger says which) in a task's shape."""
+    timeout = poll_timeout(account.config)
+    if workflow:
+        return _as_task(api(account, "GET", f"/v1/workflow_invocations/{task_id}", task_id=task_id, timeout=timeout,
                             attempts=attempts))
-    return api("GET", f"/v1/tasks/{task_id}", task_id=task_id, timeout=poll_timeout(), attempts=attempts)
+    return api(account, "GET", f"/v1/tasks/{task_id}", task_id=task_id, timeout=timeout, attempts=attempts)
 
 
 def _as_task(invocation: dict) -> dict:
@@ -1798,13 +1782,10 @@ def _as_task(invocation: dict) -> dict:
     return {**invocation, "output": links}
 
 
-def cancel(task_id: str) -> bool:
+def cancel(account: Account, task_id: str) -> bool:
     """DELETE /v1/tasks/{id}; False when Runway had already cancelled or deleted it (404)."""
-    if is_workflow_run(task_id):
-        raise RunwayError(f"{task_id} is a workflow run, and Runway has no way to cancel one: it runs to the end "
-                          "(get_task shows how far it is)", task_id=task_id)
     try:
-        api("DELETE", f"/v1/tasks/{task_id}", task_id=task_id)
+        api(account, "DELETE", f"/v1/tasks/{task_id}", task_id=task_id)
     except RunwayError as error:
         if error.status == 404:
             return False
@@ -1813,97 +1794,8 @@ def cancel(task_id: str) -> bool:
 
 
 ##############################################################################
-# Waiting
+# Ledger
 ##############################################################################
-
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "UNKNOWN"}    # UNKNOWN: a task no longer found
-ACTIVE = ("PENDING", "THROTTLED", "RUNNING")
-
-
-def _progress_of(task: dict) -> float | None:
-    value = task.get("progress")
-    if task.get("status") == "SUCCEEDED":
-        return 1.0
-    return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else None
-
-
-class Poll(NamedTuple):
-    """What waiting found: the task as Runway last reported it, and why the latest status check failed, if it did."""
-
-    task: dict
-    error: RunwayError | None = None
-
-
-def wait_for(task_id: str, max_wait_s: float, *, task: dict | None = None, known: str = "PENDING",
-             on_poll: Callable[[Poll, float], None] = lambda poll, elapsed: None,
-             sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic) -> Poll:
-    """Poll the task every CONFIG.poll_interval until it is terminal or the next poll would pass the wait bound.
-
-    A poll that fails for a passing reason (429, 5xx, timeout, reset, bad JSON) is tried again and the
-    task id is never lost; the Poll returned says when the latest one failed (`known` is the status shown
-    if none succeeds). `task`, when given, is what create returned: the first poll then waits one
-    interval, since Runway updates a task at most every few seconds.
-    """
-    interval, sleep = CONFIG.poll_interval, sleep or pause        # both as they are now, not at import
-    start = clock()
-    failures = 0
-    if task is None:
-        poll, delay = _poll(task_id, {"id": task_id, "status": known}, failures, interval)
-    else:
-        poll, delay = Poll(task), interval
-    on_poll(poll, clock() - start)
-    while poll.task.get("status") not in TERMINAL and clock() - start + delay <= max_wait_s:
-        _sleep_with_heartbeat(delay, lambda: on_poll(poll, clock() - start), sleep)
-        failures = failures + 1 if poll.error else 0
-        poll, delay = _poll(task_id, poll.task, failures, interval)
-        on_poll(poll, clock() - start)
-    return poll
-
-
-def _poll(task_id: str, last: dict, failures: int, interval: float) -> tuple[Poll, float]:
-    """One status request: what it found and the pause before the next. `failures`: failed polls just before it."""
-    try:
-        task = fetch_task(task_id, attempts=1)        # the poll loop itself is the retry
-    except RunwayError as error:
-        # A 404 may be a replica that has not seen a new task yet; three in a row mean it is gone.
-        if error.status in (400, 401, 403) or error.status == 404 and failures >= 2:
-            raise
-        log.warning("poll of task %s failed: %s", task_id, error)
-        # A status check is free: after a passing failure look again within about one interval, and back
-        # off further only while failures persist. Retry-After, when Runway sends it, wins.
-        delay = error.retry_after if error.retry_after is not None else backoff(failures, interval)
-        return Poll(last, error), delay
-    return Poll(task), interval
-
-
-def wait_many(tasks: list[dict], max_wait_s: float, *, on_poll: Callable[[list[Poll], float], None],
-              sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic) -> list[Poll]:
-    """Poll several tasks together, each once per interval, until all are terminal or the next round would pass the
-    wait bound. A task whose checks keep failing keeps its last known state and the error."""
-    interval, sleep = CONFIG.poll_interval, sleep or pause
-    start = clock()
-    polls, failures = [Poll(task) for task in tasks], [0] * len(tasks)
-    active = lambda: [i for i, poll in enumerate(polls) if poll.task.get("status") not in TERMINAL]
-    on_poll(polls, clock() - start)
-    while active() and clock() - start + interval <= max_wait_s:
-        _sleep_with_heartbeat(interval, lambda: on_poll(polls, clock() - start), sleep)
-        for i in active():
-            failures[i] = failures[i] + 1 if polls[i].error else 0
-            try:
-                polls[i], _ = _poll(polls[i].task["id"], polls[i].task, failures[i], interval)
-            except RunwayError as error:          # gone for good: stop asking, say why
-                polls[i] = Poll({**polls[i].task, "status": "UNKNOWN"}, error)
-        on_poll(polls, clock() - start)
-    return polls
-
-
-def _sleep_with_heartbeat(seconds: float, beat: Callable[[], None], sleep: Callable[[float], None]) -> None:
-    while seconds > HEARTBEAT_S:
-        sleep(HEARTBEAT_S)
-        seconds -= HEARTBEAT_S
-        beat()
-    sleep(seconds)
-
 
 class LedgerRecord(TypedDict, total=False):
     """One line of the ledger. A task's state is its lines folded together, later keys winning; so is a
@@ -1949,8 +1841,7 @@ class Ledger:
 
     def append(self, record: LedgerRecord) -> None:
         """Write one line; OSError if it cannot be written."""
-        line = (json.dumps(redact({"at": _now(), **record}, paths=False), ensure_ascii=False, default=str)
-                + "\n").encode()
+        line = (json.dumps(redact({"at": _now(), **record}), ensure_ascii=False, default=str) + "\n").encode()
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -2014,19 +1905,125 @@ class Ledger:
                 self._reserved.setdefault(record["reservation"], {}).update(record)
 
 
-_LEDGERS: dict[Path, Ledger] = {}
+# One Ledger per file in this process, however many servers and calls use it (each reads incrementally); the
+# least recently used are forgotten past LEDGERS_MAX, as accounts come and go.
+LEDGERS_MAX = 1000
+_LEDGERS: collections.OrderedDict[Path, Ledger] = collections.OrderedDict()
 _LEDGERS_LOCK = threading.Lock()
 
 
-def ledger() -> Ledger:
-    """The ledger of the account this call uses (one per output folder, each read incrementally)."""
-    path = account().output_dir / "tasks.jsonl"
+def ledger(account: Account) -> Ledger:
+    """The ledger of an account: tasks.jsonl in its folder."""
+    path = account.output_dir / "tasks.jsonl"
     with _LEDGERS_LOCK:
-        return _LEDGERS.setdefault(path, Ledger(path))
+        found = _LEDGERS.pop(path, None) or Ledger(path)
+        _LEDGERS[path] = found
+        if len(_LEDGERS) > LEDGERS_MAX:
+            _LEDGERS.popitem(last=False)
+        return found
+
+
+def is_workflow_run(account: Account, task_id: str) -> bool:
+    """Whether a task id is a published workflow's run (which has its own status URL and no cancel)."""
+    return (ledger(account).find(task_id).get("endpoint") or "").startswith(WORKFLOW_RUN)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+##############################################################################
+# Waiting
+##############################################################################
+
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "UNKNOWN"}    # UNKNOWN: a task no longer found
+ACTIVE = ("PENDING", "THROTTLED", "RUNNING")
+
+
+def _progress_of(task: dict) -> float | None:
+    value = task.get("progress")
+    if task.get("status") == "SUCCEEDED":
+        return 1.0
+    return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else None
+
+
+class Poll(NamedTuple):
+    """What waiting found: the task as Runway last reported it, and why the latest status check failed, if it did."""
+
+    task: dict
+    error: RunwayError | None = None
+
+
+def wait_for(account: Account, task_id: str, max_wait_s: float, *, task: dict | None = None, known: str = "PENDING",
+             on_poll: Callable[[Poll, float], None] = lambda poll, elapsed: None,
+             sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic) -> Poll:
+    """Poll the task every poll interval until it is terminal or the next poll would pass the wait bound.
+
+    A poll that fails for a passing reason (429, 5xx, timeout, reset, bad JSON) is tried again and the
+    task id is never lost; the Poll returned says when the latest one failed (`known` is the status shown
+    if none succeeds). `task`, when given, is what create returned: the first poll then waits one
+    interval, since Runway updates a task at most every few seconds.
+    """
+    interval, sleep = account.config.poll_interval, sleep or pause     # pause as it is now, not at import
+    start = clock()
+    failures = 0
+    if task is None:
+        poll, delay = _poll(account, task_id, {"id": task_id, "status": known}, failures, interval)
+    else:
+        poll, delay = Poll(task), interval
+    on_poll(poll, clock() - start)
+    while poll.task.get("status") not in TERMINAL and clock() - start + delay <= max_wait_s:
+        _sleep_with_heartbeat(delay, lambda: on_poll(poll, clock() - start), sleep)
+        failures = failures + 1 if poll.error else 0
+        poll, delay = _poll(account, task_id, poll.task, failures, interval)
+        on_poll(poll, clock() - start)
+    return poll
+
+
+def _poll(account: Account, task_id: str, last: dict, failures: int, interval: float) -> tuple[Poll, float]:
+    """One status request: what it found and the pause before the next. `failures`: failed polls just before it."""
+    try:
+        task = fetch_task(account, task_id, workflow=is_workflow_run(account, task_id), attempts=1)   # the loop retries
+    except RunwayError as error:
+        # A 404 may be a replica that has not seen a new task yet; three in a row mean it is gone.
+        if error.status in (400, 401, 403) or error.status == 404 and failures >= 2:
+            raise
+        log.warning("poll of task %s failed: %s", task_id, error)
+        # A status check is free: after a passing failure look again within about one interval, and back
+        # off further only while failures persist. Retry-After, when Runway sends it, wins.
+        delay = error.retry_after if error.retry_after is not None else backoff(failures, interval)
+        return Poll(last, error), delay
+    return Poll(task), interval
+
+
+def wait_many(account: Account, tasks: list[dict], max_wait_s: float, *,
+              on_poll: Callable[[list[Poll], float], None],
+              sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic) -> list[Poll]:
+    """Poll several tasks together, each once per interval, until all are terminal or the next round would pass the
+    wait bound. A task whose checks keep failing keeps its last known state and the error."""
+    interval, sleep = account.config.poll_interval, sleep or pause
+    start = clock()
+    polls, failures = [Poll(task) for task in tasks], [0] * len(tasks)
+    active = lambda: [i for i, poll in enumerate(polls) if poll.task.get("status") not in TERMINAL]
+    on_poll(polls, clock() - start)
+    while active() and clock() - start + interval <= max_wait_s:
+        _sleep_with_heartbeat(interval, lambda: on_poll(polls, clock() - start), sleep)
+        for i in active():
+            failures[i] = failures[i] + 1 if polls[i].error else 0
+            try:
+                polls[i], _ = _poll(account, polls[i].task["id"], polls[i].task, failures[i], interval)
+            except RunwayError as error:          # gone for good: stop asking, say why
+                polls[i] = Poll({**polls[i].task, "status": "UNKNOWN"}, error)
+        on_poll(polls, clock() - start)
+    return polls
+
+
+def _sleep_with_heartbeat(seconds: float, beat: Callable[[], None], sleep: Callable[[float], None]) -> None:
+    while seconds > HEARTBEAT_S:
+        sleep(HEARTBEAT_S)
+        seconds -= HEARTBEAT_S
+        beat()
+    sleep(seconds)
 
 
 ##############################################################################
@@ -2087,18 +2084,6 @@ def _size(size: int) -> str:
     return f"{size / 1048576:.1f} MB" if size >= 1048576 else f"{size / 1024:.0f} KB"
 
 
-class Media(NamedTuple):
-    """A media argument as the caller gave it; turned into a URI only after every check has passed."""
-
-    value: str
-    kinds: tuple[str, ...]   # what the argument takes: image, video, audio
-    argument: str            # the tool argument it came from, for error messages
-
-    @property
-    def what(self) -> str:
-        return " or ".join(self.kinds)
-
-
 class LocalFile(NamedTuple):
     """A local file a media argument names, checked: a regular file of an accepted type, within the limits."""
 
@@ -2109,10 +2094,6 @@ class LocalFile(NamedTuple):
 
     def open(self):
         return _open_checked(self.path, self.argument)
-
-
-def _shorten(text: str, most: int = 160) -> str:
-    return text if len(text) <= most else f"{text[:most // 2]}...{text[-most // 2:]}"
 
 
 def _local_path(value: str) -> Path | None:
@@ -2158,7 +2139,7 @@ def _open_checked(path: Path, argument: str):
     return os.fdopen(fd, "rb")
 
 
-def local_file(media: Media) -> LocalFile | None:
+def local_file(account: Account, media: Media) -> LocalFile | None:
     """Check the local file a media argument names; None when the argument is a URI.
 
     Everything that can be decided from the path and its stat is decided before the file is opened: over
@@ -2166,13 +2147,13 @@ def local_file(media: Media) -> LocalFile | None:
     """
     name = media.argument
     if (saved := named_output(media.value)) is not None:
-        path = output_path(saved, name)     # a file this server saved: usable over HTTP too
+        path = output_path(account, saved, name)     # a file this server saved: usable over HTTP too
     elif (path := _local_path(media.value)) is None:
         return None
     elif "\x00" in str(path):
         raise RunwayError(f"{name}: {media.value[:80]!r} is not a usable path (it holds a NUL character)")
-    elif CONFIG.transport == "http":
-        path = _inside_input_root(path, name)
+    elif account.config.transport == "http":
+        path = _inside_input_root(account, path, name)
     path = path.absolute()
     shown = _shorten(str(path))
     try:
@@ -2198,9 +2179,9 @@ def local_file(media: Media) -> LocalFile | None:
     return LocalFile(path, mime, info.st_size, name)
 
 
-def _inside_input_root(path: Path, argument: str) -> Path:
+def _inside_input_root(account: Account, path: Path, argument: str) -> Path:
     """Over HTTP a local path is read only below RUNWAY_MCP_INPUT_ROOT, after resolving symlinks and '..'."""
-    root = CONFIG.input_root
+    root = account.config.input_root
     if root is None:
         raise RunwayError(f"{argument}: this server does not read local files for HTTP clients; pass an https:// "
                           "URL, a data: URI or a runway:// URI (or set RUNWAY_MCP_INPUT_ROOT on the server)")
@@ -2208,16 +2189,16 @@ def _inside_input_root(path: Path, argument: str) -> Path:
     if not resolved.is_relative_to(root):
         raise RunwayError(f"{argument}: {_shorten(str(path))} is outside the input root {root}; only files below it "
                           "can be read")
-    if (_CALLER.get() is not None and resolved.is_relative_to(CONFIG.output_dir.resolve())
-            and not resolved.is_relative_to(account().output_dir.resolve())):      # an input root over the outputs
+    if (account.hosted and resolved.is_relative_to(account.config.output_dir.resolve())
+            and not resolved.is_relative_to(account.output_dir.resolve())):      # an input root over the outputs
         raise RunwayError(f"{argument}: {_shorten(str(path))} is not one of your outputs; pass your own output's "
                           "runway-mcp:// URI")
     return resolved
 
 
-def check_media(media: Media) -> LocalFile | None:
+def check_media(account: Account, media: Media) -> LocalFile | None:
     """Refuse, before anything is sent, a media argument Runway could not use; the local file it names, if any."""
-    if local := local_file(media):
+    if local := local_file(account, media):
         return local
     value = media.value.strip()
     scheme = urlsplit(value).scheme.lower()
@@ -2295,7 +2276,7 @@ def describe_media(media: Media, local: LocalFile | None) -> str:
     return elide_blobs(media.value.strip())          # a URL as it is; a data: URI as a short note
 
 
-def media_uri(media: Media, local: LocalFile | None, notes: list[str]) -> str:
+def media_uri(account: Account, media: Media, local: LocalFile | None, notes: list[str]) -> str:
     """The URI to send for a checked media argument: a URI as given, or its local file as a data: URI
     (small) or an upload (large)."""
     if local is None:
@@ -2303,7 +2284,7 @@ def media_uri(media: Media, local: LocalFile | None, notes: list[str]) -> str:
     if _fits_data_uri(local.size, local.mime):
         with local.open() as f:
             return f"data:{local.mime};base64," + base64.b64encode(f.read()).decode()
-    uploaded = upload(local)
+    uploaded = upload(account, local)
     notes += uploaded.get("notes", [])
     return uploaded["uri"]
 
@@ -2364,69 +2345,76 @@ class Multipart:
         yield self.tail
 
 
-class UploadCache:
-    """.uploads.json in the output directory: runway:// URIs by file content, reused while they are valid."""
-
-    _lock = threading.Lock()
-
-    @property
-    def path(self) -> Path:
-        return account().output_dir / ".uploads.json"
-
-    def get(self, digest: str) -> dict | None:
-        entry = self._read().get(digest)
-        # Reuse only with an hour to spare: a task created with the URI must still be able to fetch it.
-        return entry if entry and entry.get("expires_at", 0) > time.time() + 3600 else None
-
-    def put(self, digest: str, entry: dict) -> None:
-        """Remember an upload; OSError if the cache cannot be written."""
-        with self._lock:
-            entries = {k: v for k, v in self._read().items() if v.get("expires_at", 0) > time.time()}
-            entries[digest] = entry
-            _write_atomically(self.path, json.dumps(entries, indent=1).encode())
-
-    def _read(self) -> dict:
-        try:
-            entries = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return entries if isinstance(entries, dict) else {}
+# Uploads are remembered in .uploads.json in the account's folder: runway:// URIs by file content (and account),
+# reused while they have an hour to live, so that a task created with one can still fetch it.
+_UPLOADS_LOCK = threading.Lock()
 
 
-UPLOADS = UploadCache()
+def _uploads_file(account: Account) -> Path:
+    return account.output_dir / ".uploads.json"
+
+
+def _read_uploads(account: Account) -> dict:
+    try:
+        entries = json.loads(_uploads_file(account).read_text())
+    except (OSError, ValueError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def cached_upload(account: Account, key: str) -> dict | None:
+    entry = _read_uploads(account).get(key)
+    return entry if entry and entry.get("expires_at", 0) > time.time() + 3600 else None
+
+
+def remember_upload(account: Account, key: str, entry: dict) -> None:
+    """Remember an upload; OSError if the cache cannot be written."""
+    with _UPLOADS_LOCK:
+        entries = {k: v for k, v in _read_uploads(account).items() if v.get("expires_at", 0) > time.time()}
+        entries[key] = entry
+        _write_atomically(_uploads_file(account), json.dumps(entries, indent=1).encode())
+
+
+# sha256 of local files by (device, inode, size, modification time): a file is read once to be hashed, however
+# many times a call needs its digest (the duplicate guard, the confirmation, the upload cache).
+_DIGESTS: collections.OrderedDict[tuple, str] = collections.OrderedDict()
+DIGESTS_MAX = 256
 
 
 def content_digest(local: LocalFile) -> str:
-    """sha256 of a local file's content."""
-    digest = hashlib.sha256()
+    """sha256 of a local file's content, read once while the file is unchanged."""
     with local.open() as f:
+        info = os.fstat(f.fileno())
+        version = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        if (found := _DIGESTS.get(version)) is not None:
+            return found
+        digest = hashlib.sha256()
         while chunk := f.read(CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+    _DIGESTS[version] = digest.hexdigest()
+    if len(_DIGESTS) > DIGESTS_MAX:
+        _DIGESTS.popitem(last=False)
+    return _DIGESTS[version]
 
 
-def _upload_key(local: LocalFile) -> str:
-    """The cache key of an upload: the file's content and the account it was uploaded for."""
-    return f"{account().id}:{content_digest(local)}"
-
-
-def upload(local: LocalFile) -> dict:
+def upload(account: Account, local: LocalFile) -> dict:
     """Put a local file on Runway (POST /v1/uploads, then the presigned POST); cached by content for 24 h."""
     if local.size < UPLOAD_MIN:
         raise RunwayError(f"{local.path} is {local.size} bytes; Runway uploads need at least {UPLOAD_MIN}")
-    digest = _upload_key(local)
-    if cached := UPLOADS.get(digest):
+    key = f"{account.id}:{content_digest(local)}"
+    if cached := cached_upload(account, key):
         return {**cached, "reused": True}
-    slot = api("POST", "/v1/uploads", body={"filename": re.sub(r"[^\w.-]+", "_", local.path.name),
+    slot = api(account, "POST", "/v1/uploads", body={"filename": re.sub(r"[^\w.-]+", "_", local.path.name),
                                            "type": "ephemeral"})
     url, fields, uri = slot.get("uploadUrl"), slot.get("fields") or {}, slot.get("runwayUri")
     if not (isinstance(uri, str) and isinstance(url, str)):
         raise RunwayError("Runway's upload reply had no usable upload URL; try again")
     body = Multipart(fields, local)
+    import requests
     # The presigned URL gets the file and its form fields only: no Runway key.
     try:
-        response = fetch_link("POST", url, "the upload URL", data=body, headers={"Content-Type": body.content_type},
-                              timeout=UPLOAD_TIMEOUT)
+        response = fetch_link(account.config, "POST", url, "the upload URL", data=body,
+                              headers={"Content-Type": body.content_type}, timeout=UPLOAD_TIMEOUT)
     except requests.RequestException as error:
         raise RunwayError(f"uploading {local.path.name} failed ({type(error).__name__}); try again") from None
     if response.status_code >= 300:
@@ -2434,10 +2422,11 @@ def upload(local: LocalFile) -> dict:
     entry = {"uri": uri, "expires_at": time.time() + UPLOAD_LIFETIME_S, "bytes": local.size, "mime_type": local.mime}
     log.info("uploaded %s (%s) as %s", local.path.name, _size(local.size), uri)
     try:
-        UPLOADS.put(digest, entry)
+        remember_upload(account, key, entry)
     except OSError as error:
-        log.warning("could not remember the upload of %s in %s: %s", local.path.name, UPLOADS.path, error.strerror)
-        return {**entry, "reused": False, "notes": [f"the upload could not be cached in {UPLOADS.path} "
+        where = _uploads_file(account)
+        log.warning("could not remember the upload of %s in %s: %s", local.path.name, where, error.strerror)
+        return {**entry, "reused": False, "notes": [f"the upload could not be cached in {where} "
                                                     f"({error.strerror}); the next call uploads the file again"]}
     return {**entry, "reused": False}
 
@@ -2472,23 +2461,24 @@ def is_output(path: Path) -> bool:
             and path.suffix not in (".json", ".jsonl", ".part"))
 
 
-def saved_output(task_id: str, n: int) -> Path | None:
+def find_saved_output(account: Account, task_id: str, n: int) -> Path | None:
     """The file already saved for output n of a task, if any."""
-    return next((p for p in account().output_dir.glob(f"*_{_short(task_id)}_{n}.*") if is_output(p)), None)
+    return next((p for p in account.output_dir.glob(f"*_{_short(task_id)}_{n}.*") if is_output(p)), None)
 
 
 class Truncated(Exception):
     """A download that ended before Content-Length said it would."""
 
 
-def download(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | None, int]:
-    """Stream one output into the output directory, trying a broken transfer again from the start."""
-    check_link(url, f"output {n}'s link")
-    account().output_dir.mkdir(parents=True, exist_ok=True)
-    _sweep_partial_downloads(account().output_dir)
+def download(account: Account, url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | None, int]:
+    """Stream one output into the account's folder, trying a broken transfer again from the start."""
+    import requests
+    check_link(account.config, url, f"output {n}'s link")
+    account.output_dir.mkdir(parents=True, exist_ok=True)
+    _sweep_partial_downloads(account.output_dir)
     for attempt in range(3):
         try:
-            return _download_once(url, task_id, n, kind)
+            return _download_once(account, url, task_id, n, kind)
         except (requests.RequestException, Truncated) as error:
             if attempt == 2:
                 raise RunwayError(f"downloading output {n} failed ({type(error).__name__}: {error}); call get_task "
@@ -2498,16 +2488,17 @@ def download(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | Non
     raise AssertionError("unreachable")
 
 
-def _download_once(url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | None, int]:
+def _download_once(account: Account, url: str, task_id: str, n: int, kind: str) -> tuple[Path, str | None, int]:
     """GET one output into a temporary file, renamed into place only when every byte has arrived."""
-    with fetch_link("GET", url, f"output {n}'s link", timeout=DOWNLOAD_TIMEOUT, stream=True) as response:
+    with fetch_link(account.config, "GET", url, f"output {n}'s link", timeout=DOWNLOAD_TIMEOUT,
+                    stream=True) as response:
         if response.status_code >= 400:
             raise RunwayError(f"downloading output {n} failed with HTTP {response.status_code}", task_id=task_id,
                               status=response.status_code)
         mime = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower() or None
         expected = int(response.headers.get("Content-Length") or -1)
-        final = account().output_dir / output_name(_kind(mime, kind) or "output", task_id, n, _extension(mime, url))
-        free = shutil.disk_usage(account().output_dir).free
+        final = account.output_dir / output_name(_kind(mime, kind) or "output", task_id, n, _extension(mime, url))
+        free = shutil.disk_usage(account.output_dir).free
         if expected > free:
             raise OSError(errno.ENOSPC, f"output {n} needs {_size(expected)} and only {_size(free)} is free")
         size = 0
@@ -2549,10 +2540,10 @@ def _sweep_partial_downloads(folder: Path, age_s: float = 24 * 3600) -> None:
                 path.unlink()
 
 
-def write_sidecar(path: Path, record: dict) -> None:
+def write_sidecar(account: Account, path: Path, record: dict) -> None:
     """`<file>.json` beside a saved output: where it came from and what it cost."""
-    _write_atomically(path.with_name(path.name + ".json"),
-                      json.dumps(redact(record, paths=False), indent=2, ensure_ascii=False, default=str).encode())
+    _write_atomically(path.with_name(path.name + ".json"), json.dumps(
+        redact(record, account, paths=False), indent=2, ensure_ascii=False, default=str).encode())
 
 
 def read_sidecar(path: Path) -> dict:
@@ -2563,13 +2554,13 @@ def read_sidecar(path: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def output_path(name: str, argument: str = "name") -> Path:
-    """A saved output named by the caller: a plain file name inside the output directory, nothing else."""
+def output_path(account: Account, name: str, argument: str = "name") -> Path:
+    """A saved output named by the caller: a plain file name inside the account's folder, nothing else."""
     if not name or name != Path(name).name or name in (".", ".."):
         raise RunwayError(f"{argument}={name!r} must be a file name from list_outputs, without a directory")
-    path = account().output_dir / name
+    path = account.output_dir / name
     if not is_output(path):
-        raise RunwayError(f"{argument}={name!r} is not a saved output in {account().output_dir}; list_outputs shows "
+        raise RunwayError(f"{argument}={name!r} is not a saved output in {account.output_dir}; list_outputs shows "
                           "them", status=404)
     return path
 
@@ -2589,20 +2580,20 @@ def named_output(uri: str) -> str | None:
     return unquote(uri.strip()[len(OUTPUT_URI):]) if uri.strip().startswith(OUTPUT_URI) else None
 
 
-def saved_outputs(kind: str | None = None) -> list[tuple[Path, os.stat_result]]:
-    """The saved outputs (of one kind, if given), newest first."""
+def list_saved_outputs(account: Account, kind: str | None = None) -> list[tuple[Path, os.stat_result]]:
+    """The account's saved outputs (of one kind, if given), newest first."""
     try:
-        files = [(p, p.stat()) for p in account().output_dir.iterdir() if is_output(p)]
+        files = [(p, p.stat()) for p in account.output_dir.iterdir() if is_output(p)]
     except OSError:                         # no folder yet, or a file removed meanwhile
         return []
     return [(p, info) for p, info in sorted(files, key=lambda item: item[1].st_mtime, reverse=True)
             if kind in (None, _kind(mime_of(p.name), None))]
 
 
-def read_output(name: str) -> tuple[bytes, str]:
+def read_output(account: Account, name: str) -> tuple[bytes, str]:
     """A saved output's bytes and media type, for resources/read; one too large to send whole is an error that
     says where it is."""
-    path = output_path(name, "uri")
+    path = output_path(account, name, "uri")
     size = path.stat().st_size
     if size > RESOURCE_MAX_BYTES:
         link = read_sidecar(path).get("source_url")
@@ -2649,23 +2640,23 @@ def charged(record: LedgerRecord) -> float:
     return 0.0
 
 
-def committed(now: float) -> list[tuple[float, float]]:
+def tally_spending(account: Account, now: float) -> list[tuple[float, float]]:
     """(created at, credits) of every task created, and every reservation made, in the 24 hours before `now`,
     oldest first; OSError if the ledger cannot be read."""
-    records = [*ledger().tasks(), *ledger().reservations()]
+    records = [*ledger(account).tasks(), *ledger(account).reservations()]
     return sorted((at, charged(r)) for r in records if (at := _created_at(r)) is not None and now - at < WINDOW_S)
 
 
-def _unreadable(error: OSError) -> str:
-    return (f"the task ledger {ledger().path} cannot be read or written ({error.strerror or error}); with "
+def _unreadable(account: Account, error: OSError) -> str:
+    return (f"the task ledger {ledger(account).path} cannot be read or written ({error.strerror or error}); with "
             "RUNWAY_MCP_BUDGET_CREDITS set, nothing is spent until it can: fix the file or its folder (permissions, "
             "free space); nothing was sent")
 
 
-def budget_refusal(estimate: Estimate, count: int = 1) -> str | None:
+def check_budget(account: Account, estimate: Estimate, count: int = 1) -> str | None:
     """Why tasks estimated at `estimate` may not be created now under RUNWAY_MCP_BUDGET_CREDITS, or None. A ledger
     that cannot be read refuses: what was spent cannot be known."""
-    budget = CONFIG.budget_credits
+    budget = account.config.budget_credits
     if budget is None:
         return None
     what = "this task" if count == 1 else f"these {count} tasks"
@@ -2674,9 +2665,9 @@ def budget_refusal(estimate: Estimate, count: int = 1) -> str | None:
                 "nothing was sent: raise or unset the budget to create it")
     now = time.time()
     try:
-        window = committed(now)
+        window = tally_spending(account, now)
     except OSError as error:
-        return _unreadable(error)
+        return _unreadable(account, error)
     total = sum(credits for _, credits in window)
     if total + estimate.credits <= budget:
         return None
@@ -2693,17 +2684,18 @@ def budget_refusal(estimate: Estimate, count: int = 1) -> str | None:
     return message
 
 
-def budget_status() -> dict | None:
+def read_budget(account: Account) -> dict | None:
     """The budget as get_account shows it, or None when there is none. A ledger that cannot be read leaves
     nothing to spend (committed unknown)."""
-    if CONFIG.budget_credits is None:
+    limit = account.config.budget_credits
+    if limit is None:
         return None
     try:
-        spent: float | None = sum(credits for _, credits in committed(time.time()))
+        spent: float | None = sum(credits for _, credits in tally_spending(account, time.time()))
     except OSError:
         spent = None
-    remaining = 0.0 if spent is None else max(0.0, CONFIG.budget_credits - spent)
-    return {"limit": CONFIG.budget_credits, "committed": None if spent is None else round(spent, 2),
+    remaining = 0.0 if spent is None else max(0.0, limit - spent)
+    return {"limit": limit, "committed": None if spent is None else round(spent, 2),
             "remaining": round(remaining, 2), "window_hours": WINDOW_S // 3600}
 
 
@@ -2717,8 +2709,9 @@ def _units(body: dict) -> tuple[str, float]:
     return "request", 1.0
 
 
-def estimate(endpoint: str, body: dict) -> Estimate:
-    """The most a request may cost: the catalog's hint, else the highest rate Runway estimated for this model before."""
+def estimate(endpoint: str, body: dict, history: list[LedgerRecord]) -> Estimate:
+    """The most a request may cost: the catalog's hint, else the highest rate Runway estimated for this model in the
+    ledger's `history` of tasks."""
     if (credits := estimate_credits(body)) is not None:
         return Estimate(credits, "the catalog's price hint")
     model = MODELS.get(body.get("model"))
@@ -2726,7 +2719,7 @@ def estimate(endpoint: str, body: dict) -> Estimate:
         return Estimate(None, f"{body.get('model')} is priced by the length of its input, unknown here")
     unit, amount = _units(body)
     name, rates = subject(endpoint, body), []
-    for record in ledger().tasks():
+    for record in history:
         if record.get("endpoint") != endpoint or subject(endpoint, record.get("arguments") or {}) != name:
             continue
         figure = next((record[k] for k in ("estimated_credits", "cost_credits")       # Runway's estimate, else the
@@ -2741,29 +2734,29 @@ def estimate(endpoint: str, body: dict) -> Estimate:
                                          f"task{'s' if len(rates) > 1 else ''}, per {unit}")
 
 
-def fingerprint(tool_name: str, endpoint: str, body: dict, local: Mapping["Media", LocalFile | None]) -> str:
-    """What makes two requests the same: tool, endpoint, final body (files by their content) and account."""
+def fingerprint(account_id: str, tool_name: str, endpoint: str, body: dict, digests: Mapping[Media, str]) -> str:
+    """What makes two requests the same: tool, endpoint, final body (files by their content's digest) and account."""
     def content(media: Media) -> str:
-        return f"sha256:{content_digest(local[media])}" if local.get(media) else media.value.strip()
-    canonical = json.dumps([account().id, tool_name, endpoint, _replace(body, Media, content)], sort_keys=True,
+        return f"sha256:{digests[media]}" if media in digests else media.value.strip()
+    canonical = json.dumps([account_id, tool_name, endpoint, _replace(body, Media, content)], sort_keys=True,
                            default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def earlier_twin(print_: str) -> LedgerRecord | None:
+def find_earlier_twin(account: Account, print_: str) -> LedgerRecord | None:
     """The newest task with this fingerprint created within RUNWAY_MCP_DEDUPE_S that is not known to have failed.
     A ledger that cannot be read knows none (and under a budget, nothing is created anyway)."""
-    if CONFIG.dedupe_s <= 0:
+    if account.config.dedupe_s <= 0:
         return None
     now = time.time()
     try:
-        records = ledger().tasks()
+        records = ledger(account).tasks()
     except OSError as error:
-        log.warning("the duplicate guard cannot read the task ledger %s: %s", ledger().path, error.strerror)
+        log.warning("the duplicate guard cannot read the task ledger %s: %s", ledger(account).path, error.strerror)
         return None
     for record in records:
         at = _created_at(record)
-        if at is not None and now - at > CONFIG.dedupe_s:
+        if at is not None and now - at > account.config.dedupe_s:
             break                               # newest first: the rest are older still
         if record.get("fingerprint") == print_ and record.get("status") in (*ACTIVE, "SUCCEEDED"):
             return record
@@ -2811,42 +2804,86 @@ _SAME_REQUEST, _SPENDING = KeyedLocks(), KeyedLocks()
 
 
 @contextlib.contextmanager
-def spending_lock():
+def spending_lock(account: Account):
     """The account's lock on its budget, in this process and in every other that shares its folder; OSError when
     the lock file cannot be made."""
-    with _SPENDING.hold([account().id]), _file_lock(account().output_dir / ".spending.lock"):
+    with _SPENDING.hold([str(account.output_dir)]), _file_lock(account.output_dir / ".spending.lock"):
         yield
 
 
-def reserve(estimates: list[Estimate], tool_name: str) -> list[str]:
+def reserve(account: Account, estimates: list[Estimate], tool_name: str) -> list[str]:
     """Under a budget, set credits aside for creates about to be sent, in the ledger and before anything is sent,
     so that a crash or a failed write after the create still counts; [] without a budget. RunwayError when the
     budget refuses or the ledger cannot be read or written."""
-    if CONFIG.budget_credits is None:
+    if account.config.budget_credits is None:
         return []
     total = Estimate(None, estimates[0].source) if None in (e.credits for e in estimates) else Estimate(
         sum(e.credits for e in estimates), "the sum of the items' estimates")
     try:
-        with spending_lock():
-            if refusal := budget_refusal(total, len(estimates)):         # now that no other create can slip in
+        with spending_lock(account):
+            if refusal := check_budget(account, total, len(estimates)):    # now that no other create can slip in
                 raise RunwayError(refusal)
             reservations = [uuid.uuid4().hex for _ in estimates]
             for reservation, estimate in zip(reservations, estimates):
-                ledger().append(LedgerRecord(reservation=reservation, created_at=_now(), tool=tool_name,
-                                             estimated_credits=estimate.credits))
+                ledger(account).append(LedgerRecord(reservation=reservation, created_at=_now(), tool=tool_name,
+                                                    estimated_credits=estimate.credits))
     except OSError as error:
-        raise RunwayError(_unreadable(error)) from None
+        raise RunwayError(_unreadable(account, error)) from None
     return reservations
 
 
-def release(reservation: str | None) -> None:
+def release(account: Account, reservation: str | None) -> None:
     """Give back credits reserved for a create that Runway certainly did not make."""
     if reservation is None:
         return
     try:
-        ledger().append(LedgerRecord(reservation=reservation, released=True))
+        ledger(account).append(LedgerRecord(reservation=reservation, released=True))
     except OSError as error:                     # it keeps counting for 24 h: too much, never too little
-        log.warning("could not release a budget reservation in %s: %s", ledger().path, error.strerror)
+        log.warning("could not release a budget reservation in %s: %s", ledger(account).path, error.strerror)
+
+
+# The person's word on a spend above RUNWAY_MCP_CONFIRM_ABOVE, as the pipeline sees it. The MCP glue asks before a
+# tool runs (a resolver); when it does not ask, it says why, and the pipeline checks that the reason still holds.
+NOT_NEEDED, REUSED, REFUSED = ("no confirmation was needed", "an identical recent task was to be reused",
+                                "the call was to be refused")
+CANNOT_ASK, NO_SESSION = "this client cannot ask (it has no elicitation)", (
+    "a stateless server (RUNWAY_MCP_STATELESS) can ask only clients speaking MCP 2026-07-28")
+UNASKABLE = (CANNOT_ASK, NO_SESSION)
+
+
+def credits_text(amount: float) -> str:
+    return f"{amount:g} credit{'' if amount == 1 else 's'}"
+
+
+class Consent(NamedTuple):
+    """What the person said to a spend: yes (True), no or cancelled (False), or not asked (None, and why)."""
+
+    given: bool | None
+    why: str = "no confirmation was given"
+
+
+def needs_asking(config: Config, total: Estimate) -> bool:
+    """Whether a spend needs the person's yes under RUNWAY_MCP_CONFIRM_ABOVE: above it, or of a cost not known."""
+    return config.confirm_above is not None and (total.credits is None or total.credits > config.confirm_above)
+
+
+def authorised(config: Config, consent: Consent, total: Estimate) -> bool:
+    """Whether to spend `total`: True to go on, False when the person said no. A spend that needs their yes and did
+    not get one (the client could not ask, or asking was skipped for a reason that no longer holds, such as a twin
+    that failed meanwhile) is refused with a RunwayError: nothing is sent."""
+    if consent.given is not None:
+        return consent.given
+    if not needs_asking(config, total):
+        return True
+    cost, step = ((f"about {credits_text(total.credits)}", "raise or unset") if total.credits is not None else
+                  ("a cost not known here, which is always asked about", "unset"))
+    if consent.why in UNASKABLE:
+        raise RunwayError(f"this needs the person's confirmation ({cost}, RUNWAY_MCP_CONFIRM_ABOVE="
+                          f"{config.confirm_above:g}) and {consent.why}; nothing was sent: {step} "
+                          "RUNWAY_MCP_CONFIRM_ABOVE in the server's environment")
+    raise RunwayError(f"this needs the person's confirmation ({cost}, RUNWAY_MCP_CONFIRM_ABOVE="
+                      f"{config.confirm_above:g}) and they were not asked: when the call began, {consent.why}, and "
+                      "that no longer holds; nothing was sent: call again, and they will be asked")
 
 
 @contextlib.contextmanager
@@ -2867,15 +2904,12 @@ def _file_lock(path: Path):
 
 
 ##############################################################################
-# Tools
+# Pipeline
 ##############################################################################
 #
-# How a call flows. The SDK validates the arguments against the tool's signature (pydantic, so every bound
-# and pattern below is enforced even where the advertised schema leaves it out) and calls the async wrapper
-# that tool() registered. That wrapper runs the tool function in a worker thread with a stop event a client
-# cancel sets (_run_in_thread), and turns a RunwayError into an isError result. A generation tool's function
-# only maps its own arguments to a TaskRequest(endpoint, body); generation() adds the arguments every
-# generation tool shares (Run) and hands both to run_task: validate, create, record, wait, save, reply.
+# What every generation does, whichever tool asks: prepare (check everything that can be checked here,
+# estimate, fingerprint), create (the duplicate guard, the budget, the person's word, reservations, then the
+# POSTs), wait, save, and the result. A tool's own function only maps its arguments to a TaskRequest.
 
 class Output(TypedDict):
     url: str
@@ -2916,34 +2950,455 @@ class DryRunResult(TaskResult):
     request: Request
 
 
+class TaskRequest(NamedTuple):
+    """What a generation tool asks Runway for: POST /v1/<endpoint> with this body (Media for media arguments)."""
+
+    endpoint: str
+    body: dict
+
+
+MaxWait = Annotated[float | None, Field(ge=0, le=3600)]
+
+
+class Run(NamedTuple):
+    """The arguments every generation tool takes besides its own (INSTRUCTIONS explains them once)."""
+
+    options: dict[str, Any] | None = None
+    dry_run: bool = False
+    wait: bool = True
+    max_wait_s: MaxWait = None
+    new: bool = False                   # skip the duplicate guard: a deliberate second task
+
+
+class Plan(NamedTuple):
+    """A generation request checked and ready to send; nothing has been sent for it yet."""
+
+    tool: str
+    endpoint: str
+    body: dict                          # with Media where files and URIs go
+    local: dict                         # Media -> the LocalFile it names, or None for a URI
+    described: dict                     # the body as a dry run shows it: files and data: URIs as short notes
+    notes: list[str]
+    estimate: Estimate
+    fingerprint: str
+    run: Run
+
+
+# Families of endpoints that take no catalog model: their bodies are checked by conform() in the tool itself.
+SHAPED = ("recipes/", "generate/", "avatar_videos", WORKFLOW_RUN)
+OnPoll = Callable[[Poll, float], None]
+
+
+def prepare(account: Account, request: TaskRequest, run: Run, tool_name: str, names: Mapping[str, str] = {}) -> Plan:
+    """Check a request as far as it can be checked here (reading the files it names and the ledger's prices):
+    nothing is sent, nothing is spent."""
+    endpoint, body = request
+    # Error messages name the tool's own arguments for the fields they fill, options.<field> otherwise.
+    names = {field: names.get(field) or ARGUMENT_NAMES.get(field, field) for field in body}
+    for key in run.options or {}:
+        if key in names:
+            raise RunwayError(f"options.{key} is the {names[key]} argument of this tool; set it there")
+    if run.options and endpoint not in ENDPOINTS:
+        raise RunwayError(f"options: {tool_name} takes no options; every field goes in its own arguments")
+    body = {k: v for k, v in {**body, **(run.options or {})}.items() if v is not None}   # send only what was given
+    if endpoint in ENDPOINTS:
+        apply_defaults(endpoint, body)
+        notes = check_model(endpoint, body, names)
+    elif endpoint.startswith(SHAPED):
+        notes = []                                      # conform() checked it in the tool
+    else:
+        raise AssertionError(f"{endpoint} is in neither ENDPOINTS nor SHAPED: add it to the registry")
+    local = {media: check_media(account, media) for media in _media_in(body)}     # each file is checked once
+    body = _replace(body, KindOf, lambda k: kind_of(k.media, local[k.media]))
+    described = _replace(body, Media, lambda m: describe_media(m, local[m]))
+    digests = {media: content_digest(found) for media, found in local.items() if found}
+    return Plan(tool_name, endpoint, body, local, described, notes,
+                estimate(endpoint, body, _known_tasks(account)),
+                fingerprint(account.id, tool_name, endpoint, body, digests), run)
+
+
+def _known_tasks(account: Account) -> list[LedgerRecord]:
+    """The ledger's tasks, to learn prices from; none when it cannot be read (a budget then refuses anyway)."""
+    try:
+        return ledger(account).tasks()
+    except OSError:
+        return []
+
+
+def run_task(account: Account, request: TaskRequest, run: Run, *, tool_name: str, consent: Consent,
+             on_poll: OnPoll, names: Mapping[str, str] = {}) -> TaskResult:
+    """Check, guard the spend, create, record, wait, save: the one path of every generation tool."""
+    plan = prepare(account, request, run, tool_name, names)              # nothing has been sent yet
+    if run.dry_run:
+        return dry_run_result(account, plan)
+    started = time.monotonic()
+    made = create_tasks(account, [plan], consent)
+    if made.declined:
+        return made.declined
+    if made.error:
+        raise made.error
+    [task] = made.tasks
+    if task.get("twin_of_age") is not None:
+        return _reuse(account, task, run, on_poll, started)
+    poll = Poll(task)
+    if run.wait:
+        poll = wait(account, task["id"], run.max_wait_s, on_poll, task=task)
+    return settle(account, poll, started, plan.notes)
+
+
+class Made(NamedTuple):
+    """What create_tasks did: a task per plan until the first that failed (earlier identical tasks stand in for
+    their twins, marked with `twin_of_age`), or the person's refusal; and the error that stopped it, if any."""
+
+    tasks: list[dict]
+    error: RunwayError | None = None
+    declined: TaskResult | None = None
+
+
+def create_tasks(account: Account, plans: list[Plan], consent: Consent) -> Made:
+    """The one path that creates tasks, for a call and a batch alike. Under each request's lock: reuse an identical
+    recent task, refuse what the budget or the person will not allow, reserve the credits, then upload, create and
+    record item by item. Nothing is sent when a check refuses; a create that fails stops the rest, and the tasks
+    made before it come back with the error."""
+    with _SAME_REQUEST.hold(plan.fingerprint for plan in plans):
+        twins = [None if plan.run.new else find_reusable_task(account, plan.fingerprint) for plan in plans]
+        fresh = [plan for plan, twin in zip(plans, twins) if twin is None]
+        if fresh:
+            total = total_of(fresh)
+            if refusal := check_budget(account, total, len(fresh)):
+                raise RunwayError(refusal)
+            if not authorised(account.config, consent, total):
+                return Made([], declined=declined(total))
+        reservations = iter(reserve(account, [plan.estimate for plan in fresh], plans[0].tool) if fresh else [])
+        tasks: list[dict] = []
+        error = None
+        for plan, twin in zip(plans, twins):
+            if twin is not None:
+                plan.notes.append(f"identical to task {twin['id']}, created {twin['twin_of_age']:.0f} s ago: returned "
+                                  "that task instead of paying for a second one (pass new=true for a deliberate second)")
+                tasks.append(twin)
+                continue
+            reservation = next(reservations, None)
+            if error is not None:
+                release(account, reservation)           # never sent
+                continue
+            try:
+                tasks.append(_create(account, plan, reservation))
+            except RunwayError as failed:
+                if not failed.unsure:
+                    release(account, reservation)       # Runway made nothing: the credits are free again
+                error = failed
+    return Made(tasks, error)
+
+
+def _create(account: Account, plan: Plan, reservation: str | None) -> dict:
+    """Upload what needs uploading, then create the task and record it in the ledger before anything waits."""
+    body = _replace(plan.body, Media, lambda m: media_uri(account, m, plan.local[m], plan.notes))   # data:, uploads
+    created = create_task(account, plan.endpoint, body)
+    task_id, routing = created["id"], created.get("routing") or {}
+    estimated = (created.get("estimatedCost") or routing.get("estimatedCost") or {}).get("credits")
+    ran = routing.get("model") or subject(plan.endpoint, body)
+    if routing.get("model"):
+        provider = f" ({routing['provider']})" if routing.get("provider") else ""
+        plan.notes.append(f"the router chose {ran}{provider}")
+    log.info("created %s task %s with %s (estimate %s credits)", plan.endpoint, task_id, ran, estimated)
+    try:
+        ledger(account).append(LedgerRecord(
+            task_id=task_id, created_at=_now(), tool=plan.tool, endpoint=plan.endpoint, model=ran,
+            prompt=prompt_of(body)[:2000], status="PENDING", arguments=elide_blobs(plan.described),
+            estimated_credits=estimated if estimated is not None else plan.estimate.credits,
+            fingerprint=plan.fingerprint, **({"reservation": reservation} if reservation else {})))
+    except OSError as error:
+        plan.notes.append(f"could not record the task in {ledger(account).path} ({error.strerror}); keep this "
+                          "task_id")
+    return {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
+
+
+def find_reusable_task(account: Account, print_: str) -> dict | None:
+    """The earlier identical task to return instead of paying again: one still running or succeeded, with its age
+    in `twin_of_age`. A ledger that says running is checked with Runway first (a free GET), since a task that failed
+    meanwhile blocks nothing; its failure is written to the ledger."""
+    record = find_earlier_twin(account, print_)
+    if record is None:
+        return None
+    age = time.time() - (_created_at(record) or time.time())
+    if record.get("status") == "SUCCEEDED":
+        return {"id": record["task_id"], "status": "SUCCEEDED", "twin_of_age": age}
+    try:
+        task = fetch_task(account, record["task_id"], workflow=is_workflow_run(account, record["task_id"]))
+    except RunwayError as error:
+        if error.status != 404:
+            raise
+        task = {"id": record["task_id"], "status": "CANCELLED"}          # gone: it blocks nothing
+    if task.get("status") in ("FAILED", "CANCELLED"):
+        record_status(account, task_result(account, Poll(task), 0.0, [], []))
+        return None
+    return {**task, "twin_of_age": age}
+
+
+def _reuse(account: Account, twin: dict, run: Run, on_poll: OnPoll, started: float) -> TaskResult:
+    """The earlier identical task, as wait_for_task or get_task would return it, with a note that says so."""
+    notes = [f"identical to task {twin['id']}, created {twin['twin_of_age']:.0f} s ago: returned that task instead of "
+             "paying for a second one (pass new=true for a deliberate second)"]
+    if twin["status"] == "SUCCEEDED":
+        poll = Poll(fetch_task(account, twin["id"], workflow=is_workflow_run(account, twin["id"])))   # fresh links
+    elif run.wait:
+        poll = wait(account, twin["id"], run.max_wait_s, on_poll)
+    else:
+        poll = Poll({k: v for k, v in twin.items() if k != "twin_of_age"})
+    return settle(account, poll, started, notes)
+
+
+DECLINED = "The person declined the cost: nothing was sent. Do not try again unless they ask."
+
+
+def declined(total: Estimate) -> TaskResult:
+    return TaskResult(task_id=None, status="DECLINED", progress=None, outputs=[], estimated_credits=total.credits,
+                      cost_credits=None, failure=None, failure_code=None, elapsed_s=0.0, notes=[], next=DECLINED)
+
+
+def total_of(plans: list[Plan]) -> Estimate:
+    known = [p.estimate.credits for p in plans]
+    if None in known:
+        return Estimate(None, next(p.estimate.source for p in plans if p.estimate.credits is None))
+    return Estimate(sum(known), "the sum of the items' estimates")
+
+
+def describe_spend(plans: list[Plan]) -> str:
+    """What the person is asked to pay for, in their words: "Generate 10 s of gen4.5 video"."""
+    def one(plan: Plan) -> str:
+        name, kind = subject(plan.endpoint, plan.body), made_kind(plan.endpoint, plan.body)
+        body = plan.body.get("input") or plan.body            # the router's settings are in its input
+        if kind == "workflow":
+            return f"a run of workflow {name}"
+        if isinstance(body.get("duration"), int | float) and kind == "video":
+            return f"{body['duration']:g} s of {name} video"
+        count = body.get("outputCount") or 1
+        return f"{count} {name} {kind}{'s' if count > 1 and kind == 'image' else ''}"
+    if len(plans) == 1:
+        return f"Generate {one(plans[0])}"
+    return f"Create {len(plans)} tasks ({', '.join(one(p) for p in plans)})"
+
+
+def dry_run_result(account: Account, plan: Plan) -> DryRunResult:
+    """What a real call would send and spend, with nothing sent."""
+    notes = [*plan.notes, f"estimate: {plan.estimate.source}"]
+    if (record := find_earlier_twin(account, plan.fingerprint)) is not None and not plan.run.new:
+        notes.append(f"identical to task {record['task_id']}: a real call would return that task, not pay again")
+    if refusal := check_budget(account, plan.estimate):
+        notes.append(refusal.replace("nothing was sent", "a real call would be refused"))
+    return DryRunResult(task_id=None, status="DRY_RUN", progress=None, outputs=[],
+                        estimated_credits=plan.estimate.credits, cost_credits=None, failure=None, failure_code=None,
+                        elapsed_s=0.0, next="Nothing was sent. Call again without dry_run to create the task "
+                                            "(spends credits).", notes=notes,
+                        request=Request(method="POST", url=f"{account.config.base_url}/v1/{plan.endpoint}",
+                                        body=plan.described))
+
+
+def wait(account: Account, task_id: str, max_wait_s: float | None, on_poll: OnPoll,
+         task: dict | None = None) -> Poll:
+    """Wait for a task up to `max_wait_s` (the server's bound when None); a cancelled call stops waiting, and with
+    RUNWAY_MCP_CANCEL_ON_ABORT cancels the task too."""
+    bound = account.config.max_wait if max_wait_s is None else max_wait_s
+    known = ledger(account).find(task_id).get("status") if task is None else None
+    try:
+        return wait_for(account, task_id, bound, task=task, known=known or "PENDING", on_poll=on_poll)
+    except Cancelled:
+        log.info("the client stopped waiting for task %s; it keeps running on Runway", task_id)
+        if account.config.cancel_on_abort:
+            _cancel_after_abort(account, task_id)
+        raise
+
+
+def _cancel_after_abort(account: Account, task_id: str) -> None:
+    """RUNWAY_MCP_CANCEL_ON_ABORT: cancel the Runway task of a call the client gave up on."""
+    _local.stop = None                       # this one request still goes out
+    if is_workflow_run(account, task_id):
+        return                               # a workflow run cannot be cancelled
+    try:
+        cancel(account, task_id)
+        ledger(account).append(LedgerRecord(task_id=task_id, status="CANCELLED",
+                                            note="cancelled because the client cancelled the call"))
+        log.info("cancelled task %s (RUNWAY_MCP_CANCEL_ON_ABORT)", task_id)
+    except (RunwayError, OSError) as error:
+        log.warning("could not cancel task %s after the client's cancel: %s", task_id, error)
+
+
+def save_outputs(account: Account, task: dict, notes: list[str]) -> list[Output]:
+    """The outputs of a SUCCEEDED task, each downloaded with a sidecar unless RUNWAY_MCP_DOWNLOAD=0 or already
+    saved; a link that expired is refreshed from the task. What could not be saved is said in `notes`."""
+    if task.get("status") != "SUCCEEDED":
+        return []
+    outputs = [Output(url=url, path=None, uri=None, mime_type=link_mime(url), bytes=None)
+               for url in task.get("output") or [] if isinstance(url, str)]
+    if not account.config.download:
+        return outputs
+    record = ledger(account).find(task["id"])
+    for n, output in enumerate(outputs, 1):
+        try:
+            path = find_saved_output(account, task["id"], n) or _save(account, task, n, output, record, notes)
+        except (RunwayError, OSError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            notes.append(f"output {n} was not saved ({reason}); its link works for 24-48 h, call get_task to "
+                         "try again")
+            continue
+        output.update(path=str(path), uri=output_uri(path.name), bytes=path.stat().st_size,
+                      mime_type=mime_of(path.name) or output["mime_type"])
+    return outputs
+
+
+def _save(account: Account, task: dict, n: int, output: Output, record: LedgerRecord, notes: list[str]) -> Path:
+    """Download output n with a sidecar beside it; an expired link is refreshed from the task once."""
+    model = MODELS.get(record.get("model", ""))
+    kind = model.kind if model else "output"
+    try:
+        path, mime, _ = download(account, output["url"], task["id"], n, kind)
+    except RunwayError as error:
+        if error.status not in (403, 404):
+            raise
+        fresh = fetch_task(account, task["id"], workflow=is_workflow_run(account, task["id"])).get("output") or []
+        if len(fresh) < n:                      # links expire after 24-48 h
+            raise
+        output["url"] = fresh[n - 1]
+        path, mime, _ = download(account, output["url"], task["id"], n, kind)
+    output["mime_type"] = mime or output["mime_type"]
+    try:
+        write_sidecar(account, path, {
+            "file": path.name, "task_id": task["id"], "output": n, "tool": record.get("tool"),
+            "model": record.get("model"), "endpoint": record.get("endpoint"), "prompt": record.get("prompt"),
+            "arguments": record.get("arguments"), "created_at": record.get("created_at"), "saved_at": _now(),
+            "estimated_credits": record.get("estimated_credits"), "cost_credits": (task.get("cost") or {}).get("credits"),
+            "mime_type": output["mime_type"], "bytes": path.stat().st_size, "source_url": output["url"]})
+    except OSError as error:
+        log.warning("could not write the sidecar of %s: %s", path.name, error.strerror)
+        notes.append(f"{path.name} was saved, but not its record {path.name}.json ({error.strerror})")
+    return path
+
+
+def _next_step(task: dict, outputs: list[Output]) -> str | None:
+    status, task_id = task.get("status"), task["id"]
+    if status in ACTIVE:
+        return f"Still {status}: call wait_for_task(task_id={task_id!r}) to keep waiting."
+    if status == "FAILED":
+        code = task.get("failureCode") or ""
+        if code.startswith(("SAFETY", "INPUT_PREPROCESSING.SAFETY")):
+            return "Runway's moderation refused it: change the prompt or inputs; retrying as-is fails again."
+        if code.startswith("ASSET"):
+            return "An input could not be used: check the media arguments and try again."
+        return "Try again, perhaps with a different prompt or model."
+    if status == "SUCCEEDED" and outputs and any(o["path"] is None for o in outputs):
+        return "Links expire in 24-48 h: call get_task to fetch fresh links and save them."
+    return None
+
+
+def task_result(account: Account, poll: Poll, elapsed: float, outputs: list[Output], notes: list[str]) -> TaskResult:
+    """The structured result of every task tool, from what waiting found and what was saved."""
+    task = poll.task
+    notes = list(notes)
+    if poll.error:
+        notes.append(f"the latest status check failed ({poll.error}); the status shown is the last known")
+    for node, error in list((task.get("nodeErrors") or {}).items())[:5]:      # a workflow run's failed steps
+        if isinstance(error, dict):
+            code = f" ({error['failureCode']})" if error.get("failureCode") else ""
+            notes.append(f"workflow node {error.get('nodeName') or node} failed: {error.get('message')}{code}")
+    estimated = (task.get("estimatedCost") or {}).get("credits")
+    return TaskResult(
+        task_id=task["id"], status=str(task.get("status") or "UNKNOWN"), progress=_progress_of(task), outputs=outputs,
+        estimated_credits=estimated if estimated is not None else ledger(account).find(task["id"]).get(
+            "estimated_credits"),
+        cost_credits=(task.get("cost") or {}).get("credits"),
+        failure=task.get("failure"), failure_code=task.get("failureCode"),
+        elapsed_s=round(elapsed, 2), next=_next_step(task, outputs), notes=notes)
+
+
+def settle(account: Account, poll: Poll, started: float, notes: list[str]) -> TaskResult:
+    """The end of every task call: save the task's outputs (network and disk), build its result, and record its
+    last known state in the ledger."""
+    outputs = save_outputs(account, poll.task, notes)
+    result = task_result(account, poll, time.monotonic() - started, outputs, notes)
+    record_status(account, result)
+    return result
+
+
+def record_status(account: Account, result: TaskResult) -> None:
+    """Append a status change to the ledger, so list_tasks shows the last known state."""
+    known, outputs = ledger(account).find(result["task_id"]), [o["path"] or o["url"] for o in result["outputs"]]
+    if known.get("status") == result["status"] and known.get("outputs", []) == outputs:
+        return
+    try:
+        ledger(account).append(LedgerRecord(
+            task_id=result["task_id"], status=result["status"], progress=result["progress"],
+            cost_credits=result["cost_credits"], outputs=outputs,
+            **({"failure": result["failure"]} if result["failure"] else {})))
+    except OSError as error:
+        log.warning("could not record task %s's status in %s: %s", result["task_id"], ledger(account).path,
+                    error.strerror)
+
+
+def summary(result: TaskResult) -> str:
+    """One line for people: status, what was saved, credits, the next step (a dry run: the request it would send)."""
+    if request := result.get("request"):
+        line = f"DRY_RUN: POST {urlsplit(request['url']).path} {json.dumps(request['body'], ensure_ascii=False)}"
+        return line + (f" · at most about {credits_text(result['estimated_credits'])}"
+                       if result["estimated_credits"] is not None else "")
+    status, task_id = result["status"], result["task_id"]
+    parts = [f"{status}: task {task_id}"]
+    if result["progress"] is not None and status != "SUCCEEDED":
+        parts.append(f"{round(result['progress'] * 100)}%")
+    saved = [o["path"] for o in result["outputs"] if o["path"]]
+    if saved:
+        parts.append("saved " + ", ".join(saved))
+    elif result["outputs"]:
+        parts.append("links " + ", ".join(o["url"] for o in result["outputs"]))
+    if result["failure"]:
+        parts.append(f"failure: {result['failure']}" + (f" ({result['failure_code']})" if result["failure_code"]
+                                                          else ""))
+    credits = result["cost_credits"] if result["cost_credits"] is not None else result["estimated_credits"]
+    if credits is not None:
+        parts.append(credits_text(credits) + ("" if result["cost_credits"] is not None else " (estimate)"))
+    parts += result["notes"]
+    if result["next"]:
+        parts.append(result["next"])
+    return " · ".join(parts)
+
+
+##############################################################################
+# MCP glue
+##############################################################################
+#
+# How a call flows. The SDK validates the arguments against the tool's signature (pydantic, so every bound
+# and pattern below is enforced even where the advertised schema leaves it out), runs any resolver (the
+# person's confirmation of a spend), and calls the async wrapper _function() built from the tool's own
+# function. That wrapper finds the caller's account (the server's own, or the one the request's credential
+# names), runs the function in a worker thread with a stop event a client cancel sets, and turns a RunwayError
+# into an isError result. Tools are defined once, at import, as plain functions of an Account; create_server
+# gives each server its own configuration and builds the SDK's tools from those definitions.
+
 TaskReply = Annotated[CallToolResult, TaskResult]
 
-# Said once here rather than in every tool: hosts send these instructions to the model with the tool list.
-INSTRUCTIONS = """\
-Runway image, video and audio generation. Generation tools spend credits; each says its price, list_models \
-has the rest. Generation tools also take: model (a Runway model id; list_models(model=...) shows its \
-ratios, durations, inputs and options) and options (other fields of that model by their Runway API name, \
-e.g. {"audio": false}), where listed; dry_run (true: check the request and show it with a credit estimate, sending nothing); \
-wait and max_wait_s (a call waits about 45 s at most, then returns a handle: if status is not final, call \
-wait_for_task(task_id); nothing is lost); new (true for a deliberate second task: an identical request within \
-minutes otherwise returns the first). Media arguments take an https:// URL, a data: URI, a runway:// \
-URI, an earlier result's runway-mcp://outputs/ URI or a local file path. Results are saved as files: \
-outputs[].path. Errors name the argument to fix; list_tasks shows every task created here."""
-
-
-# The viewer (an MCP Apps view, at the end of this section) and where it may load Runway's links from.
+# The viewer (an MCP Apps view, in its own section) and where it may load Runway's links from.
 VIEWER_URI = "ui://runway-mcp/viewer"
 VIEWER_MIME = "text/html;profile=mcp-app"
 # Where Runway's output links point, for a view showing an output that was not saved.
 OUTPUT_HOSTS = ["https://*.cloudfront.net", "https://*.runwayml.com", "https://*.amazonaws.com"]
 VIEWER_META = {"ui": {"csp": {"resourceDomains": OUTPUT_HOSTS}, "prefersBorder": True}}
 TASK_TOOL_META = {"ui": {"resourceUri": VIEWER_URI}, "ui/resourceUri": VIEWER_URI}   # the flat key: older hosts
+RESOURCE_NOT_FOUND = -32002                     # MCP's code for a resource that does not exist
+CALLS = logging.getLogger("runway_mcp.calls")          # one structured line per tool call
 
 
-@contextlib.asynccontextmanager
-async def _lifespan(server: MCPServer):
-    anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
-    yield {}
+def instructions(config: Config) -> str:
+    """Said once to the model rather than in every tool: hosts send these with the tool list."""
+    return (
+        "Runway image, video and audio generation. Generation tools spend credits; each says its price, list_models "
+        "has the rest. Generation tools also take: model (a Runway model id; list_models(model=...) shows its "
+        "ratios, durations, inputs and options) and options (other fields of that model by their Runway API name, "
+        'e.g. {"audio": false}), where listed; dry_run (true: check the request and show it with a credit estimate, '
+        f"sending nothing); wait and max_wait_s (a call waits {config.max_wait:g} s at most, then returns a handle: if "
+        "status is not final, call wait_for_task(task_id); nothing is lost); new (true for a deliberate second task: "
+        "an identical request within minutes otherwise returns the first). Media arguments take an https:// URL, a "
+        "data: URI, a runway:// URI, an earlier result's runway-mcp://outputs/ URI or a local file path. Results are "
+        "saved as files: outputs[].path. Errors name the argument to fix; list_tasks shows every task created here.")
 
 
 def _invalid_arguments(error: ValidationError) -> str:
@@ -3022,90 +3477,32 @@ def compact_schema(schema: dict, *, output: bool = False) -> dict:
     return compact
 
 
-RESOURCE_NOT_FOUND = -32002                     # MCP's code for a resource that does not exist
+class Principal(AccessToken):
+    """Who an HTTP request comes from, as the SDK carries it to the handler (and binds MCP sessions and sealed
+    request state to): the account the request's credential names."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    account: Any = Field(default=None, exclude=True)
 
 
-class _Server(MCPServer):
-    """MCPServer with compact tool schemas, toolsets (RUNWAY_MCP_TOOLS), one-line argument errors, saved
-    outputs as resources, and only the capabilities it serves."""
-
-    _listed: list | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        # Capabilities are derived from the handlers registered, and MCPServer registers the prompt handlers
-        # whether or not there are prompts: an unknown prompt then answers JSON-RPC code 0 with a traceback.
-        # This server has none, so it does not claim them (the SDK has no public way to say so).
-        for method in ("prompts/list", "prompts/get"):
-            self._lowlevel_server._request_handlers.pop(method, None)
-
-    async def list_tools(self) -> list:
-        if self._listed is None:                        # the schemas never change: compact them once
-            self._listed = [tool.model_copy(update={
-                "input_schema": compact_schema(tool.input_schema),
-                "output_schema": tool.output_schema and compact_schema(tool.output_schema, output=True)})
-                for tool in await super().list_tools()]
-        return [tool for tool in self._listed if CONFIG.tools is None or tool.name in CONFIG.tools]
-
-    async def list_resources(self) -> list:
-        outputs = await anyio.to_thread.run_sync(saved_outputs)
-        return await super().list_resources() + [
-            Resource(uri=output_uri(path.name), name=path.name, mime_type=mime_of(path.name),
-                     size=info.st_size) for path, info in outputs[:RESOURCE_LIST_MAX]]
-
-    async def list_resource_templates(self) -> list:
-        return await super().list_resource_templates() + [ResourceTemplate(
-            uri_template=OUTPUT_URI + "{name}", name="output",
-            description="A saved output by the name list_outputs shows; its bytes, with its media type")]
-
-    async def read_resource(self, uri: Any, context: Context | None = None):
-        uri = str(uri)
-        if (name := named_output(uri)) is not None:
-            try:
-                content, mime = await anyio.to_thread.run_sync(read_output, name)
-            except RunwayError as error:
-                code = RESOURCE_NOT_FOUND if error.status == 404 else INVALID_PARAMS
-                raise MCPError(code, str(error), {"uri": uri}) from None
-            return [ReadResourceContents(content=content, mime_type=mime)]
-        if uri != VIEWER_URI:
-            raise MCPError(RESOURCE_NOT_FOUND, f"No resource {uri}: resources/list shows what this server has",
-                           {"uri": uri})
-        return await super().read_resource(uri, context)
-
-    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None):
-        if CONFIG.tools is not None and name not in CONFIG.tools:
-            raise ToolError(f"Unknown tool: {name} (RUNWAY_MCP_TOOLS does not expose it on this server)")
-        try:
-            return await super().call_tool(name, arguments, context)
-        except ToolError as error:
-            if isinstance(error.__cause__, ValidationError):
-                raise ToolError(f"Error executing tool {name}: {_invalid_arguments(error.__cause__)}; see the "
-                                "tool's input schema") from error.__cause__
-            raise
+def caller_of(config: Config) -> Account:
+    """The account the current request runs as: the one its credential names (hosted mode), else the server's."""
+    token = get_access_token()
+    return token.account if isinstance(token, Principal) and token.account else own_account(config)
 
 
-# A confirmation in progress (2026-07-28) travels sealed in request_state: instances sharing the secret can
-# unseal each other's; without it each process seals with a key of its own.
-mcp = _Server("runway", version=__version__, instructions=INSTRUCTIONS, lifespan=_lifespan,
-              request_state_security=RequestStateSecurity(keys=[CONFIG.state_secret]) if CONFIG.state_secret else None)
-CALLS = logging.getLogger("runway_mcp.calls")          # one structured line per tool call
+# Tool definitions: made once, at import, by the decorators below; every server builds its tools from them.
+class ToolDefinition(NamedTuple):
+    fn: Callable                        # fn(account, **arguments) -> a result; runs in a worker thread
+    annotations: ToolAnnotations
+    title: str | None
+    meta: dict | None
+    toolset: str                        # the group RUNWAY_MCP_TOOLS names it by
 
 
-class _ToolFailureNames(logging.Filter):
-    """The SDK logs a failed tool call with the whole error text, which can hold a presigned link or a server path;
-    the call's own line (runway_mcp.calls) says it failed. Keep the tool's name only."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == "Tool %r failed: %r" and isinstance(record.args, tuple):
-            record.msg, record.args = "Tool %r failed", record.args[:1]
-        return True
-
-
-if not any(isinstance(f, _ToolFailureNames) for f in logging.getLogger("mcp.server.mcpserver.server").filters):
-    logging.getLogger("mcp.server.mcpserver.server").addFilter(_ToolFailureNames())
+TOOLS: dict[str, ToolDefinition] = {}
 
 PAID = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
-PAID_TOOLS: set[str] = set()            # the tools that create tasks or upload, by name (tool() fills it)
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 SAVES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 LOCAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -3113,46 +3510,98 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idemp
                               open_world_hint=True)
 
 
-def tool(annotations: ToolAnnotations, title: str | None = None, meta: dict | None = None):
-    """Register fn as an MCP tool: cleaned docstring as description, RunwayError -> isError result.
-
-    fn runs in a worker thread. When the client cancels the call, the call returns at once and the
-    thread is told through a stop event, which pause() and every request check: it sends nothing more,
-    and the process can exit while a request is still in flight (hosts expect that within a second).
-    """
+def tool(annotations: ToolAnnotations, title: str | None = None, meta: dict | None = None, *, toolset: str):
+    """Define fn as a tool: its docstring (cleaned) is the description, its arguments after `account` the schema."""
     def register(fn):
-        @functools.wraps(fn)                    # the SDK reads the signature through __wrapped__
-        async def call(**kwargs):
-            stop, started = threading.Event(), time.monotonic()
-            outcome, task_id = "cancelled", None
-            try:
-                result = await anyio.to_thread.run_sync(_run_in_thread, fn, kwargs, stop, abandon_on_cancel=True)
-                outcome = "error" if getattr(result, "is_error", False) else "ok"
-                task_id = (getattr(result, "structured_content", None) or {}).get("task_id")
-                return result
-            except RunwayError as error:
-                outcome, task_id = "error", error.task_id
-                raise ToolError(str(error)) from None
-            except Exception:
-                outcome = "crash"
-                raise
-            finally:
-                stop.set()
-                CALLS.info("%s", json.dumps({"tool": fn.__name__, "outcome": outcome, "account": account().id,
-                                             "duration_s": round(time.monotonic() - started, 3), "task_id": task_id}))
-        mcp.tool(title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations, meta=meta)(call)
-        if annotations is PAID:
-            PAID_TOOLS.add(fn.__name__)
+        TOOLS[fn.__name__] = ToolDefinition(fn, annotations, title, meta, toolset)
         return fn
     return register
 
 
-def _run_in_thread(fn: Callable, kwargs: dict, stop: threading.Event) -> Any:
+def toolsets() -> dict[str, tuple[str, ...]]:
+    """Every toolset RUNWAY_MCP_TOOLS may name, with its tools, in the order they are defined."""
+    groups: dict[str, tuple[str, ...]] = {}
+    for name, definition in TOOLS.items():
+        groups[definition.toolset] = (*groups.get(definition.toolset, ()), name)
+    return groups
+
+
+def exposed_tools(names: tuple[str, ...]) -> tuple[frozenset[str] | None, list[str]]:
+    """The tools RUNWAY_MCP_TOOLS exposes (None: all), and warnings for names that are neither a toolset nor a
+    tool. Whatever exposes a tool that makes tasks brings the task tools along, so its handles stay resumable."""
+    groups = toolsets()
+    if unknown := [n for n in names if n not in groups and n not in TOOLS]:
+        warning = (f"RUNWAY_MCP_TOOLS: {', '.join(map(repr, unknown))} is not a toolset or tool; valid: "
+                   f"{', '.join(groups)}, or a tool name such as generate_image")
+        warnings = [warning]
+    else:
+        warnings = []
+    chosen = {tool_name for n in names for tool_name in groups.get(n, (n,) if n in TOOLS else ())}
+    if any(TOOLS[n].meta is TASK_TOOL_META and TOOLS[n].annotations is PAID for n in chosen):
+        chosen |= set(groups["tasks"])
+    if names and not chosen:
+        warnings.append("RUNWAY_MCP_TOOLS names no tool this server has; serving all of them")
+    return (frozenset(chosen) if chosen else None), warnings
+
+
+def _function(name: str, definition: ToolDefinition) -> Callable:
+    """The async function the SDK calls for a tool: the caller's account, the tool's function in a worker thread
+    (cancellable: see _run_in_thread), a RunwayError as an isError result, one log line per call."""
+    fn = definition.fn
+    own = inspect.signature(fn)
+    takes_ctx = "ctx" in own.parameters
+    context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context)
+    parameters = [p for p in own.parameters.values() if p.name not in ("account", "ctx")] + [context]
+
+    async def call(ctx: Context, **arguments):
+        account, stop, started = caller_of(ctx.mcp_server.config), threading.Event(), time.monotonic()
+        outcome, task_id = "cancelled", None
+        if takes_ctx:
+            arguments["ctx"] = ctx
+        try:
+            result = await anyio.to_thread.run_sync(_run_in_thread, fn, account, arguments, stop,
+                                                    abandon_on_cancel=True)
+            outcome = "error" if getattr(result, "is_error", False) else "ok"
+            task_id = (getattr(result, "structured_content", None) or {}).get("task_id")
+            return redact(result, account) if isinstance(result, dict) else result
+        except RunwayError as error:
+            outcome, task_id = "error", error.task_id
+            raise ToolError(redact(str(error), account)) from None
+        except Exception:
+            outcome = "crash"
+            raise
+        finally:
+            stop.set()
+            CALLS.info("%s", json.dumps({"tool": name, "outcome": outcome, "account": account.id,
+                                         "duration_s": round(time.monotonic() - started, 3), "task_id": task_id}))
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = fn.__doc__
+    call.__signature__ = own.replace(parameters=parameters)
+    call.__annotations__ = {**{p.name: p.annotation for p in parameters}, "return": own.return_annotation}
+    return call
+
+
+def _run_in_thread(fn: Callable, account: Account, arguments: dict, stop: threading.Event) -> Any:
+    """Run a tool's function; a client cancel sets `stop`, which pause() and every request check: it sends
+    nothing more, and the process can exit while a request is still in flight (hosts expect that in a second)."""
     _local.stop = stop
     try:
-        return fn(**kwargs)
+        return fn(account, **arguments)
     finally:
         _local.stop = None
+
+
+@functools.cache
+def _built_tools() -> tuple[Tool, ...]:
+    """The SDK's tools, built from the definitions once per process (pydantic takes about 4 ms a tool) and shared
+    by every server, each of which gives them its own configuration when they are called."""
+    return tuple(Tool.from_function(_function(name, d), name=name, title=d.title, annotations=d.annotations,
+                                    description=inspect.cleandoc(d.fn.__doc__ or "").format(**_DESCRIBED.get(name, {})),
+                                    meta=d.meta) for name, d in TOOLS.items())
+
+
+# Facts a tool's description takes from the catalog ({cost}): tool name -> the values to fill in.
+_DESCRIBED: dict[str, dict[str, str]] = {}
 
 
 # Argument types. Descriptions only where the name and type do not say it; INSTRUCTIONS says what all share.
@@ -3163,10 +3612,9 @@ Prompt = Annotated[str, Field(min_length=1, max_length=32000)]
 Ratio = Annotated[str | None, Field(description="W:H, e.g. 1280:720; default: landscape", pattern=RATIO_PATTERN)]
 Seed = Annotated[int | None, Field(ge=0, le=4294967295)]
 Duration = Annotated[int | Literal["auto"] | None, Field(description="seconds; default 5 where one is needed")]
-MaxWait = Annotated[float | None, Field(ge=0, le=3600)]
 TaskId = Annotated[str, Field(min_length=1, max_length=100)]
-Voice = Annotated[str, Field(description="a preset such as Maya, Noah or Eleanor (list_models(model="
-                                         "'eleven_v3') lists them)", min_length=1, max_length=40)]
+VoicePreset = Annotated[str, Field(description="a preset such as Maya, Noah or Eleanor (list_models(model="
+                                               "'eleven_v3') lists them)", min_length=1, max_length=40)]
 
 
 class ReferenceImage(TypedDict):
@@ -3174,24 +3622,7 @@ class ReferenceImage(TypedDict):
     tag: NotRequired[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{2,15}$")]]
 
 
-class Run(NamedTuple):
-    """The arguments every generation tool takes besides its own (INSTRUCTIONS explains them once)."""
-
-    options: dict[str, Any] | None = None
-    dry_run: bool = False
-    wait: bool = True
-    max_wait_s: MaxWait = None
-    new: bool = False                   # skip the duplicate guard: a deliberate second task
-
-
-class TaskRequest(NamedTuple):
-    """What a generation tool asks Runway for: POST /v1/<endpoint> with this body (Media for media arguments)."""
-
-    endpoint: str
-    body: dict
-
-
-def _reporter(ctx: Context | None) -> Callable[[Poll, float], None]:
+def _reporter(ctx: Context | None) -> OnPoll:
     """Progress notifications for one call: status, Runway's progress, elapsed seconds; never decreasing."""
     highest = 0.0
 
@@ -3210,22 +3641,80 @@ def _reporter(ctx: Context | None) -> Callable[[Poll, float], None]:
     return report
 
 
+def _batch_reporter(ctx: Context | None) -> Callable[[list[Poll], float], None]:
+    """One progress stream for a batch: items finished of the total."""
+    def report(polls: list[Poll], elapsed: float) -> None:
+        _checkpoint()
+        done = sum(poll.task.get("status") in TERMINAL for poll in polls)
+        if ctx is not None:
+            import anyio.from_thread
+            anyio.from_thread.run(ctx.report_progress, done, len(polls), f"{done} of {len(polls)} done · {elapsed:.0f}s")
+    return report
+
+
+# The person's confirmation of a spend: a resolver asks before the tool runs, and the tool gets the answer.
 class Confirm(BaseModel):
     """Nothing to fill in: accepting spends the credits, declining sends nothing."""
 
 
 class Unasked(NamedTuple):
-    """Why a confirmation resolver did not ask the person. The tool checks the reason still holds before it spends:
-    if what it is about to create needs a yes after all, it refuses (see authorised)."""
+    """Why a confirmation resolver did not ask the person (the pipeline checks it still holds: see authorised)."""
 
     why: str
 
 
-NOT_NEEDED, REUSED, REFUSED = ("no confirmation was needed", "an identical recent task was to be reused",
-                                "the call was to be refused")
-CANNOT_ASK, NO_SESSION = "this client cannot ask (it has no elicitation)", (
-    "a stateless server (RUNWAY_MCP_STATELESS) can ask only clients speaking MCP 2026-07-28")
-UNASKABLE = (CANNOT_ASK, NO_SESSION)
+def consent_of(confirmation: Any) -> Consent:
+    """The SDK's answer from a confirmation resolver, as the pipeline takes it."""
+    data = getattr(confirmation, "data", None)
+    if isinstance(confirmation, AcceptedElicitation) and isinstance(data, Confirm):
+        return Consent(True)
+    if isinstance(data, Unasked):
+        return Consent(None, data.why)
+    if confirmation is not None and not isinstance(confirmation, AcceptedElicitation):
+        return Consent(False)                   # declined or cancelled
+    return Consent(None)
+
+
+def _ask(ctx: Context, question: str) -> Any:
+    """A resolver's request for the person's yes, or why this client cannot be asked."""
+    capabilities = ctx.client_capabilities
+    if capabilities is None and ctx.mcp_server.config.stateless:   # no initialize, so no session to ask on
+        return Unasked(NO_SESSION)
+    if capabilities is None or capabilities.elicitation is None:
+        return Unasked(CANNOT_ASK)
+    return Elicit(question, Confirm)
+
+
+def _confirmation_resolver(plans_of: Callable[[Account, dict], list[Plan]], names: list[str]) -> Callable:
+    """A resolver (run by the SDK before the tool) that asks the person to confirm a spend above
+    RUNWAY_MCP_CONFIRM_ABOVE: over a live request on initialize sessions, an input-required result on 2026-07-28
+    ones. It decides which tasks would be created as create_tasks does (an identical task still running is asked
+    about at Runway), and asks nothing for a dry run, a request that reuses earlier tasks, one the checks or the
+    budget will refuse anyway (the tool then says why), or one below the threshold."""
+    def confirm_spend(ctx: Context, **arguments: Any) -> Any:
+        account = caller_of(ctx.mcp_server.config)
+        if account.config.confirm_above is None or arguments.get("dry_run"):
+            return Unasked(NOT_NEEDED)
+        try:
+            plans = plans_of(account, dict(arguments))
+            fresh = [p for p in plans if p.run.new or find_reusable_task(account, p.fingerprint) is None]
+        except (RunwayError, ValidationError, TypeError):
+            return Unasked(REFUSED)
+        total = total_of(fresh)
+        if not fresh:
+            return Unasked(REUSED)
+        if check_budget(account, total, len(fresh)):
+            return Unasked(REFUSED)
+        if not needs_asking(account.config, total):
+            return Unasked(NOT_NEEDED)
+        cost = f"about {credits_text(total.credits)}" if total.credits is not None else "a cost Runway sets at creation"
+        return _ask(ctx, f"{describe_spend(fresh)} for {cost}?")
+
+    confirm_spend.__signature__ = inspect.Signature(
+        [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+        + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in names])
+    confirm_spend.__annotations__ = {"ctx": Context}
+    return confirm_spend
 
 
 class Generator:
@@ -3238,17 +3727,29 @@ class Generator:
     def build(self) -> Callable[..., TaskRequest]:
         return validate_call(self.fn)           # on first use: pydantic takes about 1 ms a tool, at start-up
 
+    def plan(self, account: Account, tool_name: str, arguments: dict) -> Plan:
+        """The Plan of one call, from its arguments as the SDK passes them (the confirmation's view)."""
+        run = run_of(arguments)
+        return prepare(account, self.build(**arguments), run, tool_name, self.names)
+
 
 GENERATORS: dict[str, Generator] = {}
 
 
-def generation(title: str, names: Mapping[str, str] = {}, *, options: bool = True):
-    """Register a generation tool: fn maps its own arguments to a TaskRequest; run_task does the rest.
+def run_of(arguments: dict) -> Run:
+    """The arguments every generation tool shares, taken out of a call's arguments (which keep the tool's own)."""
+    return Run(**{name: arguments.pop(name) for name in Run._fields if name in arguments})
 
-    The tool takes fn's arguments and Run's (without `options` where fn's own arguments take every field).
-    `names` maps body fields to fn's argument names where they differ from ARGUMENT_NAMES, for error messages.
-    Before the call runs, a resolver may ask the person to confirm the spend (RUNWAY_MCP_CONFIRM_ABOVE); its
-    answer arrives as `confirmation`.
+
+def generation(title: str, endpoint: str | None = None, names: Mapping[str, str] = {}, *, options: bool = True,
+               toolset: str | None = None):
+    """Define a generation tool: fn maps its own arguments to a TaskRequest; run_task does the rest.
+
+    The tool takes fn's arguments and Run's (without `options` where fn's own arguments take every field). Its
+    toolset and the {cost} in its description come from `endpoint` in the registry (ENDPOINTS); a tool of another
+    family names its toolset. `names` maps body fields to fn's argument names where they differ from
+    ARGUMENT_NAMES, for error messages. Before the call runs, a resolver may ask the person to confirm the spend
+    (RUNWAY_MCP_CONFIRM_ABOVE); its answer arrives as `confirmation`.
     """
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=Run._field_defaults[name],
                                 annotation=Run.__annotations__[name]) for name in Run._fields
@@ -3256,426 +3757,34 @@ def generation(title: str, names: Mapping[str, str] = {}, *, options: bool = Tru
     context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context)
 
     def register(fn):
-        GENERATORS[fn.__name__] = Generator(fn, names)
+        generator = GENERATORS[fn.__name__] = Generator(fn, names)
         own = inspect.signature(fn)
-        resolver = _confirmation_resolver(lambda arguments: [_single_plan(fn.__name__, arguments)],
+        resolver = _confirmation_resolver(lambda account, arguments: [generator.plan(account, fn.__name__, arguments)],
                                           [*own.parameters, *(p.name for p in shared)])
         confirmation = inspect.Parameter("confirmation", inspect.Parameter.KEYWORD_ONLY, default=None,
                                          annotation=Annotated[ElicitationResult[Confirm], Resolve(resolver)])
 
-        @functools.wraps(fn)
-        def generate(*, ctx: Context | None = None, confirmation: Any = None, **arguments):
-            run = _run_of(arguments)
-            return run_task(fn(**arguments), run, tool_name=fn.__name__, names=names, ctx=ctx,
-                            confirmation=confirmation)
-        parameters = [*own.parameters.values(), *shared, confirmation, context]
+        def generate(account: Account, *, ctx: Context | None = None, confirmation: Any = None, **arguments):
+            run = run_of(arguments)
+            result = run_task(account, fn(**arguments), run, tool_name=fn.__name__, names=names,
+                              consent=consent_of(confirmation), on_poll=_reporter(ctx))
+            return task_reply(account, result)
+        generate.__name__, generate.__doc__ = fn.__name__, fn.__doc__
+        account = inspect.Parameter("account", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Account)
+        parameters = [account, *own.parameters.values(), *shared, confirmation, context]
         generate.__signature__ = own.replace(parameters=parameters, return_annotation=TaskReply)
-        generate.__annotations__ = {**fn.__annotations__, **{p.name: p.annotation for p in parameters[len(own.parameters):]},
-                                    "return": TaskReply}
-        return tool(PAID, title, TASK_TOOL_META)(generate)
+        if endpoint is not None:
+            _DESCRIBED[fn.__name__] = {"cost": cost_line(endpoint)}
+        return tool(PAID, title, TASK_TOOL_META, toolset=toolset or ENDPOINTS[endpoint].toolset)(generate)
     return register
 
 
-class Plan(NamedTuple):
-    """A generation request checked and ready to send; nothing has been sent for it yet."""
-
-    tool: str
-    endpoint: str
-    body: dict                          # with Media where files and URIs go
-    local: dict                         # Media -> the LocalFile it names, or None for a URI
-    described: dict                     # the body as a dry run shows it: files and data: URIs as short notes
-    notes: list[str]
-    estimate: Estimate
-    fingerprint: str
-    run: Run
-
-
-def prepare(request: TaskRequest, run: Run, tool_name: str, names: Mapping[str, str] = {}) -> Plan:
-    """Check a request as far as it can be checked here: nothing is sent, nothing is spent."""
-    endpoint, body = request
-    # Error messages name the tool's own arguments for the fields they fill, options.<field> otherwise.
-    names = {field: names.get(field) or ARGUMENT_NAMES.get(field, field) for field in body}
-    for key in run.options or {}:
-        if key in names:
-            raise RunwayError(f"options.{key} is the {names[key]} argument of this tool; set it there")
-    if run.options and endpoint not in ENDPOINT_CODES:
-        raise RunwayError(f"options: {tool_name} takes no options; every field goes in its own arguments")
-    body = {k: v for k, v in {**body, **(run.options or {})}.items() if v is not None}   # send only what was given
-    apply_defaults(endpoint, body)
-    notes = check_model(endpoint, body, names) if endpoint in ENDPOINT_CODES else []   # the others: conform()
-    local = {media: check_media(media) for media in _media_in(body)}       # each file is checked once
-    body = _replace(body, KindOf, lambda k: kind_of(k.media, local[k.media]))
-    described = _replace(body, Media, lambda m: describe_media(m, local[m]))
-    return Plan(tool_name, endpoint, body, local, described, notes, estimate(endpoint, body),
-                fingerprint(tool_name, endpoint, body, local), run)
-
-
-def _single_plan(tool_name: str, arguments: dict) -> Plan:
-    """The Plan of one generation tool's call, from its arguments as the SDK passes them (the confirmation's view)."""
-    generator = GENERATORS[tool_name]
-    run = _run_of(arguments)
-    return prepare(generator.build(**arguments), run, tool_name, generator.names)
-
-
-def _run_of(arguments: dict) -> Run:
-    """The arguments every generation tool shares, taken out of a call's arguments (which keep the tool's own)."""
-    return Run(**{name: arguments.pop(name) for name in Run._fields if name in arguments})
-
-
-def run_task(request: TaskRequest, run: Run, *, tool_name: str, ctx: Context | None, names: Mapping[str, str] = {},
-             confirmation: Any = None) -> CallToolResult:
-    """Check, guard the spend, create, record, wait, save: the one path of every generation tool."""
-    plan = prepare(request, run, tool_name, names)                         # nothing has been sent yet
-    if run.dry_run:
-        return _dry_run_reply(plan)
-    started = time.monotonic()
-    made = create_tasks([plan], confirmation)
-    if made.declined:
-        return made.declined
-    if made.error:
-        raise made.error
-    [task] = made.tasks
-    if task.get("twin_of_age") is not None:
-        return _reuse(task, run, ctx, started)
-    poll = Poll(task)
-    if run.wait:
-        poll = _wait(task["id"], run.max_wait_s, ctx, task=task)
-    return task_reply(settle(poll, started, plan.notes))
-
-
-class Made(NamedTuple):
-    """What create_tasks did: a task per plan until the first that failed (earlier identical tasks stand in for
-    their twins, marked with `twin_of_age`), or the person's refusal; and the error that stopped it, if any."""
-
-    tasks: list[dict]
-    error: RunwayError | None = None
-    declined: CallToolResult | None = None
-
-
-def create_tasks(plans: list[Plan], confirmation: Any) -> Made:
-    """The one path that creates tasks, for a call and a batch alike. Under each request's lock: reuse an identical
-    recent task, refuse what the budget or the person will not allow, reserve the credits, then upload, create and
-    record item by item. Nothing is sent when a check refuses; a create that fails stops the rest, and the tasks
-    made before it come back with the error."""
-    with _SAME_REQUEST.hold(plan.fingerprint for plan in plans):
-        twins = [None if plan.run.new else find_reusable_task(plan.fingerprint) for plan in plans]
-        fresh = [plan for plan, twin in zip(plans, twins) if twin is None]
-        if fresh:
-            total = _total(fresh)
-            if refusal := budget_refusal(total, len(fresh)):
-                raise RunwayError(refusal)
-            if declined := authorised(confirmation, total):
-                return Made([], declined=declined)
-        reservations = iter(reserve([plan.estimate for plan in fresh], plans[0].tool) if fresh else [])
-        tasks: list[dict] = []
-        error = None
-        for plan, twin in zip(plans, twins):
-            if twin is not None:
-                plan.notes.append(f"identical to task {twin['id']}, created {twin['twin_of_age']:.0f} s ago: returned "
-                                  "that task instead of paying for a second one (pass new=true for a deliberate second)")
-                tasks.append(twin)
-                continue
-            reservation = next(reservations, None)
-            if error is not None:
-                release(reservation)                    # never sent
-                continue
-            try:
-                tasks.append(_create(plan, reservation))
-            except RunwayError as failed:
-                if not failed.unsure:
-                    release(reservation)                # Runway made nothing: the credits are free again
-                error = failed
-    return Made(tasks, error)
-
-
-def _create(plan: Plan, reservation: str | None) -> dict:
-    """Upload what needs uploading, then create the task and record it in the ledger before anything waits."""
-    body = _replace(plan.body, Media, lambda m: media_uri(m, plan.local[m], plan.notes))    # data: URIs, uploads
-    created = create_task(plan.endpoint, body)
-    task_id, routing = created["id"], created.get("routing") or {}
-    estimate = (created.get("estimatedCost") or routing.get("estimatedCost") or {}).get("credits")
-    ran = routing.get("model") or subject(plan.endpoint, body)
-    if routing.get("model"):
-        provider = f" ({routing['provider']})" if routing.get("provider") else ""
-        plan.notes.append(f"the router chose {ran}{provider}")
-    log.info("created %s task %s with %s (estimate %s credits)", plan.endpoint, task_id, ran, estimate)
-    try:
-        ledger().append(LedgerRecord(
-            task_id=task_id, created_at=_now(), tool=plan.tool, endpoint=plan.endpoint, model=ran,
-            prompt=prompt_of(body)[:2000], status="PENDING", arguments=elide_blobs(plan.described),
-            estimated_credits=estimate if estimate is not None else plan.estimate.credits,
-            fingerprint=plan.fingerprint, **({"reservation": reservation} if reservation else {})))
-    except OSError as error:
-        plan.notes.append(f"could not record the task in {ledger().path} ({error.strerror}); keep this task_id")
-    return {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
-
-
-def find_reusable_task(print_: str) -> dict | None:
-    """The earlier identical task to return instead of paying again: one still running or succeeded, with its age
-    in `twin_of_age`. A ledger that says running is checked with Runway first (a free GET), since a task that failed
-    meanwhile blocks nothing; its failure is written to the ledger."""
-    record = earlier_twin(print_)
-    if record is None:
-        return None
-    age = time.time() - (_created_at(record) or time.time())
-    if record.get("status") == "SUCCEEDED":
-        return {"id": record["task_id"], "status": "SUCCEEDED", "twin_of_age": age}
-    try:
-        task = fetch_task(record["task_id"])
-    except RunwayError as error:
-        if error.status != 404:
-            raise
-        task = {"id": record["task_id"], "status": "CANCELLED"}          # gone: it blocks nothing
-    if task.get("status") in ("FAILED", "CANCELLED"):
-        record_status(task_result(Poll(task), 0.0, [], []))
-        return None
-    return {**task, "twin_of_age": age}
-
-
-def _reuse(twin: dict, run: Run, ctx: Context | None, started: float) -> CallToolResult:
-    """The earlier identical task, as wait_for_task or get_task would return it, with a note that says so."""
-    notes = [f"identical to task {twin['id']}, created {twin['twin_of_age']:.0f} s ago: returned that task instead of "
-             "paying for a second one (pass new=true for a deliberate second)"]
-    if twin["status"] == "SUCCEEDED":
-        poll = Poll(fetch_task(twin["id"]))                                 # fresh links; outputs already saved
-    elif run.wait:
-        poll = _wait(twin["id"], run.max_wait_s, ctx)
-    else:
-        poll = Poll({k: v for k, v in twin.items() if k != "twin_of_age"})
-    return task_reply(settle(poll, started, notes))
-
-
-DECLINED = "The person declined the cost: nothing was sent. Do not try again unless they ask."
-
-
-def needs_asking(total: Estimate) -> bool:
-    """Whether a spend needs the person's yes under RUNWAY_MCP_CONFIRM_ABOVE: above it, or of a cost not known."""
-    return CONFIG.confirm_above is not None and (total.credits is None or total.credits > CONFIG.confirm_above)
-
-
-def authorised(confirmation: Any, total: Estimate) -> CallToolResult | None:
-    """What the person said to spending `total`: None to go on; a result to return if they declined. A spend that
-    needs their yes and did not get one (the resolver could not ask, or skipped asking for a reason that no longer
-    holds, such as a twin that failed meanwhile) is refused: nothing is sent."""
-    if not needs_asking(total):
-        return None
-    data = getattr(confirmation, "data", None)
-    if isinstance(confirmation, AcceptedElicitation) and isinstance(data, Confirm):
-        return None
-    if confirmation is not None and not isinstance(confirmation, AcceptedElicitation):
-        result = TaskResult(task_id=None, status="DECLINED", progress=None, outputs=[],
-                            estimated_credits=total.credits, cost_credits=None, failure=None, failure_code=None,
-                            elapsed_s=0.0, notes=[], next=DECLINED)
-        return CallToolResult(content=[TextContent(text=_summary(result))], structured_content=result, is_error=True)
-    cost, step = ((f"about {_credits(total.credits)}", "raise or unset") if total.credits is not None else
-                  ("a cost not known here, which is always asked about", "unset"))
-    why = data.why if isinstance(data, Unasked) else "no confirmation was given"
-    if why in UNASKABLE:
-        raise RunwayError(f"this needs the person's confirmation ({cost}, RUNWAY_MCP_CONFIRM_ABOVE="
-                          f"{CONFIG.confirm_above:g}) and {why}; nothing was sent: {step} "
-                          "RUNWAY_MCP_CONFIRM_ABOVE in the server's environment")
-    raise RunwayError(f"this needs the person's confirmation ({cost}, RUNWAY_MCP_CONFIRM_ABOVE="
-                      f"{CONFIG.confirm_above:g}) and they were not asked: when the call began, {why}, and that no "
-                      "longer holds; nothing was sent: call again, and they will be asked")
-
-
-def _ask(ctx: Context, question: str) -> Any:
-    """A resolver's request for the person's yes, or why this client cannot be asked."""
-    capabilities = ctx.client_capabilities
-    if capabilities is None and CONFIG.stateless:           # no initialize, so no session a live request could use
-        return Unasked(NO_SESSION)
-    if capabilities is None or capabilities.elicitation is None:
-        return Unasked(CANNOT_ASK)
-    return Elicit(question, Confirm)
-
-
-def _confirmation_resolver(plans_of: Callable[[dict], list[Plan]], names: list[str]) -> Callable:
-    """A resolver (run by the SDK before the tool) that asks the person to confirm a spend above
-    RUNWAY_MCP_CONFIRM_ABOVE: over a live request on initialize sessions, an input-required result on 2026-07-28
-    ones. It decides which tasks would be created as create_tasks does (an identical task still running is asked
-    about at Runway), and asks nothing for a dry run, a request that reuses earlier tasks, one the checks or the
-    budget will refuse anyway (the tool then says why), or one below the threshold."""
-    def confirm_spend(ctx: Context, **arguments: Any) -> Any:
-        if CONFIG.confirm_above is None or arguments.get("dry_run"):
-            return Unasked(NOT_NEEDED)
-        try:
-            plans = plans_of(dict(arguments))
-            fresh = [p for p in plans if p.run.new or find_reusable_task(p.fingerprint) is None]
-        except (RunwayError, ValidationError, TypeError):
-            return Unasked(REFUSED)
-        total = _total(fresh)
-        if not fresh:
-            return Unasked(REUSED)
-        if budget_refusal(total, len(fresh)):
-            return Unasked(REFUSED)
-        if not needs_asking(total):
-            return Unasked(NOT_NEEDED)
-        cost = f"about {_credits(total.credits)}" if total.credits is not None else "a cost Runway sets at creation"
-        return _ask(ctx, f"{_what(fresh)} for {cost}?")
-
-    confirm_spend.__signature__ = inspect.Signature(
-        [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
-        + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in names])
-    confirm_spend.__annotations__ = {"ctx": Context}
-    return confirm_spend
-
-
-def _total(plans: list[Plan]) -> Estimate:
-    known = [p.estimate.credits for p in plans]
-    if None in known:
-        return Estimate(None, next(p.estimate.source for p in plans if p.estimate.credits is None))
-    return Estimate(sum(known), "the sum of the items' estimates")
-
-
-def _what(plans: list[Plan]) -> str:
-    """What the person is asked to pay for, in their words: "Generate 10 s of gen4.5 video"."""
-    def one(plan: Plan) -> str:
-        name, kind = subject(plan.endpoint, plan.body), made_kind(plan.endpoint, plan.body)
-        body = plan.body.get("input") or plan.body            # the router's settings are in its input
-        if kind == "workflow":
-            return f"a run of workflow {name}"
-        if isinstance(body.get("duration"), int | float) and kind == "video":
-            return f"{body['duration']:g} s of {name} video"
-        count = body.get("outputCount") or 1
-        return f"{count} {name} {kind}{'s' if count > 1 and kind == 'image' else ''}"
-    if len(plans) == 1:
-        return f"Generate {one(plans[0])}"
-    return f"Create {len(plans)} tasks ({', '.join(one(p) for p in plans)})"
-
-
-def _dry_run_reply(plan: Plan) -> CallToolResult:
-    notes = [*plan.notes, f"estimate: {plan.estimate.source}"]
-    if (record := earlier_twin(plan.fingerprint)) is not None and not plan.run.new:
-        notes.append(f"identical to task {record['task_id']}: a real call would return that task, not pay again")
-    if refusal := budget_refusal(plan.estimate):
-        notes.append(refusal.replace("nothing was sent", "a real call would be refused"))
-    result = DryRunResult(task_id=None, status="DRY_RUN", progress=None, outputs=[],
-                          estimated_credits=plan.estimate.credits, cost_credits=None, failure=None, failure_code=None,
-                          elapsed_s=0.0, next="Nothing was sent. Call again without dry_run to create the task "
-                                              "(spends credits).", notes=notes,
-                          request=Request(method="POST", url=f"{CONFIG.base_url}/v1/{plan.endpoint}",
-                                          body=plan.described))
-    text = f"DRY_RUN: POST /v1/{plan.endpoint} {json.dumps(plan.described, ensure_ascii=False)}"
-    if plan.estimate.credits is not None:
-        text += f" · at most about {_credits(plan.estimate.credits)}"
-    return CallToolResult(content=[TextContent(text=redact(text))], structured_content=redact(result))
-
-
-def _wait(task_id: str, max_wait_s: float | None, ctx: Context | None, task: dict | None = None) -> Poll:
-    bound = CONFIG.max_wait if max_wait_s is None else max_wait_s
-    known = ledger().find(task_id).get("status") if task is None else None
-    try:
-        return wait_for(task_id, bound, task=task, known=known or "PENDING", on_poll=_reporter(ctx))
-    except Cancelled:
-        log.info("the client stopped waiting for task %s; it keeps running on Runway", task_id)
-        if CONFIG.cancel_on_abort:
-            _cancel_after_abort(task_id)
-        raise
-
-
-def _cancel_after_abort(task_id: str) -> None:
-    """RUNWAY_MCP_CANCEL_ON_ABORT: cancel the Runway task of a call the client gave up on."""
-    _local.stop = None                       # this one request still goes out
-    try:
-        cancel(task_id)
-        ledger().append(LedgerRecord(task_id=task_id, status="CANCELLED",
-                                   note="cancelled because the client cancelled the call"))
-        log.info("cancelled task %s (RUNWAY_MCP_CANCEL_ON_ABORT)", task_id)
-    except (RunwayError, OSError) as error:
-        log.warning("could not cancel task %s after the client's cancel: %s", task_id, error)
-
-
-def save_outputs(task: dict, notes: list[str]) -> list[Output]:
-    """The outputs of a SUCCEEDED task, each downloaded with a sidecar unless RUNWAY_MCP_DOWNLOAD=0 or already
-    saved; a link that expired is refreshed from the task. What could not be saved is said in `notes`."""
-    if task.get("status") != "SUCCEEDED":
-        return []
-    outputs = [Output(url=url, path=None, uri=None, mime_type=link_mime(url), bytes=None)
-               for url in task.get("output") or [] if isinstance(url, str)]
-    if not CONFIG.download:
-        return outputs
-    record = ledger().find(task["id"])
-    for n, output in enumerate(outputs, 1):
-        try:
-            path = saved_output(task["id"], n) or _save(task, n, output, record, notes)
-        except (RunwayError, OSError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            notes.append(f"output {n} was not saved ({reason}); its link works for 24-48 h, call get_task to "
-                         "try again")
-            continue
-        output.update(path=str(path), uri=output_uri(path.name), bytes=path.stat().st_size,
-                      mime_type=mime_of(path.name) or output["mime_type"])
-    return outputs
-
-
-def _save(task: dict, n: int, output: Output, record: LedgerRecord, notes: list[str]) -> Path:
-    """Download output n with a sidecar beside it; an expired link is refreshed from the task once."""
-    model = MODELS.get(record.get("model", ""))
-    kind = model.kind if model else "output"
-    try:
-        path, mime, _ = download(output["url"], task["id"], n, kind)
-    except RunwayError as error:
-        if error.status not in (403, 404):
-            raise
-        fresh = fetch_task(task["id"]).get("output") or []       # links expire after 24-48 h
-        if len(fresh) < n:
-            raise
-        output["url"] = fresh[n - 1]
-        path, mime, _ = download(output["url"], task["id"], n, kind)
-    output["mime_type"] = mime or output["mime_type"]
-    try:
-        write_sidecar(path, {
-            "file": path.name, "task_id": task["id"], "output": n, "tool": record.get("tool"),
-            "model": record.get("model"), "endpoint": record.get("endpoint"), "prompt": record.get("prompt"),
-            "arguments": record.get("arguments"), "created_at": record.get("created_at"), "saved_at": _now(),
-            "estimated_credits": record.get("estimated_credits"), "cost_credits": (task.get("cost") or {}).get("credits"),
-            "mime_type": output["mime_type"], "bytes": path.stat().st_size, "source_url": output["url"]})
-    except OSError as error:
-        log.warning("could not write the sidecar of %s: %s", path.name, error.strerror)
-        notes.append(f"{path.name} was saved, but not its record {path.name}.json ({error.strerror})")
-    return path
-
-
-def _next_step(task: dict, outputs: list[Output]) -> str | None:
-    status, task_id = task.get("status"), task["id"]
-    if status in ACTIVE:
-        return f"Still {status}: call wait_for_task(task_id={task_id!r}) to keep waiting."
-    if status == "FAILED":
-        code = task.get("failureCode") or ""
-        if code.startswith(("SAFETY", "INPUT_PREPROCESSING.SAFETY")):
-            return "Runway's moderation refused it: change the prompt or inputs; retrying as-is fails again."
-        if code.startswith("ASSET"):
-            return "An input could not be used: check the media arguments and try again."
-        return "Try again, perhaps with a different prompt or model."
-    if status == "SUCCEEDED" and outputs and any(o["path"] is None for o in outputs):
-        return "Links expire in 24-48 h: call get_task to fetch fresh links and save them."
-    return None
-
-
-def task_result(poll: Poll, elapsed: float, outputs: list[Output], notes: list[str]) -> TaskResult:
-    """The structured result of every task tool, from what waiting found and what was saved."""
-    task = poll.task
-    notes = list(notes)
-    if poll.error:
-        notes.append(f"the latest status check failed ({poll.error}); the status shown is the last known")
-    for node, error in list((task.get("nodeErrors") or {}).items())[:5]:      # a workflow run's failed steps
-        if isinstance(error, dict):
-            code = f" ({error['failureCode']})" if error.get("failureCode") else ""
-            notes.append(f"workflow node {error.get('nodeName') or node} failed: {error.get('message')}{code}")
-    estimate = (task.get("estimatedCost") or {}).get("credits")
-    return TaskResult(
-        task_id=task["id"], status=str(task.get("status") or "UNKNOWN"), progress=_progress_of(task), outputs=outputs,
-        estimated_credits=estimate if estimate is not None else ledger().find(task["id"]).get("estimated_credits"),
-        cost_credits=(task.get("cost") or {}).get("credits"),
-        failure=task.get("failure"), failure_code=task.get("failureCode"),
-        elapsed_s=round(elapsed, 2), next=_next_step(task, outputs), notes=notes)
-
-
-def task_reply(result: TaskResult) -> CallToolResult:
+def task_reply(account: Account, result: TaskResult) -> CallToolResult:
     """A task result as MCP content: one line for people, then a link (and small images inline) per output."""
-    content = [TextContent(text=redact(_summary(result)))] + [c for o in result["outputs"] for c in _output_content(o)]
-    return CallToolResult(content=content, structured_content=redact(result),
-                          is_error=result["status"] in ("FAILED", "CANCELLED"))
+    content = [TextContent(text=redact(summary(result), account)),
+               *[c for o in result["outputs"] for c in _output_content(o)]]
+    return CallToolResult(content=content, structured_content=redact(result, account),
+                          is_error=result["status"] in ("FAILED", "CANCELLED", "DECLINED"))
 
 
 def _output_content(output: Output) -> list:
@@ -3693,54 +3802,171 @@ def _output_content(output: Output) -> list:
     return content
 
 
-def settle(poll: Poll, started: float, notes: list[str]) -> TaskResult:
-    """The end of every task call: save the task's outputs (network and disk), build its result, and record its
-    last known state in the ledger."""
-    outputs = save_outputs(poll.task, notes)
-    result = task_result(poll, time.monotonic() - started, outputs, notes)
-    record_status(result)
-    return result
+def listing(account: Account, lines: list[str], empty: str, structured: dict) -> CallToolResult:
+    """A list tool's result: one text block, a line per item, and the same items as structured content."""
+    return CallToolResult(content=[TextContent(text=redact("\n".join(lines) or empty, account))],
+                          structured_content=redact(structured, account))
 
 
-def record_status(result: TaskResult) -> None:
-    """Append a status change to the ledger, so list_tasks shows the last known state."""
-    known, outputs = ledger().find(result["task_id"]), [o["path"] or o["url"] for o in result["outputs"]]
-    if known.get("status") == result["status"] and known.get("outputs", []) == outputs:
-        return
-    try:
-        ledger().append(LedgerRecord(task_id=result["task_id"], status=result["status"], progress=result["progress"],
-                                   cost_credits=result["cost_credits"], outputs=outputs,
-                                   **({"failure": result["failure"]} if result["failure"] else {})))
-    except OSError as error:
-        log.warning("could not record task %s's status in %s: %s", result["task_id"], ledger().path, error.strerror)
+def _quoted(text: str | None, most: int = 60) -> str:
+    return f'"{text[:most]}{"..." if len(text) > most else ""}"' if text else ""
 
 
-def _credits(amount: float) -> str:
-    return f"{amount:g} credit{'' if amount == 1 else 's'}"
+class _ToolFailureNames(logging.Filter):
+    """The SDK logs a failed tool call with the whole error text, which can hold a presigned link or a server path;
+    the call's own line (runway_mcp.calls) says it failed. Keep the tool's name only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Tool %r failed: %r" and isinstance(record.args, tuple):
+            record.msg, record.args = "Tool %r failed", record.args[:1]
+        return True
 
 
-def _summary(result: TaskResult) -> str:
-    """One line for people: status, what was saved, credits, the next step."""
-    status, task_id = result["status"], result["task_id"]
-    parts = [f"{status}: task {task_id}"]
-    if result["progress"] is not None and status != "SUCCEEDED":
-        parts.append(f"{round(result['progress'] * 100)}%")
-    saved = [o["path"] for o in result["outputs"] if o["path"]]
-    if saved:
-        parts.append("saved " + ", ".join(saved))
-    elif result["outputs"]:
-        parts.append("links " + ", ".join(o["url"] for o in result["outputs"]))
-    if result["failure"]:
-        parts.append(f"failure: {result['failure']}" + (f" ({result['failure_code']})" if result["failure_code"]
-                                                          else ""))
-    credits = result["cost_credits"] if result["cost_credits"] is not None else result["estimated_credits"]
-    if credits is not None:
-        parts.append(_credits(credits) + ("" if result["cost_credits"] is not None else " (estimate)"))
-    parts += result["notes"]
-    if result["next"]:
-        parts.append(result["next"])
-    return " · ".join(parts)
+@contextlib.asynccontextmanager
+async def _lifespan(server: MCPServer):
+    anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+    yield {}
 
+
+def compact_tools(tools: list) -> list:
+    """The tools as tools/list shows them: their schemas compacted."""
+    return [tool.model_copy(update={
+        "input_schema": compact_schema(tool.input_schema),
+        "output_schema": tool.output_schema and compact_schema(tool.output_schema, output=True)}) for tool in tools]
+
+
+_LISTED: dict[str, list] = {}           # the tools as listed, compacted once per process (they never change)
+
+
+# What a server adds to itself as it is created (the viewer, in its own section), each given the new server.
+SERVER_PARTS: list[Callable[[MCPServer], None]] = []
+
+
+def _forget_prompts(server: MCPServer) -> None:
+    """Capabilities are derived from the handlers registered, and MCPServer registers the prompt handlers whether
+    or not there are prompts: an unknown prompt then answers JSON-RPC code 0 with a traceback. This server has
+    none, so it does not claim them. The SDK has no public way to say so: this reaches into mcp 2.3's lowlevel
+    server, and says clearly when a newer mcp has moved what it reaches for."""
+    handlers = getattr(getattr(server, "_lowlevel_server", None), "_request_handlers", None)
+    if not isinstance(handlers, dict) or "prompts/list" not in handlers:
+        from importlib.metadata import version
+        raise RuntimeError(f"mcp {version('mcp')} keeps its request handlers elsewhere than mcp 2.3 did, so this "
+                           "server cannot leave prompts unadvertised: install mcp 2.3 (pip install 'mcp>=2.3,<2.4') "
+                           "or a runway-mcp made for this mcp")
+    for method in ("prompts/list", "prompts/get"):
+        handlers.pop(method, None)
+
+
+class _Server(MCPServer):
+    """MCPServer with a configuration of its own, compact tool schemas, toolsets (RUNWAY_MCP_TOOLS), one-line
+    argument errors, saved outputs as resources, and only the capabilities it serves."""
+
+    def __init__(self, config: Config, **kwargs: Any):
+        self.config = config
+        self.exposed, self.warnings = exposed_tools(config.tools)
+        # A confirmation in progress (2026-07-28) travels sealed in request_state: instances sharing the secret can
+        # unseal each other's; without it each server seals with a key of its own.
+        security = RequestStateSecurity(keys=[config.state_secret]) if config.state_secret else None
+        super().__init__("runway", version=__version__, instructions=instructions(config), lifespan=_lifespan,
+                         tools=list(_built_tools()), request_state_security=security, **kwargs)
+        _forget_prompts(self)
+
+    def caller(self) -> Account:
+        return caller_of(self.config)
+
+    async def list_tools(self) -> list:
+        listed = _LISTED.get("tools") or _LISTED.setdefault("tools", compact_tools(await super().list_tools()))
+        return [tool for tool in listed if self.exposed is None or tool.name in self.exposed]
+
+    async def list_resources(self) -> list:
+        outputs = await anyio.to_thread.run_sync(list_saved_outputs, self.caller())
+        return await super().list_resources() + [
+            Resource(uri=output_uri(path.name), name=path.name, mime_type=mime_of(path.name),
+                     size=info.st_size) for path, info in outputs[:RESOURCE_LIST_MAX]]
+
+    async def list_resource_templates(self) -> list:
+        return await super().list_resource_templates() + [ResourceTemplate(
+            uri_template=OUTPUT_URI + "{name}", name="output",
+            description="A saved output by the name list_outputs shows; its bytes, with its media type")]
+
+    async def read_resource(self, uri: Any, context: Context | None = None):
+        uri = str(uri)
+        if (name := named_output(uri)) is not None:
+            account = self.caller()
+            try:
+                content, mime = await anyio.to_thread.run_sync(read_output, account, name)
+            except RunwayError as error:
+                code = RESOURCE_NOT_FOUND if error.status == 404 else INVALID_PARAMS
+                raise MCPError(code, redact(str(error), account), {"uri": uri}) from None
+            return [ReadResourceContents(content=content, mime_type=mime)]
+        if uri != VIEWER_URI:
+            raise MCPError(RESOURCE_NOT_FOUND, f"No resource {uri}: resources/list shows what this server has",
+                           {"uri": uri})
+        return await super().read_resource(uri, context)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None):
+        if self.exposed is not None and name not in self.exposed:
+            raise ToolError(f"Unknown tool: {name} (RUNWAY_MCP_TOOLS does not expose it on this server)")
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as error:
+            if isinstance(error.__cause__, ValidationError):
+                raise ToolError(f"Error executing tool {name}: {_invalid_arguments(error.__cause__)}; see the "
+                                "tool's input schema") from error.__cause__
+            raise
+
+    def streamable_http_app(self, *args: Any, **kwargs: Any) -> Any:
+        if self.config.transport != "http":             # local files would be read for remote clients
+            raise RuntimeError("serve this server over HTTP with runway_mcp.http_app(config), which adds its "
+                               "credentials, limits and rules for local files")
+        return super().streamable_http_app(*args, **kwargs)
+
+
+def create_server(config: Config) -> MCPServer:
+    """A ready MCP server with this configuration, independent of any other: serve it over stdio with .run(),
+    call it in this process with mcp.Client(server), or serve it over HTTP with http_app(config)."""
+    config = dataclasses.replace(config, output_dir=Path(config.output_dir).expanduser().resolve())
+    server = _Server(config)
+    for warning in server.warnings:
+        log.warning("%s", warning)
+    for add in SERVER_PARTS:
+        add(server)
+    failures = logging.getLogger("mcp.server.mcpserver.server")
+    if not any(isinstance(f, _ToolFailureNames) for f in failures.filters):
+        failures.addFilter(_ToolFailureNames())
+    return server
+
+
+def call_tool(config: Config, name: str, arguments: Mapping[str, Any] | None = None, *,
+              on_progress: Callable[[float, float | None, str | None], None] | None = None,
+              confirm: Callable[[str], bool] | None = None) -> CallToolResult:
+    """Call one tool in this process, through exactly the path an MCP call takes: validation, dry run, budget,
+    duplicate guard, the person's confirmation (`confirm(question)`; without it, a spend above
+    RUNWAY_MCP_CONFIRM_ABOVE is refused), ledger, saving. Blocking; progress goes to `on_progress`."""
+    from mcp.types import ElicitResult
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        on_progress(value, total, message)
+
+    async def elicit(context: Any, params: Any) -> ElicitResult:
+        accepted = await anyio.to_thread.run_sync(confirm, params.message)
+        return ElicitResult(action="accept", content={}) if accepted else ElicitResult(action="decline")
+
+    async def run() -> CallToolResult:
+        async with Client(create_server(config), mode="legacy",
+                          elicitation_callback=elicit if confirm else None) as client:
+            return await client.call_tool(name, dict(arguments or {}),
+                                          progress_callback=progress if on_progress else None)
+    return anyio.run(run)
+
+
+##############################################################################
+# Tools: generation
+##############################################################################
+#
+# In design.md's order: the generation tools (each maps its arguments to a TaskRequest), the other families
+# (recipes, avatars, the router, workflows, voices), and batches. Each tool is a function of the caller's
+# Account and its own arguments.
 
 def _reference(ref: ReferenceImage | str, argument: str) -> dict:
     if isinstance(ref, str):
@@ -3783,7 +4009,7 @@ Kind = Literal["image", "video"]
 MediaKind = Literal["audio", "video"]
 
 
-@generation("Generate image")
+@generation("Generate image", T2I)
 def generate_image(
     prompt: Prompt,
     model: ModelName = DEFAULT_MODEL[T2I],
@@ -3795,14 +4021,14 @@ def generate_image(
 ) -> TaskRequest:
     """Generate an image from a prompt, optionally guided by reference images.
 
-    Costs credits (gen4_image: 5 at 720p, 8 at 1080p).
+    {cost}
     """
     refs = [_reference(r, f"reference_images[{i}]") for i, r in enumerate(reference_images or [])]
     return TaskRequest(T2I, {"model": model, "promptText": prompt, "ratio": ratio, "referenceImages": refs or None,
                              "seed": seed})
 
 
-@generation("Generate video")
+@generation("Generate video", T2V)
 def generate_video(
     prompt: Prompt | None = None,
     model: ModelName = DEFAULT_MODEL[T2V],
@@ -3814,7 +4040,7 @@ def generate_video(
 ) -> TaskRequest:
     """Generate a video from a prompt, or from a first frame (image) and an optional last frame.
 
-    Costs credits per second (gen4.5: 12, so 60 for 5 s). Takes minutes: expect a RUNNING handle.
+    {cost} Takes minutes: expect a RUNNING handle.
     """
     if last_image and not image:
         raise RunwayError(f"last_image needs image (the first frame) too: {model} has no last-frame-only mode")
@@ -3831,7 +4057,7 @@ def generate_video(
     return TaskRequest(I2V if image else T2V, body)
 
 
-@generation("Edit video")
+@generation("Edit video", V2V)
 def edit_video(
     video: MediaArg,
     prompt: Prompt | None = None,
@@ -3845,8 +4071,8 @@ def edit_video(
 ) -> TaskRequest:
     """Edit, restyle, relight or extend a video with a prompt.
 
-    Costs credits per second. aleph2 edits up to 30 s (keyframe images in options.keyframes); to extend a
-    clip use seedance2_5 or gemini_omni_flash_1.1 with mode='extend'.
+    {cost} aleph2 edits up to 30 s (keyframe images in options.keyframes); to extend a clip use
+    seedance2_5 or gemini_omni_flash_1.1 with mode='extend'.
     """
     body = {"model": model, _video_field(model): Media(video, ("video",), "video"), "promptText": prompt,
             "references": _images(references, "references"), "mode": mode, "ratio": ratio, "duration": duration,
@@ -3854,17 +4080,18 @@ def edit_video(
     return TaskRequest(V2V, body)
 
 
-@generation("Upscale video", names={"targetFramerate": "frame_rate"})
+@generation("Upscale video", VIDEO_UP, names={"targetFramerate": "frame_rate"})
 def upscale_video(
     video: MediaArg,
     model: ModelName = DEFAULT_MODEL[VIDEO_UP],
-    resolution: Annotated[Literal["720p", "1k", "2k", "4k"] | None, Field(description="default 2k")] = None,
+    resolution: Annotated[Literal[choices_of(VIDEO_UP, "resolution")] | None,  # type: ignore[valid-type]
+                          Field(description="default 2k")] = None,
     frame_rate: Annotated[Literal[FRAME_RATES] | None, Field(  # type: ignore[valid-type]
         description="interpolate to this many fps instead (23_98 is 23.976)")] = None,
 ) -> TaskRequest:
     """Upscale a video (at most 30 s) to up to 4K with added detail, or raise its frame rate.
 
-    Costs credits.
+    {cost}
     """
     if frame_rate and model == DEFAULT_MODEL[VIDEO_UP]:
         model = "enhance_frame_rate"           # a frame rate only makes sense for the interpolation model
@@ -3873,27 +4100,28 @@ def upscale_video(
     return TaskRequest(VIDEO_UP, body)
 
 
-@generation("Upscale image", names={"scaleFactor": "scale_factor"})
+@generation("Upscale image", IMAGE_UP, names={"scaleFactor": "scale_factor"})
 def upscale_image(
     image: MediaArg,
-    scale_factor: Annotated[Literal[2, 4, 8, 16] | None, Field(description="default 2; at most 25.3 MP out")] = None,
-    flavor: Annotated[Literal["sublime", "photo", "photo_denoiser"] | None, Field(
+    scale_factor: Annotated[Literal[choices_of(IMAGE_UP, "scaleFactor")] | None,  # type: ignore[valid-type]
+                            Field(description="default 2; at most 25.3 MP out")] = None,
+    flavor: Annotated[Literal[choices_of(IMAGE_UP, "flavor")] | None, Field(  # type: ignore[valid-type]
         description="sublime for illustration")] = None,
     model: ModelName = DEFAULT_MODEL[IMAGE_UP],
 ) -> TaskRequest:
     """Upscale an image (300-8000 px a side) 2-16x with added detail.
 
-    Costs credits.
+    {cost}
     """
     body = {"model": model, "imageUri": Media(image, ("image",), "image"), "scaleFactor": scale_factor,
             "flavor": flavor}
     return TaskRequest(IMAGE_UP, body)
 
 
-@generation("Generate speech", names={"promptText": "text", "languageCode": "language"})
+@generation("Generate speech", TTS, names={"promptText": "text", "languageCode": "language"})
 def generate_speech(
     text: Annotated[str, Field(min_length=1, max_length=5000)],
-    voice: Annotated[Voice | None, Field(description="default Maya; a preset such as Noah or Eleanor "
+    voice: Annotated[VoicePreset | None, Field(description="default Maya; a preset such as Noah or Eleanor "
                                                      "(list_models(model='eleven_v3') lists them)")] = None,
     model: ModelName = DEFAULT_MODEL[TTS],
     voice_sample: Annotated[MediaArg | None, Field(description="seed_audio: a clip of a voice to clone")] = None,
@@ -3902,7 +4130,7 @@ def generate_speech(
 ) -> TaskRequest:
     """Speak text in a voice preset, or in a cloned voice (seed_audio with voice_sample).
 
-    Costs credits (about 1 per 50 characters). eleven_v3 takes tags such as [laughs].
+    {cost} eleven_v3 takes tags such as [laughs].
     """
     if voice_sample and voice:
         raise RunwayError("pass voice (a preset) or voice_sample (a clip to clone), not both")
@@ -3915,7 +4143,7 @@ def generate_speech(
     return TaskRequest(TTS, {"model": model, "promptText": text, "voice": spoken, "languageCode": language})
 
 
-@generation("Generate sound effect")
+@generation("Generate sound effect", SFX)
 def generate_sound_effect(
     prompt: Annotated[str, Field(min_length=1, max_length=3000)],
     duration: Annotated[float | None, Field(description="seconds; default: chosen by the model")] = None,
@@ -3924,12 +4152,13 @@ def generate_sound_effect(
 ) -> TaskRequest:
     """Make a sound effect from a description: foley, ambience, UI sounds (for speech use generate_speech).
 
-    Costs 1-2 credits.
+    {cost}
     """
     return TaskRequest(SFX, {"model": model, "promptText": prompt, "duration": duration, "loop": loop})
 
 
-@generation("Animate character", names={"bodyControl": "body_control", "expressionIntensity": "expression_intensity"})
+@generation("Animate character", ACT, names={"bodyControl": "body_control",
+                                           "expressionIntensity": "expression_intensity"})
 def animate_character(
     character: Annotated[MediaArg, Field(description="image or video with a visible face")],
     reference: Annotated[MediaArg, Field(description="3-30 s video of the performance to copy")],
@@ -3942,7 +4171,7 @@ def animate_character(
 ) -> TaskRequest:
     """Make a character (image or video) perform what an actor does in a reference video (Act-Two).
 
-    Costs about 5 credits per second of the reference.
+    {cost}
     """
     body = {"model": model, "character": _typed(character, ("image", "video"), "character", character_kind),
             "reference": {"type": "video", "uri": Media(reference, ("video",), "reference")}, "ratio": ratio,
@@ -3950,24 +4179,24 @@ def animate_character(
     return TaskRequest(ACT, body)
 
 
-@generation("Change voice", names={"removeBackgroundNoise": "remove_background_noise"})
+@generation("Change voice", STS, names={"removeBackgroundNoise": "remove_background_noise"})
 def change_voice(
     media: Annotated[MediaArg, Field(description="audio or video with speech")],
-    voice: Voice,
+    voice: VoicePreset,
     media_kind: Annotated[MediaKind | None, Field(description="default: judged from the file")] = None,
     remove_background_noise: bool | None = None,
     model: ModelName = DEFAULT_MODEL[STS],
 ) -> TaskRequest:
     """Say the same words in another voice.
 
-    Costs about 1 credit per 3 s of input.
+    {cost}
     """
     body = {"model": model, "media": _typed(media, ("audio", "video"), "media", media_kind),
             "voice": _preset(voice), "removeBackgroundNoise": remove_background_noise}
     return TaskRequest(STS, body)
 
 
-@generation("Dub audio", names={"targetLang": "target_language", "numSpeakers": "num_speakers"})
+@generation("Dub audio", DUB, names={"targetLang": "target_language", "numSpeakers": "num_speakers"})
 def dub_audio(
     audio: Annotated[MediaArg, Field(description="audio or video with speech")],
     target_language: Literal[DUBBING_LANGUAGES],  # type: ignore[valid-type]
@@ -3976,26 +4205,26 @@ def dub_audio(
 ) -> TaskRequest:
     """Translate the speech in a recording into another language, keeping the speakers' voices.
 
-    Costs about 1 credit per 2 s of input.
+    {cost}
     """
     body = {"model": model, "audioUri": Media(audio, ("audio", "video"), "audio"), "targetLang": target_language,
             "numSpeakers": num_speakers}
     return TaskRequest(DUB, body)
 
 
-@generation("Isolate voice")
+@generation("Isolate voice", ISOLATE)
 def isolate_voice(
     audio: Annotated[MediaArg, Field(description="4.6 s to 1 h of speech with noise")],
     model: ModelName = DEFAULT_MODEL[ISOLATE],
 ) -> TaskRequest:
     """Remove background noise and music from speech.
 
-    Costs about 1 credit per 6 s of input.
+    {cost}
     """
     return TaskRequest(ISOLATE, {"model": model, "audioUri": Media(audio, ("audio",), "audio")})
 
 
-@generation("Generate sound for video")
+@generation("Generate sound for video", V2A)
 def generate_sound_for_video(
     video: MediaArg,
     duration: Annotated[float, Field(description="seconds, usually the video's length", gt=0, le=600)],
@@ -4004,23 +4233,23 @@ def generate_sound_for_video(
 ) -> TaskRequest:
     """Make sound effects synchronised to a video; returns the audio only.
 
-    Costs credits.
+    {cost}
     """
     body = {"model": model, "videoUri": Media(video, ("video",), "video"), "duration": duration,
             "promptText": prompt}
     return TaskRequest(V2A, body)
 
 
-@generation("Convert video to HDR", names={"outputFormat": "output_format"})
+@generation("Convert video to HDR", HDR, names={"outputFormat": "output_format"})
 def convert_to_hdr(
     video: MediaArg,
-    output_format: Annotated[Literal["hdr10", "hlg", "hdr_prores", "hdr_exr_sequence", "hdr_exr_acescg_sequence_1_3",
-                                     "hdr_exr_acescg_sequence_2_0"] | None, Field(description="default hdr10")] = None,
+    output_format: Annotated[Literal[choices_of(HDR, "outputFormat")] | None,  # type: ignore[valid-type]
+                             Field(description="default hdr10")] = None,
     model: ModelName = DEFAULT_MODEL[HDR],
 ) -> TaskRequest:
     """Convert an SDR video to HDR at the same resolution (Ruby).
 
-    Costs about 20 credits per second (40 above 4 MP).
+    {cost}
     """
     body = {"model": model, "videoUri": Media(video, ("video",), "video"), "outputFormat": output_format}
     return TaskRequest(HDR, body)
@@ -4031,7 +4260,7 @@ def convert_to_hdr(
 RUNWAY_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"          # safe in a URL path: ids, slugs
 
 
-@generation("Run recipe", options=False)
+@generation("Run recipe", options=False, toolset="recipes")
 def run_recipe(
     recipe: Literal[tuple(RECIPES)],
     inputs: Annotated[dict[str, Any], Field(description="the recipe's fields by Runway's names (list_models(model="
@@ -4066,7 +4295,7 @@ def _preset_or_id(value: str, presets: tuple[str, ...], argument: str) -> str | 
     return None
 
 
-@generation("Generate avatar video", options=False)
+@generation("Generate avatar video", options=False, toolset="avatars")
 def generate_avatar_video(
     avatar: Annotated[str, Field(description="a preset (list_models(model='gwm1_avatars')) or your avatar's id",
                                  min_length=1, max_length=100)],
@@ -4097,10 +4326,10 @@ def generate_avatar_video(
     return TaskRequest("avatar_videos", {"model": AVATAR_MODEL, "avatar": body_avatar, "speech": speech})
 
 
-@generation("Generate with router", options=False)
+@generation("Generate with router", options=False, toolset="router")
 def generate_with_router(
     config_id: Annotated[str, Field(description="the slug of a saved router config", pattern=RUNWAY_ID)],
-    kind: Literal["image", "video", "audio"],
+    kind: Literal[tuple(ROUTER_INPUTS)],  # type: ignore[valid-type]
     input: Annotated[dict[str, Any], Field(description="Runway's fields for the kind (list_models(model="
                                                         "'router:KIND'))")],
 ) -> TaskRequest:
@@ -4112,7 +4341,7 @@ def generate_with_router(
                                                                                     "input")})
 
 
-@generation("Run workflow", options=False)
+@generation("Run workflow", options=False, toolset="workflows")
 def run_workflow(
     workflow_id: Annotated[str, Field(description="a version id from list_workflows", pattern=RUNWAY_ID)],
     inputs: Annotated[dict[str, dict[str, Any]] | None, Field(
@@ -4148,8 +4377,8 @@ class WorkflowList(TypedDict):
 WORKFLOW_NODES_SHOWN = 40
 
 
-@tool(READ_ONLY, "List workflows")
-def list_workflows(workflow_id: Annotated[str | None, Field(pattern=RUNWAY_ID)] = None
+@tool(READ_ONLY, "List workflows", toolset="workflows")
+def list_workflows(account: Account, workflow_id: Annotated[str | None, Field(pattern=RUNWAY_ID)] = None
                    ) -> Annotated[CallToolResult, WorkflowList]:
     """Workflows published in the Runway web app, with their version ids, newest first.
 
@@ -4158,11 +4387,11 @@ def list_workflows(workflow_id: Annotated[str | None, Field(pattern=RUNWAY_ID)] 
     if workflow_id is None:
         workflows = [Workflow(name=str(w.get("name")), versions=[
             WorkflowVersion(id=v.get("id"), version=v.get("version"), created_at=v.get("createdAt"))
-            for v in w.get("versions") or []]) for w in api("GET", "/v1/workflows").get("data") or []]
+            for v in w.get("versions") or []]) for w in api(account, "GET", "/v1/workflows").get("data") or []]
         lines = [f"{w['name']}: " + ", ".join(f"v{v['version']} {v['id']}" for v in w["versions"]) for w in workflows]
-        return _listing(lines, "No published workflows: publish one in the Runway web app.",
+        return listing(account, lines, "No published workflows: publish one in the Runway web app.",
                         WorkflowList(workflows=workflows))
-    found = api("GET", f"/v1/workflows/{workflow_id}")
+    found = api(account, "GET", f"/v1/workflows/{workflow_id}")
     nodes = [n for n in (found.get("graph") or {}).get("nodes") or [] if isinstance(n, dict)]
     title = f"{found.get('name')} v{found.get('version')} ({workflow_id})"
     lines = [f"{title}: {found['description']}" if found.get("description") else title,
@@ -4172,8 +4401,9 @@ def list_workflows(workflow_id: Annotated[str | None, Field(pattern=RUNWAY_ID)] 
     if len(nodes) > WORKFLOW_NODES_SHOWN:
         lines.append(f"... and {len(nodes) - WORKFLOW_NODES_SHOWN} more nodes")
     version = WorkflowVersion(id=workflow_id, version=found.get("version"), created_at=found.get("createdAt"))
-    return _listing(lines, "", WorkflowList(workflows=[Workflow(name=str(found.get("name")), versions=[version])],
-                                            nodes=nodes[:WORKFLOW_NODES_SHOWN]))
+    return listing(account, lines, "", WorkflowList(workflows=[Workflow(name=str(found.get("name")),
+                                                                         versions=[version])],
+                                                    nodes=nodes[:WORKFLOW_NODES_SHOWN]))
 
 
 # Custom voices: not tasks, but voices of the person's own for avatar videos (runway-api.md 4.3).
@@ -4210,10 +4440,10 @@ def _voice_line(voice: Voice) -> str:
     return " ".join(p for p in parts if p)
 
 
-def all_voices() -> list[Voice]:
+def all_voices(account: Account) -> list[Voice]:
     voices, cursor = [], None
     for _ in range(VOICE_PAGES):
-        page = api("GET", "/v1/voices?limit=100" + (f"&cursor={quote(cursor)}" if cursor else ""))
+        page = api(account, "GET", "/v1/voices?limit=100" + (f"&cursor={quote(cursor)}" if cursor else ""))
         voices += [_voice(v) for v in page.get("data") or [] if isinstance(v, dict)]
         cursor = page.get("nextCursor")
         if not page.get("hasMore") or not isinstance(cursor, str):
@@ -4221,11 +4451,11 @@ def all_voices() -> list[Voice]:
     return voices
 
 
-@tool(READ_ONLY, "List voices")
-def list_voices() -> Annotated[CallToolResult, VoiceList]:
+@tool(READ_ONLY, "List voices", toolset="voices")
+def list_voices(account: Account) -> Annotated[CallToolResult, VoiceList]:
     """Your custom voices, for generate_avatar_video's voice: id, status, name, preview link. Free."""
-    voices = all_voices()
-    return _listing([_voice_line(v) for v in voices], "No custom voices yet: create_voice makes one.",
+    voices = all_voices(account)
+    return listing(account, [_voice_line(v) for v in voices], "No custom voices yet: create_voice makes one.",
                     VoiceList(voices=voices))
 
 
@@ -4234,18 +4464,20 @@ def _confirm_voice(ctx: Context, name: str, description: str | None = None, prom
     """With RUNWAY_MCP_CONFIRM_ABOVE set, ask before creating a voice: Runway states no price for one, and a spend
     not known to fall below the threshold is asked about. Not asked when the tool refuses the call anyway (under a
     budget, or without one of prompt and audio) or returns an identical voice instead."""
-    if CONFIG.confirm_above is None:
+    account = caller_of(ctx.mcp_server.config)
+    if account.config.confirm_above is None:
         return Unasked(NOT_NEEDED)
-    if CONFIG.budget_credits is not None or (prompt is None) == (audio is None):
+    if account.config.budget_credits is not None or (prompt is None) == (audio is None):
         return Unasked(REFUSED)
     with contextlib.suppress(RunwayError):      # a failed lookup asks: only a voice known to exist goes unasked
-        if _recent_voice(name, description):
+        if _recent_voice(account, name, description):
             return Unasked(REUSED)
     return _ask(ctx, f"Create the voice {name!r}, at a cost Runway does not state?")
 
 
-@tool(PAID, "Create voice")
+@tool(PAID, "Create voice", toolset="voices")
 def create_voice(
+    account: Account,
     name: Annotated[str, Field(min_length=1, max_length=100)],
     description: Annotated[str | None, Field(max_length=1024)] = None,
     prompt: Annotated[str | None, Field(description="what it sounds like, to design a voice", min_length=20,
@@ -4260,55 +4492,56 @@ def create_voice(
     if (prompt is None) == (audio is None):
         raise RunwayError("pass prompt (a description of the voice, to design one) or audio (a sample to clone): one "
                           "of them")
-    if CONFIG.budget_credits is not None:
-        raise RunwayError(f"RUNWAY_MCP_BUDGET_CREDITS={CONFIG.budget_credits:g} is set and Runway states no price for "
-                          "creating a voice, so it cannot be counted; nothing was sent: unset the budget to create one")
+    if (budget := account.config.budget_credits) is not None:
+        raise RunwayError(f"RUNWAY_MCP_BUDGET_CREDITS={budget:g} is set and Runway states no price for creating a "
+                          "voice, so it cannot be counted; nothing was sent: unset the budget to create one")
     notes: list[str] = []
     media = Media(audio, ("audio",), "audio") if audio is not None else None
-    local = check_media(media) if media else None                      # a bad file is refused before anything else
-    same = json.dumps(["voice", account().id, name, description])
+    local = check_media(account, media) if media else None             # a bad file is refused before anything else
+    same = json.dumps(["voice", account.id, name, description])
     with _SAME_REQUEST.hold([same]):                                   # an identical call waits, then reuses this one
-        if twin := _recent_voice(name, description):
+        if twin := _recent_voice(account, name, description):
             notes.append(f"a voice named {name!r} with this description was created {twin[1]:.0f} s ago: returned "
                          "it instead of making a second (give another name for a new one)")
             created = twin[0]
         else:
-            if authorised(confirmation, Estimate(None, "Runway states no price for a voice")) is not None:
+            if not authorised(account.config, consent_of(confirmation), Estimate(None, "no price for a voice")):
                 raise RunwayError(DECLINED)
-            source = ({"type": "audio", "audio": media_uri(media, local, notes)} if media else
+            source = ({"type": "audio", "audio": media_uri(account, media, local, notes)} if media else
                       {"type": "text", "model": VOICE_DESIGN_MODEL, "prompt": prompt})
             body = {"name": name, "from": source, **({"description": description} if description is not None else {})}
-            created = {"status": "PROCESSING", **api("POST", "/v1/voices", body=body, creating=True)}
+            created = {"status": "PROCESSING", **api(account, "POST", "/v1/voices", body=body, creating=True)}
             log.info("created voice %s", created.get("id"))
-    return _voice_reply(_await_voice(created), notes)
+    return _voice_reply(account, _await_voice(account, created), notes)
 
 
-def _recent_voice(name: str, description: str | None) -> tuple[dict, float] | None:
+def _recent_voice(account: Account, name: str, description: str | None) -> tuple[dict, float] | None:
     """A voice with this name and description made within RUNWAY_MCP_DEDUPE_S (Runway's list is the record, so
     it holds across restarts and instances), and its age; one that failed blocks nothing."""
-    if CONFIG.dedupe_s <= 0:
+    if account.config.dedupe_s <= 0:
         return None
-    for voice in all_voices():
+    for voice in all_voices(account):
         try:
             age = time.time() - datetime.fromisoformat(str(voice["created_at"]).replace("Z", "+00:00")).timestamp()
         except ValueError:
             continue
         if (voice["name"], voice["description"]) == (name, description) and voice["status"] != "FAILED" and (
-                age <= CONFIG.dedupe_s):
+                age <= account.config.dedupe_s):
             return {"id": voice["id"], "status": voice["status"]}, age
     return None
 
 
-def _await_voice(voice: dict) -> dict:
+def _await_voice(account: Account, voice: dict) -> dict:
     """The voice once it is READY or FAILED, or as it is when the wait bound comes."""
-    deadline = time.monotonic() + CONFIG.max_wait
-    while voice.get("status") == "PROCESSING" and time.monotonic() + CONFIG.poll_interval <= deadline:
-        pause(CONFIG.poll_interval)
-        voice = api("GET", f"/v1/voices/{voice['id']}")
+    config = account.config
+    deadline = time.monotonic() + config.max_wait
+    while voice.get("status") == "PROCESSING" and time.monotonic() + config.poll_interval <= deadline:
+        pause(config.poll_interval)
+        voice = api(account, "GET", f"/v1/voices/{voice['id']}")
     return voice
 
 
-def _voice_reply(raw: dict, notes: list[str]) -> CallToolResult:
+def _voice_reply(account: Account, raw: dict, notes: list[str]) -> CallToolResult:
     voice = _voice(raw)
     text = f"{voice['status']}: voice {voice['id']} {_quoted(voice['name'])}".rstrip()
     if voice["status"] == "READY":
@@ -4316,8 +4549,8 @@ def _voice_reply(raw: dict, notes: list[str]) -> CallToolResult:
     elif voice["status"] == "PROCESSING":
         text += " · still processing: list_voices shows when it is READY"
     text += "".join(f" · {part}" for part in (voice["failure"], voice["preview_url"], *notes) if part)
-    return CallToolResult(content=[TextContent(text=redact(text))], structured_content=redact(
-        CreatedVoice(**voice, notes=notes)), is_error=voice["status"] == "FAILED")
+    return CallToolResult(content=[TextContent(text=redact(text, account))], structured_content=redact(
+        CreatedVoice(**voice, notes=notes), account), is_error=voice["status"] == "FAILED")
 
 
 BATCH_MAX = 20           # items per batch: enough for a storyboard, few enough to confirm, wait on and read at once
@@ -4334,22 +4567,20 @@ class BatchResult(TypedDict):
     notes: list[str]
 
 
-def _batch_plans(requests: list[BatchItem]) -> list[Plan]:
+def _batch_plans(account: Account, requests: list[BatchItem], exposed: frozenset[str] | None) -> list[Plan]:
     """Every item checked as its tool would check it, before anything is sent; the first bad one refuses all."""
     plans = []
+    usable = [name for name in GENERATORS if exposed is None or name in exposed]
     for i, item in enumerate(requests):
         where, tool_name = f"requests[{i}]", item["tool"]
-        exposed = [name for name in GENERATORS if CONFIG.tools is None or name in CONFIG.tools]
-        if tool_name not in exposed:
+        if tool_name not in usable:
             raise RunwayError(f"{where}.tool={tool_name!r} is not a generation tool here; use one of: "
-                              f"{', '.join(exposed)}")
+                              f"{', '.join(usable)}")
         arguments = dict(item["arguments"])
         if batch_only := sorted({"dry_run", "wait", "max_wait_s"} & arguments.keys()):
             raise RunwayError(f"{where}.arguments.{batch_only[0]}: set it on the batch, not on an item")
-        run = Run(options=arguments.pop("options", None), new=bool(arguments.pop("new", False)))
-        generator = GENERATORS[tool_name]
         try:
-            plans.append(prepare(generator.build(**arguments), run, tool_name, generator.names))
+            plans.append(GENERATORS[tool_name].plan(account, tool_name, {**arguments, "dry_run": False}))
         except ValidationError as error:
             raise RunwayError(f"{where}.arguments.{_invalid_arguments(error)}") from None
         except RunwayError as error:
@@ -4357,119 +4588,119 @@ def _batch_plans(requests: list[BatchItem]) -> list[Plan]:
     return plans
 
 
-@tool(PAID, "Generate batch", TASK_TOOL_META)
+def _batch_resolver(ctx: Context, **arguments: Any) -> Any:
+    exposed = ctx.mcp_server.exposed
+    return _confirmation_resolver(lambda account, given: _batch_plans(account, given["requests"], exposed),
+                                  ["requests", "dry_run"])(ctx, **arguments)
+
+
+_batch_resolver.__signature__ = inspect.Signature(        # type: ignore[attr-defined]
+    [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+     *[inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in ("requests", "dry_run")]])
+
+
+@tool(PAID, "Generate batch", TASK_TOOL_META, toolset="batch")
 def generate_batch(
+    account: Account,
     requests: Annotated[list[BatchItem], Field(description="each {tool, arguments}: a generation tool's call",
                                                min_length=1, max_length=BATCH_MAX)],
     dry_run: bool = False,
     wait: bool = True,
     max_wait_s: MaxWait = None,
-    confirmation: Annotated[ElicitationResult[Confirm], Resolve(_confirmation_resolver(
-        lambda arguments: _batch_plans(arguments["requests"]), ["requests", "dry_run"]))] = None,
+    confirmation: Annotated[ElicitationResult[Confirm], Resolve(_batch_resolver)] = None,
     ctx: Context = None,
 ) -> Annotated[CallToolResult, BatchResult]:
     """Run up to 20 generation calls as one: all checked and estimated first, confirmed and budgeted as one.
 
     Costs the sum of the items. Waits for them together; still-running items come back as handles.
     """
-    plans = _batch_plans(requests)                          # one bad item refuses the batch: nothing sent
-    total = _total(plans)
+    plans = _batch_plans(account, requests, ctx.mcp_server.exposed if ctx else None)   # one bad item: nothing sent
+    total = total_of(plans)
     if dry_run:
-        items = [_dry_run_reply(plan).structured_content for plan in plans]
-        return _batch_reply(items, total, ["Nothing was sent: a dry run. Call again without dry_run to create them."])
+        items = [dry_run_result(account, plan) for plan in plans]
+        return _batch_reply(account, items, total,
+                            ["Nothing was sent: a dry run. Call again without dry_run to create them."])
     started = time.monotonic()
-    made = create_tasks(plans, confirmation)
+    made = create_tasks(account, plans, consent_of(confirmation))
     if made.declined:
-        return made.declined
+        return task_reply(account, made.declined)
     if made.error and not made.tasks:
         raise made.error
     tasks = [{k: v for k, v in task.items() if k != "twin_of_age"} for task in made.tasks]
-    polls = wait_many(tasks, CONFIG.max_wait if max_wait_s is None else max_wait_s,
+    polls = wait_many(account, tasks, account.config.max_wait if max_wait_s is None else max_wait_s,
                       on_poll=_batch_reporter(ctx)) if wait else [Poll(task) for task in tasks]
-    items = [settle(poll, started, plan.notes) for plan, poll in zip(plans, polls)]
+    items = [settle(account, poll, started, plan.notes) for plan, poll in zip(plans, polls)]
     if made.error is None:
-        return _batch_reply(items, total, [])
+        return _batch_reply(account, items, total, [])
     failed, after = len(items), len(plans) - len(items) - 1
     stopped = (f"requests[{failed}] ({plans[failed].tool}) failed, and the batch stopped there: {made.error}; the "
                f"{failed} before it were created (above)" + (f"; the {after} after it were not sent" if after else ""))
-    reply = _batch_reply(items, total, [stopped])
+    reply = _batch_reply(account, items, total, [stopped])
     reply.is_error = True
     return reply
 
 
-def _batch_reporter(ctx: Context | None) -> Callable[[list[Poll], float], None]:
-    """One progress stream for a batch: items finished of the total."""
-    def report(polls: list[Poll], elapsed: float) -> None:
-        _checkpoint()
-        done = sum(poll.task.get("status") in TERMINAL for poll in polls)
-        if ctx is not None:
-            import anyio.from_thread
-            anyio.from_thread.run(ctx.report_progress, done, len(polls), f"{done} of {len(polls)} done · {elapsed:.0f}s")
-    return report
-
-
-def _batch_reply(items: list, total: Estimate, notes: list[str]) -> CallToolResult:
+def _batch_reply(account: Account, items: list, total: Estimate, notes: list[str]) -> CallToolResult:
     """A line per item, then each item's links (no inline previews: twenty images would flood the context)."""
-    lines = [f"[{i}] {_summary(item)}" for i, item in enumerate(items)]
+    lines = [f"[{i}] {summary(item)}" for i, item in enumerate(items)]
     if total.credits is not None:
-        lines.append(f"batch: at most about {_credits(total.credits)} in all")
+        lines.append(f"batch: at most about {credits_text(total.credits)} in all")
     lines += notes
     links = [link for item in items for output in item["outputs"] for link in _output_content(output)[:1]]
     result = BatchResult(items=items, estimated_credits=total.credits, notes=notes)
     failed = all(item["status"] in ("FAILED", "CANCELLED") for item in items)
-    return CallToolResult(content=[TextContent(text=redact("\n".join(lines))), *links],
-                          structured_content=redact(result), is_error=failed)
+    return CallToolResult(content=[TextContent(text=redact("\n".join(lines), account)), *links],
+                          structured_content=redact(result, account), is_error=failed)
 
 
-@tool(SAVES, "Get task", TASK_TOOL_META)
-def get_task(task_id: TaskId) -> TaskReply:
+##############################################################################
+# Tools: tasks, models, the account and files
+##############################################################################
+
+@tool(SAVES, "Get task", TASK_TOOL_META, toolset="tasks")
+def get_task(account: Account, task_id: TaskId) -> TaskReply:
     """Check a task once; saves its outputs if finished, with fresh links. Free."""
     task_id = task_id_arg(task_id)
     started = time.monotonic()
-    return task_reply(settle(Poll(fetch_task(task_id)), started, []))
+    task = fetch_task(account, task_id, workflow=is_workflow_run(account, task_id))
+    return task_reply(account, settle(account, Poll(task), started, []))
 
 
-@tool(SAVES, "Wait for task", TASK_TOOL_META)
-def wait_for_task(task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = None) -> TaskReply:
+@tool(SAVES, "Wait for task", TASK_TOOL_META, toolset="tasks")
+def wait_for_task(account: Account, task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = None) -> TaskReply:
     """Keep waiting for a task, with progress, and save its outputs; if it is still running, call again. Free."""
     task_id = task_id_arg(task_id)
     started = time.monotonic()
-    return task_reply(settle(_wait(task_id, max_wait_s, ctx), started, []))
+    return task_reply(account, settle(account, wait(account, task_id, max_wait_s, _reporter(ctx)), started, []))
 
 
-@tool(DESTRUCTIVE, "Cancel task", TASK_TOOL_META)
-def cancel_task(task_id: TaskId) -> TaskReply:
+@tool(DESTRUCTIVE, "Cancel task", TASK_TOOL_META, toolset="tasks")
+def cancel_task(account: Account, task_id: TaskId) -> TaskReply:
     """Cancel a pending or running task, or delete a finished one. A task already RUNNING is not refunded."""
     task_id = task_id_arg(task_id)
     started = time.monotonic()
-    existed = cancel(task_id)
-    if not existed and not ledger().find(task_id):          # not one of this account's tasks: simply not found
+    if is_workflow_run(account, task_id):
+        raise RunwayError(f"{task_id} is a workflow run, and Runway has no way to cancel one: it runs to the end "
+                          "(get_task shows how far it is)", task_id=task_id)
+    existed = cancel(account, task_id)
+    if not existed and not ledger(account).find(task_id):   # not one of this account's tasks: simply not found
         raise RunwayError(f"Runway has no task {task_id} (404): it was deleted, cancelled or never existed",
                           task_id=task_id, status=404)
     note = "cancelled" if existed else "Runway had already cancelled or deleted this task"
-    result = task_result(Poll({"id": task_id, "status": "CANCELLED"}), time.monotonic() - started, [], [note])
-    record_status(result)
-    reply = task_reply(result)
+    result = task_result(account, Poll({"id": task_id, "status": "CANCELLED"}), time.monotonic() - started, [],
+                         [note])
+    record_status(account, result)
+    reply = task_reply(account, result)
     reply.is_error = False           # the cancel itself succeeded
     return reply
 
 
-def _listing(lines: list[str], empty: str, structured: dict) -> CallToolResult:
-    """A list tool's result: one text block, a line per item, and the same items as structured content."""
-    return CallToolResult(content=[TextContent(text=redact("\n".join(lines) or empty))],
-                          structured_content=redact(structured))
-
-
-def _quoted(text: str | None, most: int = 60) -> str:
-    return f'"{text[:most]}{"..." if len(text) > most else ""}"' if text else ""
-
-
-def _ledger_tasks() -> list[LedgerRecord]:
+def _ledger_tasks(account: Account) -> list[LedgerRecord]:
     try:
-        return ledger().tasks()
+        return ledger(account).tasks()
     except OSError as error:
-        raise RunwayError(f"cannot read the task ledger {ledger().path} ({error.strerror or error}); fix the file or "
-                          "its folder (permissions, free space)") from None
+        raise RunwayError(f"cannot read the task ledger {ledger(account).path} ({error.strerror or error}); fix the "
+                          "file or its folder (permissions, free space)") from None
 
 
 class TaskSummary(TypedDict):
@@ -4488,21 +4719,22 @@ class TaskList(TypedDict):
     tasks: list[TaskSummary]
 
 
-@tool(LOCAL, "List tasks")
-def list_tasks(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> Annotated[CallToolResult, TaskList]:
+@tool(LOCAL, "List tasks", toolset="tasks")
+def list_tasks(account: Account, limit: Annotated[int, Field(ge=1, le=500)] = 20
+               ) -> Annotated[CallToolResult, TaskList]:
     """Tasks this server created, newest first, with their last known status (get_task checks one). Free."""
     tasks = [TaskSummary(task_id=t["task_id"], created_at=t.get("created_at"), tool=t.get("tool"),
                          model=t.get("model"), prompt=t.get("prompt"), status=t.get("status"),
                          estimated_credits=t.get("estimated_credits"), cost_credits=t.get("cost_credits"),
                          outputs=list(t.get("outputs") or []))
-             for t in _ledger_tasks()[:limit]]
+             for t in _ledger_tasks(account)[:limit]]
     lines = []
     for t in tasks:
         credits = t["cost_credits"] if t["cost_credits"] is not None else t["estimated_credits"]
         parts = [t["task_id"], t["status"] or "?", t["created_at"] or "", t["tool"] or "", t["model"] or "",
-                 _credits(credits) if credits is not None else "", _quoted(t["prompt"]), " ".join(t["outputs"])]
+                 credits_text(credits) if credits is not None else "", _quoted(t["prompt"]), " ".join(t["outputs"])]
         lines.append(" ".join(p for p in parts if p))
-    return _listing(lines, "No tasks yet.", TaskList(tasks=tasks))
+    return listing(account, lines, "No tasks yet.", TaskList(tasks=tasks))
 
 
 class ModelList(TypedDict):
@@ -4513,8 +4745,8 @@ class ModelList(TypedDict):
     detail: NotRequired[str]
 
 
-@tool(LOCAL, "List models")
-def list_models(kind: Literal["image", "video", "audio"] | None = None,
+@tool(LOCAL, "List models", toolset="tasks")
+def list_models(account: Account, kind: Literal[KINDS] | None = None,  # type: ignore[valid-type]
                 model: Annotated[str | None, Field(max_length=64)] = None) -> Annotated[CallToolResult, ModelList]:
     """The models this server knows: a line each (endpoints, credits); model=NAME for its ratios, durations,
     inputs and options (by their Runway API names). Free."""
@@ -4522,14 +4754,14 @@ def list_models(kind: Literal["image", "video", "audio"] | None = None,
         close = [n for n in (*MODELS, *OTHERS) if model.lower() in n.lower()] or [*MODELS, *OTHERS]
         raise RunwayError(f"model={model!r} is not in the catalog; known: {', '.join(close)}")
     names = [model] if model else [n for n, m in MODELS.items() if kind in (None, m.kind)]
-    rows = [[n, MODELS[n].kind, " ".join(ENDPOINT_CODES[e] for e in MODELS[n].uses if ":" not in e),
+    rows = [[n, MODELS[n].kind, " ".join(ENDPOINTS[e].code for e in MODELS[n].uses if ":" not in e),
              MODELS[n].credits, " ".join(e for e, d in DEFAULT_MODEL.items() if d == n)] for n in names if n in MODELS]
     rows += [[n, made, tool_name, "", ""] for n, (made, tool_name, _) in OTHERS.items()
              if n == model or model is None and kind in (None, made)]
-    found = ModelList(models=rows, endpoints={code: endpoint for endpoint, code in ENDPOINT_CODES.items()})
+    found = ModelList(models=rows, endpoints={entry.code: endpoint for endpoint, entry in ENDPOINTS.items()})
     if model:
         found["detail"] = model_detail(model) if model in MODELS else other_detail(model)
-    return _listing([found.get("detail") or "\n".join([model_index(kind), *others_index(kind)])], "", found)
+    return listing(account, [found.get("detail") or "\n".join([model_index(kind), *others_index(kind)])], "", found)
 
 
 class ModelUsage(TypedDict):
@@ -4553,10 +4785,10 @@ class AccountReport(TypedDict):
     budget: Budget | None               # RUNWAY_MCP_BUDGET_CREDITS: what this server may still commit in 24 h
 
 
-@tool(READ_ONLY, "Get account")
-def get_account() -> AccountReport:
+@tool(READ_ONLY, "Get account", toolset="account")
+def get_account(account: Account) -> AccountReport:
     """The Runway credit balance, tier limits, today's generations, and this server's budget. Free."""
-    org = api("GET", "/v1/organization")
+    org = api(account, "GET", "/v1/organization")
     tier, usage = org.get("tier") or {}, (org.get("usage") or {}).get("models") or {}
     limits = tier.get("models") or {}
     return AccountReport(
@@ -4565,7 +4797,7 @@ def get_account() -> AccountReport:
                            daily_limit=(limits.get(m) or {}).get("maxDailyGenerations"),
                            concurrency_limit=(limits.get(m) or {}).get("maxConcurrentGenerations"))
                 for m in sorted(set(limits) | set(usage))],
-        budget=budget_status())
+        budget=read_budget(account))
 
 
 class Upload(TypedDict):
@@ -4577,18 +4809,18 @@ class Upload(TypedDict):
     notes: list[str]
 
 
-@tool(PAID, "Upload file")
-def upload_file(path: Annotated[str, Field(description="a local image, video or audio file, at most 200 MB",
-                                           min_length=1, max_length=4096)]) -> Upload:
+@tool(PAID, "Upload file", toolset="files")
+def upload_file(account: Account, path: Annotated[str, Field(
+        description="a local image, video or audio file, at most 200 MB", min_length=1, max_length=4096)]) -> Upload:
     """Upload a file once to reuse it in several calls: a runway:// URI valid 24 h. Free.
 
     Media arguments also take paths directly. Runway allows uploads only to accounts that bought credits.
     """
     media = Media(path, ("image", "video", "audio"), "path")
-    local = local_file(media)
+    local = local_file(account, media)
     if local is None:
         raise RunwayError(f"path={path[:80]!r} is not a local file; URLs and data: URIs need no upload")
-    done = upload(local)
+    done = upload(account, local)
     return Upload(uri=done["uri"], bytes=done["bytes"], mime_type=done["mime_type"], reused=done["reused"],
                   expires_at=datetime.fromtimestamp(done["expires_at"], UTC).isoformat(timespec="seconds"),
                   notes=done.get("notes", []))
@@ -4622,25 +4854,26 @@ def _saved(path: Path, info: os.stat_result, sidecar: dict) -> SavedOutput:
                        prompt=sidecar.get("prompt"))
 
 
-@tool(LOCAL, "List outputs")
+@tool(LOCAL, "List outputs", toolset="files")
 def list_outputs(
-    kind: Literal["image", "video", "audio"] | None = None,
+    account: Account,
+    kind: Literal[KINDS] | None = None,  # type: ignore[valid-type]
     limit: Annotated[int, Field(ge=1, le=1000)] = 20,
     name: Annotated[str | None, Field(description="one file's full record", max_length=255)] = None,
 ) -> Annotated[CallToolResult, OutputList]:
     """Files saved in the output folder, newest first, with the model and prompt each came from. Free."""
     if name is not None:
-        path = output_path(name)
+        path = output_path(account, name)
         found = _saved(path, path.stat(), sidecar := read_sidecar(path))
         found["record"] = sidecar
         lines = [f"{found['path']} ({found['uri']}, {_size(found['bytes'])})"]
         lines += [f"{key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value}"
                   for key, value in sidecar.items() if key not in ("file", "bytes")]
-        return _listing(lines, "", OutputList(outputs=[found]))
-    found = [_saved(path, info, read_sidecar(path)) for path, info in saved_outputs(kind)[:limit]]
+        return listing(account, lines, "", OutputList(outputs=[found]))
+    found = [_saved(path, info, read_sidecar(path)) for path, info in list_saved_outputs(account, kind)[:limit]]
     lines = [" ".join(p for p in (o["path"], _size(o["bytes"]), o["saved_at"], o["model"] or "",
                                   _quoted(o["prompt"])) if p) for o in found]
-    return _listing(lines, f"Nothing saved in {account().output_dir} yet.", OutputList(outputs=found))
+    return listing(account, lines, f"Nothing saved in {account.output_dir} yet.", OutputList(outputs=found))
 
 
 class Deleted(TypedDict):
@@ -4648,13 +4881,14 @@ class Deleted(TypedDict):
     freed_bytes: int
 
 
-@tool(DESTRUCTIVE, "Delete output")
+@tool(DESTRUCTIVE, "Delete output", toolset="files")
 def delete_output(
+    account: Account,
     name: Annotated[str, Field(description="a file name from list_outputs", min_length=1, max_length=255)],
     confirm: Annotated[bool, Field(description="must be true")] = False,
 ) -> Deleted:
     """Delete a saved file and its sidecar; cannot be undone. Only with confirm=true."""
-    path = output_path(name)
+    path = output_path(account, name)
     size = path.stat().st_size
     if not confirm:
         raise RunwayError(f"nothing deleted: call delete_output(name={name!r}, confirm=true) to delete {path} "
@@ -4669,7 +4903,10 @@ def delete_output(
     return Deleted(deleted=deleted, freed_bytes=size)
 
 
-# The viewer --------------------------------------------------------------------------------------------
+##############################################################################
+# Viewer
+##############################################################################
+#
 # An MCP Apps view (the io.modelcontextprotocol/ui extension): hosts that render views show a task tool's result
 # in it; others never read it. It speaks JSON-RPC over postMessage with the host, needs no SDK, and loads nothing
 # from elsewhere: a saved output comes through resources/read as a data: URI (hosts' CSP blocks blob: URLs, and
@@ -4880,25 +5117,340 @@ request("ui/initialize", {protocolVersion: "2026-01-26", appInfo: {name: "runway
 """.replace("VERSION", __version__)
 
 
-@mcp.resource(VIEWER_URI, name="viewer", title="Runway result viewer", mime_type=VIEWER_MIME, meta=VIEWER_META,
-              description="Shows a task tool's result: images, video and audio players, progress, failures")
 def viewer() -> str:
     return VIEWER_HTML
+
+
+def _add_viewer(server: MCPServer) -> None:
+    server.resource(VIEWER_URI, name="viewer", title="Runway result viewer", mime_type=VIEWER_MIME, meta=VIEWER_META,
+                    description="Shows a task tool's result: images, video and audio players, progress, failures",
+                    )(viewer)
+
+
+SERVER_PARTS.append(_add_viewer)
+
+
+##############################################################################
+# HTTP
+##############################################################################
+
+MAX_BODY = 16 * 1024 * 1024                     # a 5 MB data: URI argument must fit
+
+
+async def _refuse(send: Callable, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+    """Answer an HTTP request at once, with nothing run: a short JSON body naming why."""
+    body = json.dumps({"error": text}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), *[(k.encode(), v.encode()) for k, v in (headers or {}).items()]]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _bearer(scope: dict) -> str | None:
+    scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+CHALLENGE = {"www-authenticate": 'Bearer realm="runway-mcp"'}
+
+
+def _open(scope: dict) -> bool:
+    """Whether a request passes every layer without credentials: anything but HTTP, and the health check."""
+    return scope["type"] != "http" or scope["path"].removeprefix(scope.get("root_path", "")) == "/healthz"
+
+
+class BearerToken:
+    """Every request but /healthz needs `Authorization: Bearer <RUNWAY_MCP_HTTP_TOKEN>` (compared in constant time)."""
+
+    def __init__(self, app: Callable, token: str):
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if not _open(scope):
+            given = _bearer(scope)
+            if not (given and hmac.compare_digest(given.encode("latin-1"), self.token)):
+                await _refuse(send, 401, "unauthorized: send Authorization: Bearer <RUNWAY_MCP_HTTP_TOKEN>", CHALLENGE)
+                return
+        await self.app(scope, receive, send)
+
+
+# A client key is checked with Runway before anything is done for it (a folder, a ledger, a call) and Runway's
+# verdict is kept for minutes, not forever: a key Runway revokes loses its files and tasks here within 5 minutes.
+KEY_TRUSTED_S = 240.0
+KEY_REFUSED_S = 60.0                # a refused key is refused again without asking Runway, for this long
+VERDICTS_MAX = 10_000               # keys remembered at once, the least recently used forgotten first
+
+
+class KeyVerdicts:
+    """Runway's answer, per client key, to GET /v1/organization: True (it works), False (401/403), or None (it
+    could not be asked). Kept in a bounded table under a hash of the key; one question per key at a time."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic):
+        self.config, self.clock = config, clock
+        self._lock = threading.Lock()
+        self._verdicts: collections.OrderedDict[str, tuple[bool, float]] = collections.OrderedDict()
+        self._asking = KeyedLocks()
+
+    def verify(self, key: str) -> bool | None:
+        """Runway's verdict on `key`, asked at most once per KEY_TRUSTED_S (blocking: run it in a worker thread)."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        with self._asking.hold([digest]):                # a burst of requests with a new key asks Runway once
+            with self._lock:
+                verdict, until = self._verdicts.get(digest, (None, 0.0))
+            if until > self.clock():
+                return verdict
+            verdict = self._ask(key)
+            if verdict is not None:
+                with self._lock:
+                    self._verdicts[digest] = (verdict, self.clock() + (KEY_TRUSTED_S if verdict else KEY_REFUSED_S))
+                    self._verdicts.move_to_end(digest)
+                    while len(self._verdicts) > VERDICTS_MAX:
+                        self._verdicts.popitem(last=False)
+            return verdict
+
+    def _ask(self, key: str) -> bool | None:
+        asking = Account(self.config, key, self.config.output_dir, "unverified", hosted=True)   # touches no disk
+        try:
+            api(asking, "GET", "/v1/organization", attempts=2)
+        except RunwayError as error:
+            if error.status in (401, 403):
+                return False
+            log.warning("could not check a client's key with Runway: %s", error)
+            return None
+        return True
+
+
+class ClientKeys:
+    """RUNWAY_MCP_KEYS_FROM_CLIENTS: every request but /healthz brings a Runway key (`Authorization: Bearer key_...`)
+    that Runway accepts, and runs as that key's account: its calls spend that key alone, its files and ledger are
+    its own, and its MCP sessions and confirmations answer it alone (the SDK binds them to the principal set here).
+    The key is never logged or stored; a keyed hash names the account."""
+
+    def __init__(self, app: Callable, config: Config):
+        self.app, self.config, self.verdicts = app, config, KeyVerdicts(config)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if _open(scope):
+            return await self.app(scope, receive, send)
+        key = _bearer(scope)
+        if key is None or not KEY_PATTERN.fullmatch(key):
+            return await _refuse(send, 401, "send your Runway API key as Authorization: Bearer key_... (create one at "
+                                            "https://dev.runwayml.com)", CHALLENGE)
+        verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key)
+        if verdict is None:
+            return await _refuse(send, 503, "Runway could not be asked whether your key works; try again shortly",
+                                 {"retry-after": "10"})
+        if not verdict:
+            return await _refuse(send, 401, "Runway refused your key (wrong, revoked or for another environment): "
+                                            "send a working one as Authorization: Bearer key_...", CHALLENGE)
+        try:
+            caller = client_account(self.config, key)
+        except OSError as error:
+            log.error("cannot name client accounts: %s", error)
+            return await _refuse(send, 500, "the server cannot open its accounts; its operator has been told")
+        await _as_principal(self.app, caller, scope, receive, send)
+
+
+def client_account(config: Config, key: str) -> Account:
+    """The account of a key an HTTP client sent (and Runway accepted): its outputs, ledger and caches below
+    accounts/<its name>. The name is a keyed hash, so that nobody without the server's secret can tell from a
+    name whose key it is, or guess the folder of a key they know."""
+    secret = _accounts_secret(config.output_dir)
+    name = hmac.new(secret, f"{config.base_url} {key}".encode(), hashlib.sha256).hexdigest()[:32]   # 128 bits
+    return Account(config, key, config.output_dir / "accounts" / name, name, hosted=True)
+
+
+@functools.cache
+def _accounts_secret(output_dir: Path) -> bytes:
+    """The secret that names client accounts: 32 random bytes in the output folder, made once and then shared by
+    every instance that serves this folder (not RUNWAY_MCP_STATE_SECRET, which may be rotated)."""
+    path = output_dir / ".accounts-secret"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_bytes()
+        if len(secret) < 32:
+            raise OSError(errno.EINVAL, f"{path} is damaged (under 32 bytes); restore it from a backup, or "
+                                        "delete it (every client account then starts with a new, empty folder)")
+        return secret
+    secret = os.urandom(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return secret
+
+
+async def _as_principal(app: Callable, caller: Account, scope: dict, receive: Callable, send: Callable) -> None:
+    """Run a request as `caller`: the account its tools use, and the principal the SDK binds MCP sessions and sealed
+    request state to, so that another account holding a session id (or a confirmation in progress) gets nowhere."""
+    user = AuthenticatedUser(Principal(token=caller.id, client_id=caller.id, subject=caller.id, scopes=[],
+                                       account=caller))
+    token = auth_context_var.set(user)          # the SDK carries it to the handler; worker threads inherit it
+    try:
+        await app({**scope, "user": user}, receive, send)
+    finally:
+        auth_context_var.reset(token)
+
+
+BUCKETS_MAX = 100_000               # clients remembered at once by a rate limit; the least recently seen go first
+
+
+class RateLimit:
+    """RUNWAY_MCP_RATE_LIMIT, per client address (before any credential is checked) and again per client (its
+    account with client keys, else its token): calls that create tasks or upload count against the rate as they
+    come; other requests (status, lists, resources) against ten times the rate, since they cost nothing at Runway
+    and are limited only to stop a client gone wild. Over the limit: HTTP 429 with Retry-After, and nothing runs.
+    Each instance keeps its own counts, in a bounded table: O(1) a request however many clients there are."""
+
+    def __init__(self, app: Callable, calls: int, per: float, by: Callable[[dict], str],
+                 paid: Container[str] = frozenset()):
+        self.app, self.calls, self.per, self.by, self.paid = app, calls, per, by, paid
+        self.buckets: collections.OrderedDict[tuple[str, str], tuple[float, float]] = collections.OrderedDict()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if _open(scope):
+            return await self.app(scope, receive, send)
+        if "runway_mcp.creates" not in scope:               # read the body once, for every layer of limits
+            body, receive = await _buffered(receive)
+            if body is None:
+                return await _refuse(send, 413, f"request body over {MAX_BODY // 1048576} MB")
+            scope = {**scope, "runway_mcp.creates": _creates(body, self.paid)}
+        kind = "create" if scope["runway_mcp.creates"] else "other"
+        wait = self.take(self.by(scope), kind)
+        if wait:
+            what = "calls that create tasks" if kind == "create" else "requests"
+            limit = self.calls * (1 if kind == "create" else 10)
+            return await _refuse(send, 429, f"rate limited: {limit} {what} per {self.per:g} s; retry in "
+                                            f"{math.ceil(wait)} s", {"retry-after": str(math.ceil(wait))})
+        await self.app(scope, receive, send)
+
+    def take(self, client: str, kind: str) -> float:
+        """Take one token from the client's bucket: 0 if there was one, else the seconds until there is."""
+        capacity = self.calls * (1 if kind == "create" else 10)
+        rate, now = capacity / self.per, time.monotonic()
+        tokens, at = self.buckets.pop((client, kind), (capacity, now))
+        tokens = min(capacity, tokens + (now - at) * rate)
+        taken = tokens >= 1
+        self.buckets[client, kind] = (tokens - 1 if taken else tokens, now)      # now the most recently seen
+        if len(self.buckets) > BUCKETS_MAX:
+            self.buckets.popitem(last=False)
+        return 0.0 if taken else (1 - tokens) / rate
+
+
+def _by_address(scope: dict) -> str:
+    return (scope.get("client") or ("?",))[0]
+
+
+def _by_client(scope: dict) -> str:
+    if isinstance(token := get_access_token(), Principal) and token.account:
+        return token.account.id
+    if token := _bearer(scope):
+        return hashlib.sha256(token.encode()).hexdigest()[:32]
+    return _by_address(scope)
+
+
+async def _buffered(receive: Callable) -> tuple[bytes | None, Callable]:
+    """The request body read whole (None past MAX_BODY), and a receive that hands it to the app again."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_BODY:
+            return None, receive
+        more = message.get("more_body", False)
+    body, replayed = b"".join(chunks), False
+
+    async def again() -> dict:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return body, again
+
+
+def _creates(body: bytes, paid: Container[str]) -> bool:
+    """Whether a JSON-RPC body calls a tool that creates tasks or uploads (one of `paid`)."""
+    try:
+        messages = json.loads(body) if body else []
+    except ValueError:
+        return False
+    return any(isinstance(m, dict) and m.get("method") == "tools/call" and isinstance(m.get("params"), dict)
+               and m["params"].get("name") in paid for m in (messages if isinstance(messages, list) else [messages]))
+
+
+class HttpApp:
+    """The HTTP transport of one server, as an ASGI app: serve it with any ASGI server, or mount it in an app of your
+    own (whose lifespan must then run `lifespan()`: a mounted app's own lifespan never runs)."""
+
+    def __init__(self, server: MCPServer, app: Callable):
+        self.server, self.app = server, app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        await self.app(scope, receive, send)
+
+    def lifespan(self) -> contextlib.AbstractAsyncContextManager:
+        return self.server.session_manager.run()
+
+
+async def _healthz(request: Any) -> Any:
+    """For load balancers: answers without authentication and says nothing about the server."""
+    from starlette.responses import PlainTextResponse
+    return PlainTextResponse("ok")
+
+
+def http_app(config: Config, host: str = "127.0.0.1") -> HttpApp:
+    """A server for `config` over streamable HTTP at /mcp (DNS-rebinding protection on), inside these layers,
+    outermost first: CORS (answers a browser's preflight, which carries no credentials), a rate limit per address,
+    the credential (RUNWAY_MCP_HTTP_TOKEN, or each client's own Runway key), a rate limit per client, then MCP.
+    /healthz passes every layer. `host` is the address it will be bound to."""
+    from mcp.server.transport_security import TransportSecuritySettings
+    config = dataclasses.replace(config, transport="http")
+    server = create_server(config)
+    config = server.config                      # as the server settled it (an absolute output folder)
+    server.custom_route("/healthz", methods=["GET"])(_healthz)
+    names = ["127.0.0.1", "localhost", "[::1]", *config.allowed_hosts]
+    if not _is_loopback(host) and host not in ("0.0.0.0", "::", ""):
+        names.append(f"[{host}]" if ":" in host else host)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[h for name in names for h in (name, f"{name}:*")],
+        allowed_origins=[f"{scheme}://{h}" for name in names for scheme in ("http", "https")
+                         for h in (name, f"{name}:*")] + list(config.allowed_origins))
+    app = server.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
+                                     max_request_body_size=MAX_BODY, stateless_http=config.stateless)
+    paid = frozenset(name for name, definition in TOOLS.items() if definition.annotations is PAID)
+    if config.rate_limit:
+        app = RateLimit(app, *config.rate_limit, by=_by_client, paid=paid)
+    if config.keys_from_clients:
+        app = ClientKeys(app, config)
+    elif config.http_token:
+        app = BearerToken(app, config.http_token)
+    if config.rate_limit:                       # before any credential: a flood of made-up keys is limited too
+        app = RateLimit(app, *config.rate_limit, by=_by_address, paid=paid)
+    if config.allowed_origins:                  # web MCP clients connect from pages on other origins
+        from starlette.middleware.cors import CORSMiddleware
+        app = CORSMiddleware(app, allow_origins=list(config.allowed_origins), allow_headers=["*"],
+                             allow_methods=["GET", "POST", "DELETE", "OPTIONS"], expose_headers=["Mcp-Session-Id"],
+                             max_age=600)
+    return HttpApp(server, app)
 
 
 ##############################################################################
 # Command line
 ##############################################################################
 
-def _check() -> int:
+def _check(config: Config) -> int:
     """--check: verify the key against GET /v1/organization; print the balance. Exit status 0 or 1."""
+    account = own_account(config)
     try:
-        org = api("GET", "/v1/organization", attempts=2)
+        org = api(account, "GET", "/v1/organization", attempts=2)
     except RunwayError as error:
-        print(f"runway-mcp: {error}", file=sys.stderr)
+        print(f"runway-mcp: {redact(str(error), account)}", file=sys.stderr)
         return 1
-    print(f"OK: the key works; credit balance {org.get('creditBalance')} credits; outputs go to "
-          f"{account().output_dir}")
+    print(f"OK: the key works; credit balance {org.get('creditBalance')} credits; outputs go to {config.output_dir}")
     return 0
 
 
@@ -4943,276 +5495,20 @@ HOST_HINTS = {
 }
 
 
-@mcp.custom_route("/healthz", methods=["GET"])
-async def _healthz(request: Any) -> Any:
-    """For load balancers: answers without authentication and says nothing about the server."""
-    from starlette.responses import PlainTextResponse
-    return PlainTextResponse("ok")
-
-
-# The HTTP transport is the SDK's streamable HTTP app inside these ASGI layers, outermost first: CORS (answers a
-# browser's preflight, which carries no credentials), the credential (RUNWAY_MCP_HTTP_TOKEN, or each client's own
-# Runway key), the rate limit, then MCP. /healthz passes every layer.
-
-MAX_BODY = 16 * 1024 * 1024                     # a 5 MB data: URI argument must fit
-
-
-async def _refuse(send: Callable, status: int, text: str, headers: dict[str, str] | None = None) -> None:
-    """Answer an HTTP request at once, with nothing run: a short JSON body naming why."""
-    body = json.dumps({"error": text}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), *[(k.encode(), v.encode()) for k, v in (headers or {}).items()]]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _bearer(scope: dict) -> str | None:
-    scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1").partition(" ")
-    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
-
-
-CHALLENGE = {"www-authenticate": 'Bearer realm="runway-mcp"'}
-
-
-class BearerToken:
-    """Every request but /healthz needs `Authorization: Bearer <RUNWAY_MCP_HTTP_TOKEN>` (compared in constant time)."""
-
-    def __init__(self, app: Callable, token: str):
-        self.app, self.token = app, token.encode()
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and scope["path"] != "/healthz":
-            given = _bearer(scope)
-            if not (given and hmac.compare_digest(given.encode("latin-1"), self.token)):
-                await _refuse(send, 401, "unauthorized: send Authorization: Bearer <RUNWAY_MCP_HTTP_TOKEN>", CHALLENGE)
-                return
-        await self.app(scope, receive, send)
-
-
-# A client key is checked with Runway before anything is done for it (a folder, a ledger, a call) and Runway's
-# verdict is kept for minutes, not forever: a key Runway revokes loses its files and tasks here within 5 minutes.
-KEY_TRUSTED_S = 240.0
-KEY_REFUSED_S = 60.0                # a refused key is refused again without asking Runway, for this long
-VERDICTS_MAX = 10_000               # keys remembered at once, the least recently used forgotten first
-
-
-class KeyVerdicts:
-    """Runway's answer, per client key, to GET /v1/organization: True (it works), False (401/403), or None (it
-    could not be asked). Kept in a bounded table under a hash of the key; one question per key at a time."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._verdicts: collections.OrderedDict[str, tuple[bool, float]] = collections.OrderedDict()
-        self._asking = KeyedLocks()
-
-    def verify(self, key: str) -> bool | None:
-        """Runway's verdict on `key`, asked at most once per KEY_TRUSTED_S (blocking: run it in a worker thread)."""
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        with self._asking.hold([digest]):                # a burst of requests with a new key asks Runway once
-            with self._lock:
-                verdict, until = self._verdicts.get(digest, (None, 0.0))
-            if until > self.clock():
-                return verdict
-            verdict = self._ask(key)
-            if verdict is not None:
-                with self._lock:
-                    self._verdicts[digest] = (verdict, self.clock() + (KEY_TRUSTED_S if verdict else KEY_REFUSED_S))
-                    self._verdicts.move_to_end(digest)
-                    while len(self._verdicts) > VERDICTS_MAX:
-                        self._verdicts.popitem(last=False)
-            return verdict
-
-    @staticmethod
-    def _ask(key: str) -> bool | None:
-        try:
-            api("GET", "/v1/organization", key=key, attempts=2)
-        except RunwayError as error:
-            if error.status in (401, 403):
-                return False
-            log.warning("could not check a client's key with Runway: %s", error)
-            return None
-        return True
-
-
-class ClientKeys:
-    """RUNWAY_MCP_KEYS_FROM_CLIENTS: every request but /healthz brings a Runway key (`Authorization: Bearer key_...`)
-    that Runway accepts, and runs as that key's account: its calls spend that key alone, its files and ledger are
-    its own, and its MCP sessions and confirmations answer it alone (the SDK binds them to the principal set here).
-    The key is never logged or stored; a keyed hash names the account."""
-
-    def __init__(self, app: Callable, verdicts: KeyVerdicts | None = None):
-        self.app, self.verdicts = app, verdicts or KeyVerdicts()
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["path"] == "/healthz":
-            return await self.app(scope, receive, send)
-        key = _bearer(scope)
-        if key is None or not KEY_PATTERN.fullmatch(key):
-            return await _refuse(send, 401, "send your Runway API key as Authorization: Bearer key_... (create one at "
-                                            "https://dev.runwayml.com)", CHALLENGE)
-        verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key)
-        if verdict is None:
-            return await _refuse(send, 503, "Runway could not be asked whether your key works; try again shortly",
-                                 {"retry-after": "10"})
-        if not verdict:
-            return await _refuse(send, 401, "Runway refused your key (wrong, revoked or for another environment): "
-                                            "send a working one as Authorization: Bearer key_...", CHALLENGE)
-        try:
-            caller = client_account(key)
-        except OSError as error:
-            log.error("cannot name client accounts: %s", error)
-            return await _refuse(send, 500, "the server cannot open its accounts; its operator has been told")
-        await _as_principal(self.app, caller, scope, receive, send)
-
-
-async def _as_principal(app: Callable, caller: Account, scope: dict, receive: Callable, send: Callable) -> None:
-    """Run a request as `caller`: the account its tools use, and the principal the SDK binds MCP sessions and sealed
-    request state to, so that another account holding a session id (or a confirmation in progress) gets nowhere."""
-    from mcp.server.auth.middleware.auth_context import auth_context_var
-    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-    from mcp.server.auth.provider import AccessToken
-    user = AuthenticatedUser(AccessToken(token=caller.id, client_id=caller.id, subject=caller.id, scopes=[]))
-    scope = {**scope, "user": user}
-    tokens = _CALLER.set(caller), auth_context_var.set(user)  # the SDK carries both to the handler; threads inherit
-    try:
-        await app(scope, receive, send)
-    finally:
-        auth_context_var.reset(tokens[1])
-        _CALLER.reset(tokens[0])
-
-
-BUCKETS_MAX = 100_000               # clients remembered at once by a rate limit; the least recently seen go first
-
-
-class RateLimit:
-    """RUNWAY_MCP_RATE_LIMIT, per client address (before any credential is checked) and again per client (its
-    account with client keys, else its token): calls that create tasks or upload count against the rate as they
-    come; other requests (status, lists, resources) against ten times the rate, since they cost nothing at Runway
-    and are limited only to stop a client gone wild. Over the limit: HTTP 429 with Retry-After, and nothing runs.
-    Each instance keeps its own counts, in a bounded table: O(1) a request however many clients there are."""
-
-    def __init__(self, app: Callable, calls: int, per: float, by: Callable[[dict], str]):
-        self.app, self.calls, self.per, self.by = app, calls, per, by
-        self.buckets: collections.OrderedDict[tuple[str, str], tuple[float, float]] = collections.OrderedDict()
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["path"] == "/healthz":
-            return await self.app(scope, receive, send)
-        if "runway_mcp.creates" not in scope:               # read the body once, for every layer of limits
-            body, receive = await _buffered(receive)
-            if body is None:
-                return await _refuse(send, 413, f"request body over {MAX_BODY // 1048576} MB")
-            scope = {**scope, "runway_mcp.creates": _creates(body)}
-        kind = "create" if scope["runway_mcp.creates"] else "other"
-        wait = self.take(self.by(scope), kind)
-        if wait:
-            what = "calls that create tasks" if kind == "create" else "requests"
-            limit = self.calls * (1 if kind == "create" else 10)
-            return await _refuse(send, 429, f"rate limited: {limit} {what} per {self.per:g} s; retry in "
-                                            f"{math.ceil(wait)} s", {"retry-after": str(math.ceil(wait))})
-        await self.app(scope, receive, send)
-
-    def take(self, client: str, kind: str) -> float:
-        """Take one token from the client's bucket: 0 if there was one, else the seconds until there is."""
-        capacity = self.calls * (1 if kind == "create" else 10)
-        rate, now = capacity / self.per, time.monotonic()
-        tokens, at = self.buckets.pop((client, kind), (capacity, now))
-        tokens = min(capacity, tokens + (now - at) * rate)
-        taken = tokens >= 1
-        self.buckets[client, kind] = (tokens - 1 if taken else tokens, now)      # now the most recently seen
-        if len(self.buckets) > BUCKETS_MAX:
-            self.buckets.popitem(last=False)
-        return 0.0 if taken else (1 - tokens) / rate
-
-
-def _by_address(scope: dict) -> str:
-    return (scope.get("client") or ("?",))[0]
-
-
-def _by_client(scope: dict) -> str:
-    if (caller := _CALLER.get()) is not None:
-        return caller.id
-    if token := _bearer(scope):
-        return hashlib.sha256(token.encode()).hexdigest()[:32]
-    return _by_address(scope)
-
-
-async def _buffered(receive: Callable) -> tuple[bytes | None, Callable]:
-    """The request body read whole (None past MAX_BODY), and a receive that hands it to the app again."""
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if size > MAX_BODY:
-            return None, receive
-        more = message.get("more_body", False)
-    body, replayed = b"".join(chunks), False
-
-    async def again() -> dict:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-    return body, again
-
-
-def _creates(body: bytes) -> bool:
-    """Whether a JSON-RPC body calls a tool that creates tasks or uploads."""
-    try:
-        messages = json.loads(body) if body else []
-    except ValueError:
-        return False
-    return any(isinstance(m, dict) and m.get("method") == "tools/call" and isinstance(m.get("params"), dict)
-               and m["params"].get("name") in PAID_TOOLS for m in (messages if isinstance(messages, list) else [messages]))
-
-
-def http_app(host: str) -> Callable:
-    """The streamable HTTP app at /mcp: DNS-rebinding protection on, then the layers above as configured."""
-    from mcp.server.transport_security import TransportSecuritySettings
-    names = ["127.0.0.1", "localhost", "[::1]", *CONFIG.allowed_hosts]
-    if not _is_loopback(host) and host not in ("0.0.0.0", "::", ""):
-        names.append(f"[{host}]" if ":" in host else host)
-    security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[h for name in names for h in (name, f"{name}:*")],
-        allowed_origins=[f"{scheme}://{h}" for name in names for scheme in ("http", "https")
-                         for h in (name, f"{name}:*")] + list(CONFIG.allowed_origins))
-    app = mcp.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
-                                  max_request_body_size=MAX_BODY, stateless_http=CONFIG.stateless)
-    if CONFIG.rate_limit:
-        app = RateLimit(app, *CONFIG.rate_limit, by=_by_client)
-    if CONFIG.keys_from_clients:
-        app = ClientKeys(app)
-    elif CONFIG.http_token:
-        app = BearerToken(app, CONFIG.http_token)
-    if CONFIG.rate_limit:                       # before any credential: a flood of made-up keys is limited too
-        app = RateLimit(app, *CONFIG.rate_limit, by=_by_address)
-    if CONFIG.allowed_origins:                  # web MCP clients connect from pages on other origins
-        from starlette.middleware.cors import CORSMiddleware
-        app = CORSMiddleware(app, allow_origins=list(CONFIG.allowed_origins), allow_headers=["*"],
-                             allow_methods=["GET", "POST", "DELETE", "OPTIONS"], expose_headers=["Mcp-Session-Id"],
-                             max_age=600)
-    return app
-
-
-def _serve_http(host: str, port: int) -> int:
+def _serve_http(config: Config, host: str, port: int) -> int:
     import uvicorn  # only the HTTP transport needs it
-    if CONFIG.keys_from_clients and CONFIG.http_token:
+    if config.keys_from_clients and config.http_token:
         log.error("RUNWAY_MCP_KEYS_FROM_CLIENTS and RUNWAY_MCP_HTTP_TOKEN both want the Authorization header: with "
                   "client keys, each client's Runway key is its credential; unset RUNWAY_MCP_HTTP_TOKEN")
         return 2
-    if not _is_loopback(host) and not (CONFIG.http_token or CONFIG.keys_from_clients):
+    if not _is_loopback(host) and not (config.http_token or config.keys_from_clients):
         log.error("refusing to serve HTTP on %s without RUNWAY_MCP_HTTP_TOKEN: anyone who can reach it could spend "
                   "your credits; set the variable (or RUNWAY_MCP_KEYS_FROM_CLIENTS=1) or bind 127.0.0.1", host)
         return 2
     log.info("serving MCP over streamable HTTP at http://%s:%d/mcp%s", host, port,
-             " (each client's own Runway key)" if CONFIG.keys_from_clients else
-             " (bearer token required)" if CONFIG.http_token else "")
-    uvicorn.run(http_app(host), host=host, port=port, log_config=None, access_log=False, log_level="warning")
+             " (each client's own Runway key)" if config.keys_from_clients else
+             " (bearer token required)" if config.http_token else "")
+    uvicorn.run(http_app(config, host), host=host, port=port, log_config=None, access_log=False, log_level="warning")
     return 0
 
 
@@ -5231,8 +5527,8 @@ def _exit_promptly(grace: float = 0.5) -> None:
         os._exit(0)          # a worker blocked in a slow request would keep the process alive for its timeout
 
 
-def _main(argv: list[str] | None = None) -> int:
-    global CONFIG
+def _main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """The command line: serve stdio (or HTTP), or --check, --print-config; the environment is read here alone."""
     parser = argparse.ArgumentParser(
         prog="runway_mcp.py", description="MCP server for the Runway API. Serves stdio unless told otherwise; "
         "set RUNWAYML_API_SECRET (see README.md for every variable).")
@@ -5248,24 +5544,25 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     args = parser.parse_args(argv)
 
+    config = dataclasses.replace(load_config(environ), transport=args.transport)
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO, force=True)
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for message in CONFIG.problems + CONFIG.warnings:
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                                own_account(config)))
+    for message in config.problems + config.warnings:
         log.warning("%s", message)
     if args.check:
-        return _check()
+        return _check(config)
     if args.print_config:
         print(host_config(args.print_config))
         print(HOST_HINTS[args.print_config], file=sys.stderr)
         return 0
-    CONFIG = dataclasses.replace(CONFIG, transport=args.transport)
     if args.transport == "http":
-        return _serve_http(args.host, args.port)
-    if CONFIG.keys_from_clients or CONFIG.rate_limit or CONFIG.allowed_origins or CONFIG.stateless:
+        return _serve_http(config, args.host, args.port)
+    if config.keys_from_clients or config.rate_limit or config.allowed_origins or config.stateless:
         log.warning("RUNWAY_MCP_KEYS_FROM_CLIENTS, _RATE_LIMIT, _ALLOWED_ORIGINS and _STATELESS apply to "
                     "--transport http only; over stdio the server's own key and folder are used")
-    mcp.run()
+    create_server(config).run()
     _exit_promptly()
     return 0
 

@@ -42,6 +42,7 @@ import runwayml
 from mcp import Client, MCPError, StdioServerParameters
 from runwayml.types import AvatarVideoCreateParams, VoiceCreateParams, WorkflowRunParams
 from runwayml.types import generate as sdk_generate
+from mcp.server.elicitation import DeclinedElicitation
 from mcp.types import ElicitResult
 from typing_extensions import NotRequired, Required, is_typeddict
 
@@ -128,14 +129,19 @@ def test_config_ignores_a_bad_hosting_value_and_says_so_without_echoing_a_secret
 
 @pytest.fixture
 def api(monkeypatch, tmp_path):
-    """The module configured for https://runway.test, with instant retries."""
-    monkeypatch.setattr(rm, "CONFIG", rm.load_config({
-        "RUNWAYML_API_SECRET": KEY, "RUNWAYML_BASE_URL": "https://runway.test",
-        "RUNWAY_MCP_OUTPUT_DIR": str(tmp_path), "RUNWAY_MCP_POLL_INTERVAL": "0.01"}))
+    """Runway at https://runway.test, mocked with `responses`: api.account is an account on it (instant retries);
+    api.configure(**changes) gives it other settings."""
+    config = rm.load_config({"RUNWAYML_API_SECRET": KEY, "RUNWAYML_BASE_URL": "https://runway.test",
+                             "RUNWAY_MCP_OUTPUT_DIR": str(tmp_path), "RUNWAY_MCP_POLL_INTERVAL": "0.01"})
     pauses = []
     monkeypatch.setattr(rm, "pause", pauses.append)
     with responses.RequestsMock(registry=responses.registries.OrderedRegistry) as mocked:
-        mocked.pauses = pauses
+        mocked.pauses, mocked.account = pauses, rm.own_account(config)
+
+        def configure(**changes):
+            mocked.account = rm.own_account(rm.dataclasses.replace(mocked.account.config, **changes))
+            return mocked.account
+        mocked.configure = configure
         yield mocked
 
 
@@ -145,7 +151,7 @@ def test_400_lists_runway_issues_with_their_paths(api):
             {"code": "invalid", "path": ["promptImage", 0, "uri"], "message": "Invalid data URI"},
             {"code": "too_big", "path": ["promptText"], "message": "String must contain at most 1000 characters"}]})
     with pytest.raises(rm.RunwayError) as caught:
-        rm.create_task("text_to_image", {"model": "gen4_image"})
+        rm.create_task(api.account, "text_to_image", {"model": "gen4_image"})
     message = str(caught.value)
     assert "400" in message and "promptImage.0.uri: Invalid data URI" in message
     assert "promptText: String must contain at most 1000 characters" in message and "\n" not in message
@@ -161,23 +167,22 @@ def test_error_statuses_become_one_readable_line(api, status, words):
     for _ in range(4 if status == 429 else 1):
         api.get(f"https://runway.test/v1/tasks/{task_id}", status=status, json={"error": "nope"})
     with pytest.raises(rm.RunwayError) as caught:
-        rm.fetch_task(task_id)
+        rm.fetch_task(api.account, task_id)
     assert all(w in str(caught.value) for w in words) and task_id in str(caught.value)
     assert caught.value.status == status
 
 
 def test_requests_carry_the_key_and_version_and_nothing_else_holds_the_key(api):
     api.get("https://runway.test/v1/organization", json={"creditBalance": 5})
-    assert rm.api("GET", "/v1/organization") == {"creditBalance": 5}
+    assert rm.api(api.account, "GET", "/v1/organization") == {"creditBalance": 5}
     sent = api.calls[0].request.headers
     assert sent["Authorization"] == f"Bearer {KEY}" and sent["X-Runway-Version"] == "2024-11-06"
     assert "Authorization" not in rm.session().headers
 
 
-def test_no_key_is_a_clear_error_and_sends_nothing(api, monkeypatch):
-    monkeypatch.setattr(rm, "CONFIG", rm.load_config({"RUNWAYML_BASE_URL": "https://runway.test"}))
+def test_no_key_is_a_clear_error_and_sends_nothing(api):
     with pytest.raises(rm.RunwayError, match="RUNWAYML_API_SECRET"):
-        rm.api("GET", "/v1/organization")
+        rm.api(api.configure(api_key=""), "GET", "/v1/organization")
     assert len(api.calls) == 0
 
 
@@ -185,7 +190,7 @@ def test_error_messages_never_contain_the_key(api):
     api.post("https://runway.test/v1/text_to_video", status=400,
              json={"error": f"bad header Authorization: Bearer {KEY}"})
     with pytest.raises(rm.RunwayError) as caught:
-        rm.create_task("text_to_video", {})
+        rm.create_task(api.account, "text_to_video", {})
     assert KEY not in str(caught.value) and "[redacted]" in str(caught.value)
 
 
@@ -199,7 +204,7 @@ def test_get_retries_503_then_succeeds(api):
     api.get(url, status=503)
     api.get(url, status=502)
     api.get(url, json={"id": task_id, "status": "RUNNING", "progress": 0.5})
-    assert rm.fetch_task(task_id)["status"] == "RUNNING"
+    assert rm.fetch_task(api.account, task_id)["status"] == "RUNNING"
     assert len(api.calls) == 3 and len(api.pauses) == 2
 
 
@@ -208,7 +213,7 @@ def test_retry_after_is_honoured(api):
     url = f"https://runway.test/v1/tasks/{task_id}"
     api.get(url, status=429, headers={"Retry-After": "3"})
     api.get(url, json={"id": task_id, "status": "PENDING"})
-    rm.fetch_task(task_id)
+    rm.fetch_task(api.account, task_id)
     assert api.pauses == [3.0]
 
 
@@ -216,7 +221,7 @@ def test_a_long_retry_after_is_returned_at_once_not_slept(api):
     api.post("https://runway.test/v1/text_to_video", status=429, headers={"Retry-After": "3600"},
              json={"error": "Daily limit reached"})
     with pytest.raises(rm.RunwayError, match="429.*Daily limit reached"):
-        rm.create_task("text_to_video", {"model": "gen4.5"})
+        rm.create_task(api.account, "text_to_video", {"model": "gen4.5"})
     assert len(api.calls) == 1 and api.pauses == []
 
 
@@ -225,7 +230,7 @@ def test_create_retries_where_runway_cannot_have_created_a_task(api, statuses):
     for status in statuses:
         api.post("https://runway.test/v1/text_to_video", status=status,
                  json={"id": str(uuid.uuid4()), "estimatedCost": {"credits": 60}} if status == 200 else {})
-    assert rm.create_task("text_to_video", {"model": "gen4.5"})["estimatedCost"] == {"credits": 60}
+    assert rm.create_task(api.account, "text_to_video", {"model": "gen4.5"})["estimatedCost"] == {"credits": 60}
     assert len(api.calls) == len(statuses)
 
 
@@ -237,7 +242,7 @@ def test_create_is_never_resent_where_a_task_may_exist(api, failure):
     else:
         api.post("https://runway.test/v1/text_to_video", body=failure)
     with pytest.raises(rm.RunwayError) as caught:
-        rm.create_task("text_to_video", {"model": "gen4.5"})
+        rm.create_task(api.account, "text_to_video", {"model": "gen4.5"})
     assert len(api.calls) == 1
     assert "may have been created" in str(caught.value) and "list_tasks" in str(caught.value)
 
@@ -246,12 +251,12 @@ def test_create_retries_a_refused_connection(monkeypatch, tmp_path):
     with socket.socket() as s:                      # a port nobody listens on: connection refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(rm, "CONFIG", rm.load_config({"RUNWAYML_API_SECRET": KEY,
-                                                      "RUNWAYML_BASE_URL": f"http://127.0.0.1:{port}"}))
+    account = rm.own_account(rm.load_config({"RUNWAYML_API_SECRET": KEY,
+                                             "RUNWAYML_BASE_URL": f"http://127.0.0.1:{port}"}))
     pauses = []
     monkeypatch.setattr(rm, "pause", pauses.append)
     with pytest.raises(rm.RunwayError, match="Could not reach Runway"):
-        rm.create_task("text_to_video", {"model": "gen4.5"})
+        rm.create_task(account, "text_to_video", {"model": "gen4.5"})
     assert len(pauses) == 3                         # four attempts: nothing reached Runway, so retrying is safe
 
 
@@ -260,21 +265,21 @@ def test_get_retries_a_read_timeout(api):
     url = f"https://runway.test/v1/tasks/{task_id}"
     api.get(url, body=requests.ReadTimeout("slow"))
     api.get(url, json={"id": task_id, "status": "SUCCEEDED", "output": []})
-    assert rm.fetch_task(task_id)["status"] == "SUCCEEDED" and len(api.calls) == 2
+    assert rm.fetch_task(api.account, task_id)["status"] == "SUCCEEDED" and len(api.calls) == 2
 
 
 def test_cancel_treats_404_as_already_cancelled(api):
     task_id = str(uuid.uuid4())
     api.delete(f"https://runway.test/v1/tasks/{task_id}", status=204)
     api.delete(f"https://runway.test/v1/tasks/{task_id}", status=404, json={"error": "Task not found"})
-    assert rm.cancel(task_id) is True
-    assert rm.cancel(task_id) is False
+    assert rm.cancel(api.account, task_id) is True
+    assert rm.cancel(api.account, task_id) is False
 
 
 def test_downloads_never_carry_the_key(api, tmp_path):
     task_id = str(uuid.uuid4())
     api.get("https://cdn.test/out.png", body=PNG, content_type="image/png")
-    path, mime, size = rm.download("https://cdn.test/out.png", task_id, 1, "image")
+    path, mime, size = rm.download(api.account, "https://cdn.test/out.png", task_id, 1, "image")
     assert "Authorization" not in api.calls[0].request.headers
     assert path.read_bytes() == PNG and (mime, size) == ("image/png", len(PNG))
     assert path.parent == tmp_path and path.name == f"image_{task_id.replace('-', '')[:8]}_1.png"
@@ -283,12 +288,12 @@ def test_downloads_never_carry_the_key(api, tmp_path):
 @pytest.mark.parametrize("url", ["http://cdn.test/out.png", "ftp://cdn.test/out.png", "file:///etc/passwd"])
 def test_a_link_runway_hands_back_is_fetched_only_over_https(api, tmp_path, url):
     with pytest.raises(rm.RunwayError, match="link is not an https URL; not fetched"):
-        rm.download(url, str(uuid.uuid4()), 1, "image")
+        rm.download(api.account, url, str(uuid.uuid4()), 1, "image")
     big = tmp_path / "big.png"
     big.write_bytes(PNG + b"\0" * 1024)
     api.post("https://runway.test/v1/uploads", json={"uploadUrl": url, "fields": {}, "runwayUri": "runway://u/1"})
     with pytest.raises(rm.RunwayError, match="the upload URL is not an https URL; not fetched"):
-        rm.upload(rm.LocalFile(big, "image/png", big.stat().st_size))
+        rm.upload(api.account, rm.LocalFile(big, "image/png", big.stat().st_size))
     assert len(api.calls) == 1 and list(tmp_path.iterdir()) == [big]       # nothing fetched, posted or saved
 
 
@@ -804,8 +809,8 @@ def test_wait_for_returns_a_handle_at_the_bound_without_polling_past_it(api, mon
         api.get(url, json={"id": task_id, "status": "RUNNING", "progress": 0.3})
     clock = FakeClock()
     reports = []
-    monkeypatch.setattr(rm, "CONFIG", rm.dataclasses.replace(rm.CONFIG, poll_interval=5.0))
-    task = rm.wait_for(task_id, 44, task={"id": task_id, "status": "PENDING"},
+    api.configure(poll_interval=5.0)
+    task = rm.wait_for(api.account, task_id, 44, task={"id": task_id, "status": "PENDING"},
                        on_poll=lambda p, e: reports.append((p.task["status"], e)), sleep=clock.sleep, clock=clock).task
     assert task["status"] == "RUNNING"
     assert len(api.calls) == 8                      # at 5, 10, ... 40 s: the next would pass 44 s
@@ -819,7 +824,7 @@ def test_wait_for_stops_at_a_terminal_status(api):
     api.get(url, json={"id": task_id, "status": "RUNNING", "progress": 0.5})
     api.get(url, json={"id": task_id, "status": "SUCCEEDED", "output": []})
     clock = FakeClock()
-    task = rm.wait_for(task_id, 100, sleep=clock.sleep, clock=clock).task
+    task = rm.wait_for(api.account, task_id, 100, sleep=clock.sleep, clock=clock).task
     assert task["status"] == "SUCCEEDED" and len(api.calls) == 2
 
 
@@ -832,14 +837,14 @@ def test_wait_for_survives_failed_polls_and_backs_off(api):
     api.get(url, body="{not json")
     api.get(url, json={"id": task_id, "status": "SUCCEEDED", "output": []})
     clock = FakeClock()
-    task = rm.wait_for(task_id, 1000, task={"id": task_id, "status": "PENDING"}, sleep=clock.sleep, clock=clock).task
+    task = rm.wait_for(api.account, task_id, 1000, task={"id": task_id, "status": "PENDING"}, sleep=clock.sleep, clock=clock).task
     assert task["status"] == "SUCCEEDED" and len(api.calls) == 5
     assert clock.now >= 7                           # Retry-After was honoured
 
 
 def test_after_a_passing_failure_polling_resumes_within_an_interval_and_backs_off_only_while_failing(api,
                                                                                                    monkeypatch):
-    monkeypatch.setattr(rm, "CONFIG", rm.dataclasses.replace(rm.CONFIG, poll_interval=5.0))
+    api.configure(poll_interval=5.0)
     task_id = str(uuid.uuid4())
     url = f"https://runway.test/v1/tasks/{task_id}"
     replies = [503, 503, 200, 503, 200, 503, 503, 503, 200]
@@ -847,7 +852,7 @@ def test_after_a_passing_failure_polling_resumes_within_an_interval_and_backs_of
         api.get(url, status=status, json={"id": task_id, "status": "RUNNING", "progress": 0.5})
     api.get(url, json={"id": task_id, "status": "SUCCEEDED", "output": []})
     clock, polls = FakeClock(), {}
-    rm.wait_for(task_id, 1000, task={"id": task_id, "status": "PENDING"}, sleep=clock.sleep, clock=clock,
+    rm.wait_for(api.account, task_id, 1000, task={"id": task_id, "status": "PENDING"}, sleep=clock.sleep, clock=clock,
                 on_poll=lambda poll, elapsed: polls.setdefault(id(poll), (clock.now, poll)))   # not the heartbeats
     polled_at = [at for at, _ in polls.values()]
     pauses = [round(b - a, 6) for a, b in zip(polled_at, polled_at[1:])]
@@ -863,7 +868,7 @@ def test_wait_for_gives_up_on_a_task_that_stays_gone(api):
     for _ in range(3):
         api.get(f"https://runway.test/v1/tasks/{task_id}", status=404, json={"error": "Task not found"})
     with pytest.raises(rm.RunwayError, match="no task") as caught:
-        rm.wait_for(task_id, 10, sleep=lambda s: None)
+        rm.wait_for(api.account, task_id, 10, sleep=lambda s: None)
     assert caught.value.task_id == task_id and len(api.calls) == 3
 
 
@@ -871,33 +876,33 @@ def test_wait_for_rides_out_a_passing_404(api):
     task_id = str(uuid.uuid4())
     api.get(f"https://runway.test/v1/tasks/{task_id}", status=404, json={"error": "Task not found"})
     api.get(f"https://runway.test/v1/tasks/{task_id}", json={"id": task_id, "status": "SUCCEEDED", "output": []})
-    assert rm.wait_for(task_id, 10, sleep=lambda s: None).task["status"] == "SUCCEEDED"
+    assert rm.wait_for(api.account, task_id, 10, sleep=lambda s: None).task["status"] == "SUCCEEDED"
 
 
 def test_ledger_skips_a_line_cut_short_by_a_crash(api, tmp_path):
-    rm.ledger().append(dict(task_id="a", created_at="2026-01-01T00:00:00+00:00", status="PENDING"))
-    rm.ledger().append(dict(task_id="b", created_at="2026-01-02T00:00:00+00:00", status="PENDING"))
-    rm.ledger().append(dict(task_id="a", status="SUCCEEDED"))
+    rm.ledger(api.account).append(dict(task_id="a", created_at="2026-01-01T00:00:00+00:00", status="PENDING"))
+    rm.ledger(api.account).append(dict(task_id="b", created_at="2026-01-02T00:00:00+00:00", status="PENDING"))
+    rm.ledger(api.account).append(dict(task_id="a", status="SUCCEEDED"))
     with open(tmp_path / "tasks.jsonl", "a") as f:
         f.write('{"task_id": "c", "creat')
-    tasks = rm.ledger().tasks()
+    tasks = rm.ledger(api.account).tasks()
     assert [t["task_id"] for t in tasks] == ["b", "a"] and tasks[1]["status"] == "SUCCEEDED"
-    rm.ledger().append(dict(task_id="d", created_at="2026-01-03T00:00:00+00:00", status="PENDING"))
-    assert [t["task_id"] for t in rm.ledger().tasks()] == ["d", "b", "a"]       # the next line is not lost
-    assert rm.ledger().find("a")["status"] == "SUCCEEDED" and rm.ledger().find("c") == {}
+    rm.ledger(api.account).append(dict(task_id="d", created_at="2026-01-03T00:00:00+00:00", status="PENDING"))
+    assert [t["task_id"] for t in rm.ledger(api.account).tasks()] == ["d", "b", "a"]       # the next line is not lost
+    assert rm.ledger(api.account).find("a")["status"] == "SUCCEEDED" and rm.ledger(api.account).find("c") == {}
 
 
 def test_ledger_sees_lines_other_processes_append(api, tmp_path):
-    rm.ledger().append(dict(task_id="mine", created_at=rm._now()))
+    rm.ledger(api.account).append(dict(task_id="mine", created_at=rm._now()))
     with open(tmp_path / "tasks.jsonl", "a") as f:          # another server process sharing the directory
         f.write(json.dumps({"task_id": "theirs", "created_at": rm._now()}) + "\n")
-    assert [t["task_id"] for t in rm.ledger().tasks()] == ["theirs", "mine"]
+    assert [t["task_id"] for t in rm.ledger(api.account).tasks()] == ["theirs", "mine"]
 
 
 def test_ledger_appends_from_many_threads_never_interleave(api, tmp_path):
     def write(n):
         for i in range(50):
-            rm.ledger().append(dict(task_id=f"{n}-{i}", created_at=rm._now(), prompt="x" * 3000))
+            rm.ledger(api.account).append(dict(task_id=f"{n}-{i}", created_at=rm._now(), prompt="x" * 3000))
     threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
@@ -918,30 +923,30 @@ def media(value, kinds=("image",)):
 def test_local_files_are_recognised_by_content_not_name(api, tmp_path):
     disguised = tmp_path / "photo.mp4"
     disguised.write_bytes(PNG)
-    assert rm.local_file(media(str(disguised))).mime == "image/png"
+    assert rm.local_file(api.account, media(str(disguised))).mime == "image/png"
     song = tmp_path / "song.png"
     song.write_bytes(b"ID3" + bytes(600))
     with pytest.raises(rm.RunwayError, match="image takes image; .*song.png holds audio/mpeg"):
-        rm.local_file(media(str(song)))
+        rm.local_file(api.account, media(str(song)))
 
 
 def test_home_paths_and_file_uris_name_local_files(api, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "a.png").write_bytes(PNG)
-    assert rm.local_file(media("~/a.png")).path == tmp_path / "a.png"
-    assert rm.local_file(media((tmp_path / "a.png").as_uri())).path == tmp_path / "a.png"
-    assert rm.local_file(media("https://example.com/a.png")) is None
+    assert rm.local_file(api.account, media("~/a.png")).path == tmp_path / "a.png"
+    assert rm.local_file(api.account, media((tmp_path / "a.png").as_uri())).path == tmp_path / "a.png"
+    assert rm.local_file(api.account, media("https://example.com/a.png")) is None
 
 
 def test_an_unreadable_file_is_named(api, tmp_path, monkeypatch):
     (tmp_path / "locked.png").write_bytes(PNG)
     monkeypatch.setattr(rm.os, "access", lambda path, mode: False)     # tests run as root, who reads anything
     with pytest.raises(rm.RunwayError, match="locked.png is not readable"):
-        rm.local_file(media(str(tmp_path / "locked.png")))
+        rm.local_file(api.account, media(str(tmp_path / "locked.png")))
 
 
 @pytest.fixture
-def over_http(monkeypatch, tmp_path):
+def over_http(tmp_path):
     """The module as served over HTTP with RUNWAY_MCP_INPUT_ROOT=<tmp>/root."""
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)
@@ -950,23 +955,24 @@ def over_http(monkeypatch, tmp_path):
     (root / "link.png").symlink_to(tmp_path / "secret.png")
     (root / "sub" / "up").symlink_to(tmp_path)
     config = rm.load_config({"RUNWAY_MCP_INPUT_ROOT": str(root), "RUNWAY_MCP_OUTPUT_DIR": str(tmp_path / "out")})
-    monkeypatch.setattr(rm, "CONFIG", rm.dataclasses.replace(config, transport="http"))
-    return root.resolve()
+    return root.resolve(), rm.own_account(rm.dataclasses.replace(config, transport="http"))
 
 
 def test_over_http_local_paths_are_read_only_below_the_input_root(over_http):
-    assert rm.local_file(media("in.png")).path == over_http / "in.png"
-    assert rm.local_file(media(str(over_http / "sub" / ".." / "in.png"))).path == over_http / "in.png"
-    for escape in ["../secret.png", str(over_http.parent / "secret.png"), "link.png", "sub/up/secret.png",
-                   (over_http.parent / "secret.png").as_uri(), "/etc/passwd"]:
+    root, account = over_http
+    assert rm.local_file(account, media("in.png")).path == root / "in.png"
+    assert rm.local_file(account, media(str(root / "sub" / ".." / "in.png"))).path == root / "in.png"
+    for escape in ["../secret.png", str(root.parent / "secret.png"), "link.png", "sub/up/secret.png",
+                   (root.parent / "secret.png").as_uri(), "/etc/passwd"]:
         with pytest.raises(rm.RunwayError, match="outside the input root"):
-            rm.local_file(media(escape))
+            rm.local_file(account, media(escape))
 
 
-def test_over_http_without_an_input_root_no_local_file_is_read(over_http, monkeypatch):
-    monkeypatch.setattr(rm, "CONFIG", rm.dataclasses.replace(rm.CONFIG, input_root=None))
+def test_over_http_without_an_input_root_no_local_file_is_read(over_http):
+    root, account = over_http
+    account = rm.own_account(rm.dataclasses.replace(account.config, input_root=None))
     with pytest.raises(rm.RunwayError, match="does not read local files for HTTP clients"):
-        rm.local_file(media(str(over_http / "in.png")))
+        rm.local_file(account, media(str(root / "in.png")))
 
 
 def test_output_names_cannot_leave_the_output_directory():
@@ -980,7 +986,7 @@ def test_delete_output_refuses_anything_but_a_saved_output(api, tmp_path):
     (tmp_path / "link.png").symlink_to(tmp_path.parent / "elsewhere.png")
     for name in ["../elsewhere.png", "tasks.jsonl", "link.png", "missing.png", ".", "sub/x.png"]:
         with pytest.raises(rm.RunwayError, match="name="):
-            rm.delete_output(name, confirm=True)
+            rm.delete_output(api.account, name, confirm=True)
     assert (tmp_path.parent / "elsewhere.png").exists() and (tmp_path / "link.png").is_symlink()
 
 
@@ -1380,31 +1386,79 @@ def out_dir(tmp_path):
     return tmp_path / "outputs"         # not created: the server makes it when it first needs it
 
 
-@pytest.fixture
-def serve(monkeypatch, fake, out_dir):
-    """The server in this process, configured as `runway_mcp.py` started with server_env(**extra) would be.
+@pytest.fixture(scope="module")
+def module_server():
+    """One server for a module's tests, which each give it their own configuration (see serve): building a server
+    is cheap, but each new connection to one costs a client about 15 ms (it fetches and checks the tool list)."""
+    return rm.create_server(rm.Config())
 
-    Call it again within a test to change a variable. At teardown every tool call the test started must
-    have ended: none may poll the fake (or write to a folder) after its test is over.
+
+def reconfigure(server, config):
+    """Give the tests' server another configuration (a server in service keeps the one it was created with)."""
+    server.config = config
+    server.exposed, server.warnings = rm.exposed_tools(config.tools)
+
+
+@pytest.fixture
+def serve(monkeypatch, fake, out_dir, module_server):
+    """The server in this process, configured as `runway_mcp.py` started with server_env(**extra) would be:
+    serve.server, serve.config and serve.account (its own) are the latest.
+
+    Call it again within a test to change a variable. At teardown every tool call the test started must have
+    ended: none may poll the fake (or write to a folder) after its test is over.
     """
     calls = InFlight()
     monkeypatch.setattr(rm, "_run_in_thread", calls.run(rm._run_in_thread))
 
-    def configure(**extra):
-        monkeypatch.setattr(rm, "CONFIG", rm.load_config(server_env(fake, out_dir, **extra)))
-        return rm.CONFIG
+    def configure(transport="stdio", **extra):
+        configure.env = server_env(fake, out_dir, **extra)
+        configure.config = rm.dataclasses.replace(rm.load_config(configure.env), transport=transport)
+        configure.server, configure.account = module_server, rm.own_account(configure.config)
+        reconfigure(module_server, configure.config)
+        return module_server
     configure()
     yield configure
     assert calls.wait_idle(10), "a tool call outlived its test"
 
 
-@pytest.fixture(scope="module")
-async def connection():
-    """An MCP client connected to the server in this process (JSON-RPC with initialize, as desktop hosts speak).
+class ToServer:
+    """An MCP client of the server `serve` made last (JSON-RPC with initialize, as desktop hosts speak): after
+    serve(...) its next call reaches the new server. Each connection lives in a task of its own in `group`, so
+    that calls from any task may use it and it closes where it opened."""
 
-    One per module: the SDK's client builds a validator for each tool's output schema once per connection.
-    """
-    async with Client(rm.mcp, mode="legacy") as connected:
+    def __init__(self, serve, group, **options):
+        self.serve, self.group, self.options, self.connected = serve, group, options, (None, None)
+
+    async def _keep(self, server, *, task_status):
+        async with Client(server, **{"mode": "legacy", **self.options}) as connected:
+            task_status.started(connected)
+            await anyio.sleep_forever()
+
+    async def current(self) -> Client:
+        """The client connected to the latest server (connected on first use)."""
+        server = self.serve.server
+        if self.connected[0] is not server:
+            self.connected = (server, await self.group.start(self._keep, server))
+        return self.connected[1]
+
+    def __getattr__(self, name):
+        async def forward(*args, **kwargs):
+            return await getattr(await self.current(), name)(*args, **kwargs)
+        return forward
+
+
+@contextlib.asynccontextmanager
+async def connected_to(serve, **options):
+    """A ToServer whose connections close when the block ends."""
+    async with anyio.create_task_group() as group:
+        yield ToServer(serve, group, **options)
+        group.cancel_scope.cancel()
+
+
+@pytest.fixture(scope="module")
+async def connection(module_server):
+    """An MCP client connected to the module's server (JSON-RPC with initialize, as desktop hosts speak)."""
+    async with Client(module_server, mode="legacy") as connected:
         yield connected
 
 
@@ -1489,7 +1543,8 @@ async def test_only_tools_that_change_nothing_say_they_are_read_only(client):
     tools = (await client.list_tools()).tools
     assert {t.name for t in tools if t.annotations.read_only_hint} == {
         "list_tasks", "list_models", "list_outputs", "get_account", "list_workflows", "list_voices"}
-    assert all(t.annotations.open_world_hint for t in tools if t.name in rm.PAID_TOOLS | {"get_task", "wait_for_task"})
+    paid = {name for name, d in rm.TOOLS.items() if d.annotations is rm.PAID}
+    assert all(t.annotations.open_world_hint for t in tools if t.name in paid | {"get_task", "wait_for_task"})
 
 
 @pytest.mark.anyio
@@ -1550,25 +1605,30 @@ async def test_list_results_are_one_text_block_and_list_models_fits_its_budget(c
         assert len(result.content) == 1 and wire_size(result.content[0].text) <= 2_000, name
 
 
+def exposed(variable):
+    """The tools RUNWAY_MCP_TOOLS=variable exposes, and the warnings it gives."""
+    return rm.exposed_tools(rm.load_config({"RUNWAY_MCP_TOOLS": variable}).tools)
+
+
 def test_toolsets_name_groups_or_tools_and_bring_the_task_tools_along():
-    assert rm.load_config({}).tools is None
-    config = rm.load_config({"RUNWAY_MCP_TOOLS": "image, get_account"})
-    assert config.tools == {*rm.TOOLSETS["image"], *rm.TOOLSETS["tasks"], "get_account"} and not config.warnings
-    assert rm.load_config({"RUNWAY_MCP_TOOLS": "files"}).tools == set(rm.TOOLSETS["files"])     # nothing to resume
-    config = rm.load_config({"RUNWAY_MCP_TOOLS": "video,imagez"})
-    assert set(rm.TOOLSETS["video"]) <= config.tools
-    assert "'imagez' is not a toolset or tool" in config.warnings[0] and "image, video, audio" in config.warnings[0]
-    config = rm.load_config({"RUNWAY_MCP_TOOLS": "nothing"})
-    assert config.tools is None and len(config.warnings) == 2
+    groups = rm.toolsets()
+    assert exposed("") == (None, [])
+    assert exposed("image, get_account") == ({*groups["image"], *groups["tasks"], "get_account"}, [])
+    assert exposed("files") == (set(groups["files"]), [])                          # nothing to resume
+    tools, warnings = exposed("video,imagez")
+    assert set(groups["video"]) <= tools
+    assert "'imagez' is not a toolset or tool" in warnings[0] and "image, video, audio" in warnings[0]
+    tools, warnings = exposed("nothing")
+    assert tools is None and len(warnings) == 2
 
 
 @pytest.mark.anyio
 async def test_a_toolset_lists_and_serves_only_its_tools(client, serve, fake):
     everything = {t.name for t in (await client.list_tools()).tools}
-    assert everything == {tool for group in rm.TOOLSETS.values() for tool in group}     # every tool has a group
+    assert everything == set(rm.TOOLS)                                       # every tool has a group
     serve(RUNWAY_MCP_TOOLS="audio")
     listed = {t.name for t in (await client.list_tools()).tools}
-    assert listed == {*rm.TOOLSETS["audio"], *rm.TOOLSETS["tasks"]}
+    assert listed == {*rm.toolsets()["audio"], *rm.toolsets()["tasks"]}
     result, _ = await call(client, "generate_image", {"prompt": "x"})
     assert result.is_error and "RUNWAY_MCP_TOOLS" in result.content[0].text and fake.requests == []
     result, _ = await call(client, "generate_sound_effect", {"prompt": "rain", "dry_run": True})
@@ -1923,7 +1983,7 @@ def test_fifos_sockets_and_devices_are_refused_without_being_opened(api, tmp_pat
         for path, what in [(tmp_path / "pipe.png", "is a FIFO"), (tmp_path / "sock.png", "is a socket"),
                            (Path("/dev/zero"), "is a device"), (tmp_path, "is a directory")]:
             with pytest.raises(rm.RunwayError, match=what):
-                rm.local_file(rm.Media(str(path), ("image", "video"), "character"))
+                rm.local_file(api.account, rm.Media(str(path), ("image", "video"), "character"))
     with pytest.raises(rm.RunwayError, match="is a FIFO"):      # swapped in after the checks: still not opened
         rm._open_checked(tmp_path / "pipe.png", "character")
 
@@ -2021,8 +2081,7 @@ async def test_an_output_too_large_to_send_whole_says_where_it_is(client, fake, 
 @pytest.mark.anyio
 async def test_a_saved_output_feeds_the_next_call_by_its_uri(client, serve, fake):
     _, image = await call(client, "generate_image", {"prompt": "a red fox"})
-    serve(RUNWAY_MCP_INPUT_ROOT="")                     # as over HTTP, the server's own files are still readable
-    rm.CONFIG = rm.dataclasses.replace(rm.CONFIG, transport="http")
+    serve(transport="http", RUNWAY_MCP_INPUT_ROOT="")   # as over HTTP, the server's own files are still readable
     result, data = await call(client, "generate_video", {"prompt": "it runs", "image": image["outputs"][0]["uri"],
                                                          "wait": False})
     assert not result.is_error, result.content[0].text
@@ -2323,16 +2382,21 @@ async def test_the_budget_and_the_duplicate_guard_hold_across_a_restart(client, 
     assert len(fake.seen("POST")) == 1
 
 
-def confirming(answer, mode="legacy"):
+def confirming(serve, answer, mode="legacy"):
     """An in-process client whose person answers every confirmation with `answer`; it records the questions."""
     asked = []
 
     async def elicit(context, params):
         asked.append(params.message)
         return ElicitResult(action=answer, content={} if answer == "accept" else None)
-    client = Client(rm.mcp, mode=mode, elicitation_callback=elicit)
-    client.asked = asked
-    return client
+
+    @contextlib.asynccontextmanager
+    async def connected():
+        async with connected_to(serve, elicitation_callback=elicit) as client:
+            client.options["mode"] = mode
+            client.asked = asked
+            yield client
+    return connected()
 
 
 @pytest.mark.anyio
@@ -2340,7 +2404,7 @@ def confirming(answer, mode="legacy"):
 @pytest.mark.parametrize("answer, posts", [("accept", 1), ("decline", 0), ("cancel", 0)])
 async def test_a_spend_above_the_threshold_waits_for_the_persons_word(serve, fake, mode, answer, posts):
     serve(RUNWAY_MCP_CONFIRM_ABOVE="50")
-    async with confirming(answer, mode) as client:
+    async with confirming(serve, answer, mode) as client:
         result, data = await call(client, "generate_video", {"prompt": "a storm", "duration": 10, "wait": False})
         assert client.asked == ["Generate 10 s of gen4.5 video for about 120 credits?"]
         assert len(fake.seen("POST")) == posts
@@ -2368,7 +2432,7 @@ async def test_a_client_that_cannot_confirm_is_refused_with_the_threshold_named(
 async def test_a_voice_has_no_stated_price_so_it_is_confirmed_first(serve, fake, answer, posts):
     serve(RUNWAY_MCP_CONFIRM_ABOVE="50")
     narrator = {"name": "Narrator", "prompt": "A warm, calm narrator with a low voice"}
-    async with confirming(answer) as client:
+    async with confirming(serve, answer) as client:
         result, _ = await call(client, "create_voice", narrator)
         assert client.asked == ["Create the voice 'Narrator', at a cost Runway does not state?"]
         assert len(fake.bodies("voices")) == posts and result.is_error == (posts == 0)
@@ -2384,7 +2448,7 @@ async def test_a_voice_has_no_stated_price_so_it_is_confirmed_first(serve, fake,
 @pytest.mark.anyio
 async def test_a_spend_of_unknown_cost_is_asked_about_whatever_the_threshold(serve, fake):
     serve(RUNWAY_MCP_CONFIRM_ABOVE="1000")
-    async with confirming("decline") as client:                 # a recipe never run here: no estimate yet
+    async with confirming(serve, "decline") as client:                 # a recipe never run here: no estimate yet
         result, data = await call(client, "run_recipe", {"recipe": "marketing_stock_image",
                                                          "inputs": {"prompt": "a sunlit kitchen, a coffee mug"}})
         assert client.asked == ["Generate 1 marketing_stock_image image for a cost Runway sets at creation?"]
@@ -2419,7 +2483,7 @@ async def test_one_bad_item_refuses_the_whole_batch_and_sends_nothing(client, fa
 
 
 @pytest.mark.anyio
-async def test_a_batch_creates_each_task_once_and_returns_every_result(client, fake):
+async def test_a_batch_creates_each_task_once_and_returns_every_result(client, serve, fake):
     fake.plan(mime="image/png")
     fake.plan(mime="video/mp4")
     fake.plan(mime="audio/mpeg")
@@ -2434,7 +2498,7 @@ async def test_a_batch_creates_each_task_once_and_returns_every_result(client, f
     assert data["estimated_credits"] == 8 + 48 + 1                 # gen4_image 1080p, gen4.5 4 s, 11 characters
     assert [Path(item["outputs"][0]["path"]).suffix for item in data["items"]] == [".png", ".mp4", ".mp3"]
     assert seen[-1] == (3, 3) and all(total == 3 for _, total in seen)
-    assert result.content[0].text.startswith("[0] SUCCEEDED") and len(rm.ledger().tasks()) == 3
+    assert result.content[0].text.startswith("[0] SUCCEEDED") and len(rm.ledger(serve.account).tasks()) == 3
     result, again = await call(client, "generate_batch", {"requests": BATCH, "wait": False})
     assert [i["task_id"] for i in again["items"]] == [i["task_id"] for i in data["items"]]     # all reused
     assert len(fake.seen("POST")) == 3
@@ -2443,7 +2507,7 @@ async def test_a_batch_creates_each_task_once_and_returns_every_result(client, f
 @pytest.mark.anyio
 async def test_a_batch_is_estimated_budgeted_and_confirmed_as_one(serve, fake):
     serve(RUNWAY_MCP_BUDGET_CREDITS="50")
-    async with confirming("accept") as client:
+    async with confirming(serve, "accept") as client:
         result, dry = await call(client, "generate_batch", {"requests": BATCH, "dry_run": True})
         assert not result.is_error and dry["estimated_credits"] == 57 and fake.requests == []
         assert [item["status"] for item in dry["items"]] == ["DRY_RUN"] * 3
@@ -2529,7 +2593,7 @@ async def test_a_retry_after_the_earlier_task_failed_asks_the_person_again(serve
     identical task existed would create a second task nobody confirmed."""
     serve(RUNWAY_MCP_CONFIRM_ABOVE="5")
     fake.plan(polls=1, outcome="FAILED", mime="video/mp4")
-    async with confirming("accept") as client:
+    async with confirming(serve, "accept") as client:
         await call(client, tool, arguments)
         assert len(client.asked) == 1 and len(fake.seen("POST")) == 1
         result, _ = await call(client, tool, arguments)
@@ -2537,15 +2601,16 @@ async def test_a_retry_after_the_earlier_task_failed_asks_the_person_again(serve
         assert len(client.asked) == 2 and len(fake.seen("POST")) == 2
 
 
-def test_a_spend_that_needs_a_yes_is_refused_when_the_reason_for_not_asking_no_longer_holds(serve):
-    serve(RUNWAY_MCP_CONFIRM_ABOVE="5")
-    unasked = rm.AcceptedElicitation[rm.Any].model_construct(data=rm.Unasked(rm.REUSED))
+def test_a_spend_that_needs_a_yes_is_refused_when_the_reason_for_not_asking_no_longer_holds():
+    config = rm.Config(confirm_above=5)
+    unasked = rm.consent_of(rm.AcceptedElicitation[rm.Any].model_construct(data=rm.Unasked(rm.REUSED)))
     with pytest.raises(rm.RunwayError, match="they were not asked: when the call began, an identical recent task "
                                              "was to be reused, and that no longer holds; nothing was sent"):
-        rm.authorised(unasked, rm.Estimate(60, "the catalog's price hint"))
-    assert rm.authorised(unasked, rm.Estimate(4, "the catalog's price hint")) is None           # below: fine
-    said_yes = rm.AcceptedElicitation(data=rm.Confirm())
-    assert rm.authorised(said_yes, rm.Estimate(None, "no price")) is None
+        rm.authorised(config, unasked, rm.Estimate(60, "the catalog's price hint"))
+    assert rm.authorised(config, unasked, rm.Estimate(4, "the catalog's price hint"))          # below: fine
+    said_yes = rm.consent_of(rm.AcceptedElicitation(data=rm.Confirm()))
+    assert rm.authorised(config, said_yes, rm.Estimate(None, "no price"))
+    assert not rm.authorised(config, rm.consent_of(DeclinedElicitation()), rm.Estimate(60, "hint"))
 
 
 @pytest.mark.anyio
@@ -2633,7 +2698,8 @@ def recipe_example(name, files):
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", sorted(rm.RECIPES))
-async def test_each_recipe_sends_a_body_runways_sdk_accepts_and_saves_what_it_makes(client, fake, media_files, name):
+async def test_each_recipe_sends_a_body_runways_sdk_accepts_and_saves_what_it_makes(client, serve, fake, media_files,
+                                                                                name):
     fake.plan(mime="video/mp4" if rm.RECIPES[name].kind == "video" else "image/png", outputs=2)
     result, data = await call(client, "run_recipe", {"recipe": name, "inputs": recipe_example(name, media_files)})
     assert not result.is_error and data["status"] == "SUCCEEDED", result.content[0].text
@@ -2643,7 +2709,7 @@ async def test_each_recipe_sends_a_body_runways_sdk_accepts_and_saves_what_it_ma
     assert media_files["png"] not in sent and ("data:image/png;base64," in sent) == (media_files["png"] in given)
     assert [Path(o["path"]).suffix for o in data["outputs"]] == [".mp4" if "video" in rm.RECIPES[name].kind
                                                                   else ".png"] * 2
-    [task] = rm.ledger().tasks()
+    [task] = rm.ledger(serve.account).tasks()
     assert (task["tool"], task["model"], task["endpoint"]) == ("run_recipe", name, f"recipes/{name}")
     assert json.loads(Path(data["outputs"][0]["path"] + ".json").read_text())["tool"] == "run_recipe"
 
@@ -2781,7 +2847,7 @@ async def test_an_avatar_request_that_cannot_work_is_refused_and_sends_nothing(c
 
 
 @pytest.mark.anyio
-async def test_the_router_routes_and_says_which_model_it_chose(client, fake, media_files):
+async def test_the_router_routes_and_says_which_model_it_chose(client, serve, fake, media_files):
     fake.plan(mime="video/mp4")
     result, data = await call(client, "generate_with_router", {"config_id": "cheap-video", "kind": "video", "input": {
         "promptText": "a paper boat", "duration": 5, "aspectRatio": "16:9",
@@ -2791,7 +2857,7 @@ async def test_the_router_routes_and_says_which_model_it_chose(client, fake, med
     assert "the router chose gen4.5 (runway)" in data["notes"] and data["estimated_credits"] == 40
     [body] = fake.bodies("generate/video")
     assert body["configId"] == "cheap-video" and body["input"]["referenceImages"][0]["uri"].startswith("data:image/")
-    [task] = rm.ledger().tasks()
+    [task] = rm.ledger(serve.account).tasks()
     assert (task["model"], task["prompt"]) == ("gen4.5", "a paper boat")
     for kind, value in [("image", {"promptText": "a fox", "outputCount": 3, "resolution": "2k"}),
                         ("audio", {"promptText": "Hello there", "type": "speech",
@@ -2908,8 +2974,8 @@ async def test_voices_are_designed_or_cloned_waited_for_listed_and_not_made_twic
 
 def test_each_new_toolset_brings_the_task_tools_when_it_creates_tasks():
     for group in ("recipes", "avatars", "workflows", "router"):
-        assert rm.load_config({"RUNWAY_MCP_TOOLS": group}).tools == set(rm.TOOLSETS[group]) | set(rm.TOOLSETS["tasks"])
-    assert rm.load_config({"RUNWAY_MCP_TOOLS": "voices"}).tools == {"list_voices", "create_voice"}
+        assert exposed(group)[0] == set(rm.toolsets()[group]) | set(rm.toolsets()["tasks"])
+    assert exposed("voices")[0] == {"list_voices", "create_voice"}
 
 
 ##############################################################################
@@ -2963,7 +3029,7 @@ async def test_an_output_link_that_redirects_inward_is_not_followed(client, fake
 async def test_a_name_that_passed_its_check_is_still_refused_at_an_inward_address(client, fake, listener,
                                                                                  monkeypatch):
     """A name can resolve one way when checked and another way when connected: the connection checks too."""
-    monkeypatch.setattr(rm, "check_link", lambda url, what: None)
+    monkeypatch.setattr(rm, "check_link", lambda config, url, what: None)
     fake.plan(polls=1)
     _, created = await call(client, "generate_image", {"prompt": "x", "wait": False})
     fake.redirects[f"{created['task_id']}_1.png"] = f"http://localhost:{listener.port}/secret"
@@ -2988,7 +3054,7 @@ def test_an_upload_slot_at_an_inward_address_is_refused_before_sending(api, tmp_
     api.post("https://runway.test/v1/uploads", json={"uploadUrl": "https://10.0.0.7/bucket", "fields": {},
                                                      "runwayUri": "runway://u/1"})
     with pytest.raises(rm.RunwayError, match=r"the upload URL points to 10\.0\.0\.7 \(10\.0\.0\.7\), a private"):
-        rm.upload(rm.LocalFile(big, "image/png", big.stat().st_size))
+        rm.upload(api.account, rm.LocalFile(big, "image/png", big.stat().st_size))
     assert len(api.calls) == 1
 
 
@@ -3006,7 +3072,7 @@ POLL_FAULTS = {
 @pytest.mark.anyio
 @pytest.mark.parametrize("fault", list(POLL_FAULTS))
 async def test_polling_survives(client, fake, fault, monkeypatch):
-    monkeypatch.setattr(rm, "poll_timeout", lambda: (5.0, 0.25))       # the read timeout of a status check
+    monkeypatch.setattr(rm, "poll_timeout", lambda config: (5.0, 0.25))      # the read timeout of a status check
     fake.plan(polls=3, mime="video/mp4")
     fake.fail("GET", "/v1/tasks/", **POLL_FAULTS[fault])
     started = time.monotonic()
@@ -3049,21 +3115,21 @@ async def test_create_is_retried_only_where_no_task_can_exist(client, fake, stat
 
 
 def test_create_is_not_resent_after_a_read_timeout(fake, monkeypatch, tmp_path):
-    monkeypatch.setattr(rm, "CONFIG", rm.load_config(server_env(fake, tmp_path)))
+    account = rm.own_account(rm.load_config(server_env(fake, tmp_path)))
     monkeypatch.setattr(rm, "API_TIMEOUT", (5.0, 0.3))
     fake.fail("POST", "/v1/text_to_video", action="hang", headers={"seconds": "1"})
     started = time.monotonic()
     with pytest.raises(rm.RunwayError, match="may have been created.*list_tasks"):
-        rm.create_task("text_to_video", {"model": "gen4.5", "promptText": "x", "ratio": "1280:720", "duration": 5})
+        rm.create_task(account, "text_to_video", {"model": "gen4.5", "promptText": "x", "ratio": "1280:720",
+                                                  "duration": 5})
     assert time.monotonic() - started < 0.9         # the read timeout, not the connection the fake drops after 1 s
     assert len(fake.seen("POST")) == 1
 
 
 @pytest.mark.anyio
-async def test_an_unwritable_output_directory_still_returns_the_task_and_its_links(client, fake, monkeypatch,
-                                                                                   tmp_path):
+async def test_an_unwritable_output_directory_still_returns_the_task_and_its_links(client, serve, fake, tmp_path):
     (tmp_path / "a-file").write_text("not a directory")
-    monkeypatch.setattr(rm, "CONFIG", rm.load_config(server_env(fake, tmp_path / "a-file" / "out")))
+    serve(RUNWAY_MCP_OUTPUT_DIR=str(tmp_path / "a-file" / "out"))
     result, data = await call(client, "generate_image", {"prompt": "x"})
     assert not result.is_error and data["status"] == "SUCCEEDED" and data["task_id"]
     assert data["outputs"][0]["path"] is None and data["outputs"][0]["url"].startswith(fake.url)
@@ -3076,7 +3142,7 @@ def test_a_full_disk_is_reported_and_leaves_nothing_behind(api, monkeypatch, tmp
     api.get("https://cdn.test/big.mp4", body=MP4, content_type="video/mp4", headers={"Content-Length": str(len(MP4))})
     monkeypatch.setattr(rm.shutil, "disk_usage", lambda path: rm.shutil._ntuple_diskusage(10**9, 10**9 - 10, 10))
     notes = []
-    outputs = rm.save_outputs({"id": task_id, "status": "SUCCEEDED", "output": ["https://cdn.test/big.mp4"]}, notes)
+    outputs = rm.save_outputs(api.account, {"id": task_id, "status": "SUCCEEDED", "output": ["https://cdn.test/big.mp4"]}, notes)
     assert outputs[0]["path"] is None and "only 0 KB is free" in notes[0] and list(tmp_path.iterdir()) == []
 
 
@@ -3219,7 +3285,7 @@ VALID = {  # the smallest valid call of each tool; each test below spoils one ar
 }
 # Where any text is a fair value: a voice's name is only a label, and a voice may be any id of the person's own.
 FAIR_TEXT = {("create_voice", "name"), ("generate_avatar_video", "voice")}
-assert set(VALID) == {tool for group in rm.TOOLSETS.values() for tool in group}, "VALID needs every tool's call"
+assert set(VALID) == set(rm.TOOLS), "VALID needs every tool's call"
 HOSTILE_CALLS = [(tool, argument) for tool in VALID for argument in HOSTILE
                  if argument in inspect.signature(getattr(rm, tool)).parameters and (tool, argument) not in FAIR_TEXT]
 
@@ -3316,13 +3382,13 @@ def http_server(env, *args):
 
 
 @contextlib.contextmanager
-def http_in_process(host="127.0.0.1"):
-    """The HTTP transport of the server as configured now, in this process: uvicorn on a thread and event loop of
-    its own, on a real socket, so that a test's blocking requests and its async clients both reach it."""
+def http_in_process(config, host="127.0.0.1"):
+    """The HTTP transport of a server with this configuration, in this process: uvicorn on a thread and event loop
+    of its own, on a real socket, so that a test's blocking requests and its async clients both reach it."""
     import uvicorn
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(rm.http_app(host), log_config=None, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(rm.http_app(config, host), log_config=None, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     while not server.started:
@@ -3337,12 +3403,11 @@ def http_in_process(host="127.0.0.1"):
 
 
 @pytest.fixture
-def over_http_in_process(serve, monkeypatch):
-    """Configure the server as `--transport http` would (serve(...) first for other variables)."""
+def over_http_in_process(serve):
+    """A server over HTTP in this process, as `--transport http` with server_env(**extra) would serve."""
     def configure(**extra):
         serve(**extra)
-        monkeypatch.setattr(rm, "CONFIG", rm.dataclasses.replace(rm.CONFIG, transport="http"))
-        return http_in_process()
+        return http_in_process(serve.config)
     return configure
 
 
@@ -3526,7 +3591,7 @@ async def test_a_key_runway_refuses_gets_401_and_leaves_nothing_on_disk_or_in_me
 
 @pytest.mark.anyio
 async def test_a_key_is_checked_with_runway_once_and_a_revoked_one_loses_access_within_minutes(
-        over_http_in_process, fake, monkeypatch):
+        over_http_in_process, fake, monkeypatch, out_dir):
     monkeypatch.setattr(rm, "KEY_TRUSTED_S", 0.3)                   # 240 s in service: within 5 minutes
     with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAYML_API_SECRET=SERVER_KEY) as url:
         async with http_client(url, KEY) as alice:
@@ -3548,7 +3613,7 @@ async def test_a_key_is_checked_with_runway_once_and_a_revoked_one_loses_access_
             response = requests.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 2, **request}, timeout=5,
                                      headers={**MCP_HEADERS, "Authorization": f"Bearer {KEY}"})
             assert response.status_code == 401 and "Runway refused your key" in response.json()["error"], request
-    assert list(rm.CONFIG.output_dir.rglob(made["outputs"][0]["path"]))            # nothing was deleted
+    assert list(out_dir.rglob(made["outputs"][0]["path"]))                          # nothing was deleted
 
 
 @pytest.mark.anyio
@@ -4121,7 +4186,7 @@ def test_the_file_alone_installs_what_it_needs_with_uv(tmp_path):
     alone = tmp_path / "runway_mcp.py"
     shutil.copy(SERVER, alone)                                  # no venv, no clone: the file itself
     tools, stderr = tools_of_process([UV, "run", "--script", str(alone)], plain_env())
-    assert tools == {tool for group in rm.TOOLSETS.values() for tool in group}
+    assert tools == set(rm.TOOLS)
     alone.chmod(0o755)                                          # its #! line runs it with uv too
     tools, _ = tools_of_process([str(alone)], plain_env(PATH=f"{Path(UV).parent}{os.pathsep}/usr/bin:/bin"))
     assert "generate_image" in tools
@@ -4203,7 +4268,7 @@ def test_the_bundle_starts_as_claude_desktop_starts_it(tmp_path):
     assert config["env"]["RUNWAY_MCP_OUTPUT_DIR"] == "${user_config.output_dir}"   # what hosts pass for "empty"
     tools, stderr = tools_of_process([config["command"], *config["args"]],
                                      plain_env(HOME=str(tmp_path), **config["env"]))
-    assert tools == {tool for group in rm.TOOLSETS.values() for tool in group}
+    assert tools == set(rm.TOOLS)
     assert "RUNWAY_MCP_OUTPUT_DIR holds a placeholder the host did not fill" in stderr and KEY not in stderr
 
 
@@ -4222,11 +4287,12 @@ def test_cli_version_and_help(capsys):
 
 @pytest.fixture
 def main(serve, monkeypatch):
-    """rm._main(*argv) in this process; the logging it sets up and the CONFIG it changes are put back after."""
+    """rm._main(*argv) in this process, in the environment serve(...) set last; the logging it sets up is put back
+    after."""
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)
-    return lambda *argv: rm._main(list(argv))
+    return lambda *argv: rm._main(list(argv), environ=serve.env)
 
 
 def test_cli_check_prints_the_balance(main, fake, capsys):
@@ -4243,10 +4309,9 @@ def test_cli_check_fails_on_a_wrong_key(main, serve, capsys):
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--update-manifest"]:             # make manifest
-        async def every_tool():
-            async with Client(rm.mcp) as client:
+        async def every_tool():                           # all tools, whatever RUNWAY_MCP_TOOLS says here
+            async with Client(rm.create_server(rm.load_config({}))) as client:
                 return (await client.list_tools()).tools
-        rm.CONFIG = rm.load_config({})                    # all tools, whatever RUNWAY_MCP_TOOLS says here
         manifest = json.loads((HERE / "manifest.json").read_text())
         manifest["tools"] = manifest_tools(anyio.run(every_tool))
         (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
