@@ -1316,6 +1316,8 @@ WORKFLOW_VALUE = Choice("type", {
 def conform(value: Any, rule: Any, where: str) -> Any:
     """`value` checked against a shape rule, with Media in place of each media field. A value that does not fit is
     a RunwayError naming it by its path (e.g. inputs.productImages[2].uri) and saying what fits."""
+    if isinstance(value, str) and not _encodable(value):
+        raise RunwayError(f"{where} holds a character that is not text (a lone UTF-16 surrogate); send valid text")
     if isinstance(rule, MediaRule):
         if not isinstance(value, str) or not value.strip():
             raise RunwayError(f"{where} takes {' or '.join(rule.kinds)}: a URL, data: URI, runway:// URI, saved "
@@ -1334,6 +1336,14 @@ def conform(value: Any, rule: Any, where: str) -> Any:
     else:
         wanted = f"text of {rule}" if isinstance(rule, Text) else f"one of: {_describe(rule)}"
     raise RunwayError(f"{where}={_shorten(repr(value), 80)} does not fit: it takes {wanted}")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _types(rule: Any) -> bool:
@@ -1589,14 +1599,29 @@ def _api_loopback_port(config: Config) -> int | None:
 
 
 def _reachable(address: str, port: int, loopback_port: int | None) -> bool:
-    """Whether a link may be fetched from this address: a public one, or the API's own on this machine."""
+    """Whether a link may be fetched from this address: a public one, or the API's own on this machine. An IPv6
+    address that carries an IPv4 one (mapped, compatible, translated, NAT64, 6to4) is judged by the IPv4 one, which
+    is where a translating network would take it."""
     import ipaddress
     ip = ipaddress.ip_address(address.split("%")[0])
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if ip.version == 6:
+        ip = _embedded_ipv4(ip) or ip
     if ip.is_loopback:
         return port == loopback_port
     return ip.is_global and not ip.is_multicast
+
+
+def _embedded_ipv4(ip: Any) -> Any:
+    """The IPv4 address inside an IPv6 one, where a prefix says there is one; else None."""
+    import ipaddress
+    if ip.is_loopback or ip.is_unspecified:         # ::1 and :: are themselves, not 0.0.0.1 and 0.0.0.0
+        return None
+    if ip.ipv4_mapped or ip.sixtofour:
+        return ip.ipv4_mapped or ip.sixtofour
+    for prefix in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48"):
+        if ip in ipaddress.ip_network(prefix):
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 def check_link(config: Config, url: str, what: str) -> None:
@@ -1736,6 +1761,9 @@ def api(account: Account, method: str, path: str, *, body: dict | None = None, t
         data = response.json()
     except ValueError:
         data = None
+    if not isinstance(data, dict) and creating:         # it said yes, or something in between did: unknown
+        raise RunwayError(f"Runway answered the create with HTTP {response.status_code} and no JSON object; "
+                          + CREATE_UNSURE, unsure=True)
     if not isinstance(data, dict):
         raise RunwayError(f"Runway sent a response that is not a JSON object (HTTP {response.status_code}); "
                           "try again", task_id=task_id)
@@ -1797,6 +1825,17 @@ def cancel(account: Account, task_id: str) -> bool:
 # Ledger
 ##############################################################################
 
+def _lock_fd(fd: int) -> None:
+    """An exclusive lock on an open file, across processes (fcntl on POSIX, msvcrt on Windows); closing the
+    descriptor releases it."""
+    if os.name == "nt":
+        import msvcrt
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+    else:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
 class LedgerRecord(TypedDict, total=False):
     """One line of the ledger. A task's state is its lines folded together, later keys winning; so is a
     reservation's (a line with `reservation` and no `task_id`)."""
@@ -1817,6 +1856,7 @@ class LedgerRecord(TypedDict, total=False):
     failure: str
     note: str
     fingerprint: str                    # what makes two requests the same (Spending): the duplicate guard's key
+    estimate_from: str                  # "here" when estimated_credits is this server's estimate, not Runway's
     reservation: str                    # credits set aside before a create is sent; a task line names the one it used
     released: bool                      # a reservation whose create was refused: it counts no more
 
@@ -1841,16 +1881,18 @@ class Ledger:
 
     def append(self, record: LedgerRecord) -> None:
         """Write one line; OSError if it cannot be written."""
-        line = (json.dumps(redact({"at": _now(), **record}), ensure_ascii=False, default=str) + "\n").encode()
+        text = json.dumps(redact({"at": _now(), **record}), ensure_ascii=False, default=str) + "\n"
+        line = text.encode("utf-8", "backslashreplace")       # a lone surrogate in a prompt must not lose a task
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                _lock_fd(fd)        # other processes too: on NFS, O_APPEND alone does not keep lines whole
                 if os.fstat(fd).st_size and os.lseek(fd, -1, os.SEEK_END) >= 0 and os.read(fd, 1) != b"\n":
                     line = b"\n" + line            # after a line a crash cut short (O_APPEND writes at the end)
                 os.write(fd, line)
             finally:
-                os.close(fd)
+                os.close(fd)                    # closing releases the lock
 
     def tasks(self) -> list[LedgerRecord]:
         """Every task in the ledger, folded to its latest state, newest first; OSError if it cannot be read."""
@@ -2091,9 +2133,10 @@ class LocalFile(NamedTuple):
     mime: str
     size: int
     argument: str = "path"
+    shown: str = ""                 # the path as errors show it to the caller (see _shown)
 
     def open(self):
-        return _open_checked(self.path, self.argument)
+        return _open_checked(self.path, self.argument, self.shown or _shorten(str(self.path)))
 
 
 def _local_path(value: str) -> Path | None:
@@ -2125,10 +2168,14 @@ def _not_a_file(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
-def _open_checked(path: Path, argument: str):
+def _shown(account: Account, path: Path) -> str:
+    """A path as an error shows it to the caller: hidden server folders first (redact), then shortened."""
+    return _shorten(redact(str(path), account))
+
+
+def _open_checked(path: Path, argument: str, shown: str):
     """Open a user's file for reading, the only way one is opened. O_NONBLOCK keeps a FIFO swapped in after the
     checks from blocking the open, and fstat then refuses anything but a regular file."""
-    shown = _shorten(str(path))
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as error:
@@ -2155,7 +2202,7 @@ def local_file(account: Account, media: Media) -> LocalFile | None:
     elif account.config.transport == "http":
         path = _inside_input_root(account, path, name)
     path = path.absolute()
-    shown = _shorten(str(path))
+    shown = _shown(account, path)
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -2168,7 +2215,7 @@ def local_file(account: Account, media: Media) -> LocalFile | None:
         raise RunwayError(f"{name}: {shown} is not readable by the server (permission denied)")
     if info.st_size > UPLOAD_MAX:
         raise RunwayError(f"{name}: {shown} is {_size(info.st_size)}; Runway takes files up to 200 MB")
-    with _open_checked(path, name) as f:
+    with _open_checked(path, name, shown) as f:
         mime = sniff(f.read(16), path.name)
     if mime is None or _kind(mime, None) not in media.kinds:
         found = f"holds {mime}" if mime else "is not a recognised image, video or audio file"
@@ -2176,7 +2223,7 @@ def local_file(account: Account, media: Media) -> LocalFile | None:
     if mime not in ACCEPTED:
         raise RunwayError(f"{name}: Runway does not take {mime} files; convert {path.name} to PNG, JPEG or WebP "
                           "(images), MP4 or MOV (video), or MP3, WAV or FLAC (audio)")
-    return LocalFile(path, mime, info.st_size, name)
+    return LocalFile(path, mime, info.st_size, name, shown)
 
 
 def _inside_input_root(account: Account, path: Path, argument: str) -> Path:
@@ -2187,11 +2234,11 @@ def _inside_input_root(account: Account, path: Path, argument: str) -> Path:
                           "URL, a data: URI or a runway:// URI (or set RUNWAY_MCP_INPUT_ROOT on the server)")
     resolved = (root / path).resolve()               # an absolute path replaces root here
     if not resolved.is_relative_to(root):
-        raise RunwayError(f"{argument}: {_shorten(str(path))} is outside the input root {root}; only files below it "
-                          "can be read")
+        raise RunwayError(f"{argument}: {_shown(account, path)} is outside the input root {_shown(account, root)}; "
+                          "only files below it can be read")
     if (account.hosted and resolved.is_relative_to(account.config.output_dir.resolve())
             and not resolved.is_relative_to(account.output_dir.resolve())):      # an input root over the outputs
-        raise RunwayError(f"{argument}: {_shorten(str(path))} is not one of your outputs; pass your own output's "
+        raise RunwayError(f"{argument}: {_shown(account, path)} is not one of your outputs; pass your own output's "
                           "runway-mcp:// URI")
     return resolved
 
@@ -2600,7 +2647,7 @@ def read_output(account: Account, name: str) -> tuple[bytes, str]:
         raise RunwayError(f"{name} is {_size(size)}, more than the {_size(RESOURCE_MAX_BYTES)} sent whole as a "
                           f"resource; it is at {path}" + (f"; Runway's link (24-48 h): {link}" if link else ""),
                           status=413)
-    with _open_checked(path, "uri") as f:
+    with _open_checked(path, "uri", path.name) as f:
         return f.read(), mime_of(path.name) or "application/octet-stream"
 
 
@@ -2619,10 +2666,19 @@ WINDOW_S = 24 * 3600
 
 
 class Estimate(NamedTuple):
-    """What a request is expected to cost at most, and where that figure comes from."""
+    """What a request is expected to cost at most, and where that figure comes from. Made by priced(), so that
+    credits is a finite number of 0 or more, or None (not known here: refused under a budget, always asked about)."""
 
     credits: float | None
     source: str               # for notes and refusals: "the catalog's price hint", "learned from ...", or why not
+
+
+def priced(credits: float | None, source: str) -> Estimate:
+    """An estimate, or none when the figure is not a finite number of 0 or more (a negative or NaN total would
+    slip past the budget and the threshold)."""
+    if credits is None or not math.isfinite(credits) or credits < 0:
+        return Estimate(None, f"{source}: no usable figure" if credits is not None else source)
+    return Estimate(float(credits), source)
 
 
 def _created_at(record: LedgerRecord) -> float | None:
@@ -2700,38 +2756,50 @@ def read_budget(account: Account) -> dict | None:
 
 
 def _units(body: dict) -> tuple[str, float]:
-    """What a learned price is per: seconds of output, images, or the request."""
+    """What a learned price is per: seconds of output, images, or the request; and how many of them (a count that
+    is not a finite number above 0 cannot be priced)."""
     body = body.get("input") if isinstance(body.get("input"), dict) else body     # the router's settings
-    if isinstance(body.get("duration"), int | float):
-        return "second", float(body["duration"])
-    if isinstance(body.get("outputCount"), int):
-        return "image", float(body["outputCount"])
+    for key, unit in (("duration", "second"), ("outputCount", "image")):
+        if isinstance(body.get(key), int | float) and not isinstance(body[key], bool):
+            return unit, float(body[key])
     return "request", 1.0
+
+
+def _learned_rate(record: LedgerRecord, unit: str) -> float | None:
+    """What an earlier task says a unit costs: Runway's own estimate for it, else its final cost if it succeeded
+    (a failed or cancelled task costs 0, which says nothing about the price)."""
+    if record.get("estimate_from") != "here" and isinstance(record.get("estimated_credits"), int | float):
+        figure = record["estimated_credits"]
+    elif record.get("status") == "SUCCEEDED" and isinstance(record.get("cost_credits"), int | float):
+        figure = record["cost_credits"]
+    else:
+        return None
+    their_unit, amount = _units(record.get("arguments") or {})
+    if their_unit != unit or not (math.isfinite(amount) and amount > 0 and math.isfinite(figure) and figure > 0):
+        return None
+    return figure / amount
 
 
 def estimate(endpoint: str, body: dict, history: list[LedgerRecord]) -> Estimate:
     """The most a request may cost: the catalog's hint, else the highest rate Runway estimated for this model in the
     ledger's `history` of tasks."""
     if (credits := estimate_credits(body)) is not None:
-        return Estimate(credits, "the catalog's price hint")
+        return priced(credits, "the catalog's price hint")
     model = MODELS.get(body.get("model"))
     if model and re.search(r" of input$", model.credits):
         return Estimate(None, f"{body.get('model')} is priced by the length of its input, unknown here")
     unit, amount = _units(body)
-    name, rates = subject(endpoint, body), []
-    for record in history:
-        if record.get("endpoint") != endpoint or subject(endpoint, record.get("arguments") or {}) != name:
-            continue
-        figure = next((record[k] for k in ("estimated_credits", "cost_credits")       # Runway's estimate, else the
-                       if isinstance(record.get(k), int | float)), None)              # cost (some return none)
-        their_unit, their_amount = _units(record.get("arguments") or {})
-        if figure is not None and their_unit == unit and their_amount > 0:
-            rates.append(figure / their_amount)
+    if not (math.isfinite(amount) and amount > 0):
+        return Estimate(None, f"a {unit} count of {amount:g} cannot be priced")
+    name = subject(endpoint, body)
+    rates = [rate for record in history if record.get("endpoint") == endpoint
+             and subject(endpoint, record.get("arguments") or {}) == name
+             and (rate := _learned_rate(record, unit)) is not None]
     if not rates:
         return Estimate(None, f"no price hint for {name} and no earlier task with it on {endpoint} to learn "
                               "Runway's estimate from")
-    return Estimate(max(rates) * amount, f"learned from Runway's figures for {len(rates)} earlier {name} "
-                                         f"task{'s' if len(rates) > 1 else ''}, per {unit}")
+    return priced(max(rates) * amount, f"learned from Runway's figures for {len(rates)} earlier {name} "
+                                       f"task{'s' if len(rates) > 1 else ''}, per {unit}")
 
 
 def fingerprint(account_id: str, tool_name: str, endpoint: str, body: dict, digests: Mapping[Media, str]) -> str:
@@ -2817,7 +2885,7 @@ def reserve(account: Account, estimates: list[Estimate], tool_name: str) -> list
     budget refuses or the ledger cannot be read or written."""
     if account.config.budget_credits is None:
         return []
-    total = Estimate(None, estimates[0].source) if None in (e.credits for e in estimates) else Estimate(
+    total = Estimate(None, estimates[0].source) if None in (e.credits for e in estimates) else priced(
         sum(e.credits for e in estimates), "the sum of the items' estimates")
     try:
         with spending_lock(account):
@@ -2864,7 +2932,7 @@ class Consent(NamedTuple):
 
 def needs_asking(config: Config, total: Estimate) -> bool:
     """Whether a spend needs the person's yes under RUNWAY_MCP_CONFIRM_ABOVE: above it, or of a cost not known."""
-    return config.confirm_above is not None and (total.credits is None or total.credits > config.confirm_above)
+    return config.confirm_above is not None and not (total.credits is not None and total.credits <= config.confirm_above)
 
 
 def authorised(config: Config, consent: Consent, total: Estimate) -> bool:
@@ -2892,12 +2960,7 @@ def _file_lock(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        if os.name == "nt":
-            import msvcrt
-            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-        else:
-            import fcntl
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        _lock_fd(fd)
         yield
     finally:
         os.close(fd)                            # closing releases the lock
@@ -3069,26 +3132,29 @@ def create_tasks(account: Account, plans: list[Plan], consent: Consent) -> Made:
                 raise RunwayError(refusal)
             if not authorised(account.config, consent, total):
                 return Made([], declined=declined(total))
-        reservations = iter(reserve(account, [plan.estimate for plan in fresh], plans[0].tool) if fresh else [])
+        unused = reserve(account, [plan.estimate for plan in fresh], plans[0].tool) if fresh else []
         tasks: list[dict] = []
-        error = None
-        for plan, twin in zip(plans, twins):
-            if twin is not None:
-                plan.notes.append(f"identical to task {twin['id']}, created {twin['twin_of_age']:.0f} s ago: returned "
-                                  "that task instead of paying for a second one (pass new=true for a deliberate second)")
-                tasks.append(twin)
-                continue
-            reservation = next(reservations, None)
-            if error is not None:
-                release(account, reservation)           # never sent
-                continue
-            try:
-                tasks.append(_create(account, plan, reservation))
-            except RunwayError as failed:
-                if not failed.unsure:
-                    release(account, reservation)       # Runway made nothing: the credits are free again
-                error = failed
-    return Made(tasks, error)
+        try:
+            for plan, twin in zip(plans, twins):
+                if twin is not None:
+                    plan.notes.append(f"identical to task {twin['id']}, created {twin['twin_of_age']:.0f} s ago: "
+                                      "returned that task instead of paying for a second one (pass new=true for a "
+                                      "deliberate second)")
+                    tasks.append(twin)
+                    continue
+                reservation = unused.pop(0) if unused else None
+                try:
+                    tasks.append(_create(account, plan, reservation))
+                except (RunwayError, Cancelled) as failed:
+                    if not getattr(failed, "unsure", False):
+                        release(account, reservation)   # Runway made nothing (a cancel stops before a create is sent)
+                    if isinstance(failed, Cancelled):
+                        raise
+                    return Made(tasks, failed)
+        finally:
+            for reservation in unused:                  # never sent
+                release(account, reservation)
+    return Made(tasks)
 
 
 def _create(account: Account, plan: Plan, reservation: str | None) -> dict:
@@ -3107,10 +3173,13 @@ def _create(account: Account, plan: Plan, reservation: str | None) -> dict:
             task_id=task_id, created_at=_now(), tool=plan.tool, endpoint=plan.endpoint, model=ran,
             prompt=prompt_of(body)[:2000], status="PENDING", arguments=elide_blobs(plan.described),
             estimated_credits=estimated if estimated is not None else plan.estimate.credits,
+            **({} if estimated is not None else {"estimate_from": "here"}),
             fingerprint=plan.fingerprint, **({"reservation": reservation} if reservation else {})))
-    except OSError as error:
-        plan.notes.append(f"could not record the task in {ledger(account).path} ({error.strerror}); keep this "
-                          "task_id")
+    except Exception as error:                  # the task exists and is paid for: its id must come back
+        if not isinstance(error, OSError):
+            log.exception("could not record task %s in the ledger", task_id)
+        plan.notes.append(f"could not record the task in {ledger(account).path} "
+                          f"({getattr(error, 'strerror', None) or type(error).__name__}); keep this task_id")
     return {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
 
 
@@ -3161,7 +3230,7 @@ def total_of(plans: list[Plan]) -> Estimate:
     known = [p.estimate.credits for p in plans]
     if None in known:
         return Estimate(None, next(p.estimate.source for p in plans if p.estimate.credits is None))
-    return Estimate(sum(known), "the sum of the items' estimates")
+    return priced(sum(known), "the sum of the items' estimates")
 
 
 def describe_spend(plans: list[Plan]) -> str:
@@ -3688,9 +3757,10 @@ def _ask(ctx: Context, question: str) -> Any:
 def _confirmation_resolver(plans_of: Callable[[Account, dict], list[Plan]], names: list[str]) -> Callable:
     """A resolver (run by the SDK before the tool) that asks the person to confirm a spend above
     RUNWAY_MCP_CONFIRM_ABOVE: over a live request on initialize sessions, an input-required result on 2026-07-28
-    ones. It decides which tasks would be created as create_tasks does (an identical task still running is asked
-    about at Runway), and asks nothing for a dry run, a request that reuses earlier tasks, one the checks or the
-    budget will refuse anyway (the tool then says why), or one below the threshold."""
+    ones. It asks nothing for a dry run, a request that reuses earlier tasks (an identical task the ledger says is
+    running is asked about at Runway), one the checks or the budget will refuse anyway (the tool then says why), or
+    one below the threshold. Otherwise it asks about every item that may be created, counting an identical task
+    still running as one that may fail before the tool runs: the yes covers whatever the tool then creates."""
     def confirm_spend(ctx: Context, **arguments: Any) -> Any:
         account = caller_of(ctx.mcp_server.config)
         if account.config.confirm_above is None or arguments.get("dry_run"):
@@ -3700,15 +3770,17 @@ def _confirmation_resolver(plans_of: Callable[[Account, dict], list[Plan]], name
             fresh = [p for p in plans if p.run.new or find_reusable_task(account, p.fingerprint) is None]
         except (RunwayError, ValidationError, TypeError):
             return Unasked(REFUSED)
-        total = total_of(fresh)
         if not fresh:
             return Unasked(REUSED)
-        if check_budget(account, total, len(fresh)):
+        if check_budget(account, total_of(fresh), len(fresh)):
             return Unasked(REFUSED)
+        maybe = [p for p in plans if any(p is f for f in fresh) or (
+            find_earlier_twin(account, p.fingerprint) or {}).get("status") != "SUCCEEDED"]
+        total = total_of(maybe)
         if not needs_asking(account.config, total):
             return Unasked(NOT_NEEDED)
         cost = f"about {credits_text(total.credits)}" if total.credits is not None else "a cost Runway sets at creation"
-        return _ask(ctx, f"{describe_spend(fresh)} for {cost}?")
+        return _ask(ctx, f"{describe_spend(maybe)} for {cost}?")
 
     confirm_spend.__signature__ = inspect.Signature(
         [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
@@ -5175,9 +5247,15 @@ class BearerToken:
 
 # A client key is checked with Runway before anything is done for it (a folder, a ledger, a call) and Runway's
 # verdict is kept for minutes, not forever: a key Runway revokes loses its files and tasks here within 5 minutes.
+# Checking costs Runway a request, so keys never seen before are limited per address, and few are checked at once.
 KEY_TRUSTED_S = 240.0
 KEY_REFUSED_S = 60.0                # a refused key is refused again without asking Runway, for this long
 VERDICTS_MAX = 10_000               # keys remembered at once, the least recently used forgotten first
+NEW_KEYS = (10, 60.0)               # keys never seen before, per address: 10 a minute
+CHECKING_MAX = 8                    # keys being checked with Runway at once; more wait for a moment, then 503
+CHECK_TIMEOUT = (5.0, 10.0)
+SESSIONS_PER_ACCOUNT = 20           # MCP sessions one account may hold open (stateful HTTP)
+SESSION_IDLE_S = 600.0              # in hosted mode an idle session closes after this long (the SDK's: 30 min)
 
 
 class KeyVerdicts:
@@ -5190,13 +5268,17 @@ class KeyVerdicts:
         self._verdicts: collections.OrderedDict[str, tuple[bool, float]] = collections.OrderedDict()
         self._asking = KeyedLocks()
 
+    def known(self, key: str) -> bool | None:
+        """The verdict kept for `key`, or None when Runway must be asked (never, or too long ago)."""
+        with self._lock:
+            verdict, until = self._verdicts.get(hashlib.sha256(key.encode()).hexdigest(), (None, 0.0))
+        return verdict if until > self.clock() else None
+
     def verify(self, key: str) -> bool | None:
         """Runway's verdict on `key`, asked at most once per KEY_TRUSTED_S (blocking: run it in a worker thread)."""
         digest = hashlib.sha256(key.encode()).hexdigest()
         with self._asking.hold([digest]):                # a burst of requests with a new key asks Runway once
-            with self._lock:
-                verdict, until = self._verdicts.get(digest, (None, 0.0))
-            if until > self.clock():
+            if (verdict := self.known(key)) is not None:
                 return verdict
             verdict = self._ask(key)
             if verdict is not None:
@@ -5210,7 +5292,7 @@ class KeyVerdicts:
     def _ask(self, key: str) -> bool | None:
         asking = Account(self.config, key, self.config.output_dir, "unverified", hosted=True)   # touches no disk
         try:
-            api(asking, "GET", "/v1/organization", attempts=2)
+            api(asking, "GET", "/v1/organization", attempts=1, timeout=CHECK_TIMEOUT)
         except RunwayError as error:
             if error.status in (401, 403):
                 return False
@@ -5222,11 +5304,15 @@ class KeyVerdicts:
 class ClientKeys:
     """RUNWAY_MCP_KEYS_FROM_CLIENTS: every request but /healthz brings a Runway key (`Authorization: Bearer key_...`)
     that Runway accepts, and runs as that key's account: its calls spend that key alone, its files and ledger are
-    its own, and its MCP sessions and confirmations answer it alone (the SDK binds them to the principal set here).
-    The key is never logged or stored; a keyed hash names the account."""
+    its own, and its MCP sessions and confirmations answer it alone (the SDK binds them to the principal set here;
+    an account holds at most SESSIONS_PER_ACCOUNT sessions). The key is never logged or stored; a keyed hash names
+    the account."""
 
     def __init__(self, app: Callable, config: Config):
         self.app, self.config, self.verdicts = app, config, KeyVerdicts(config)
+        self.new_keys = Buckets(*NEW_KEYS)
+        self.checking = anyio.CapacityLimiter(CHECKING_MAX)
+        self.sessions: dict[str, dict[str, float]] = {}         # account -> session id -> when last used
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if _open(scope):
@@ -5235,7 +5321,13 @@ class ClientKeys:
         if key is None or not KEY_PATTERN.fullmatch(key):
             return await _refuse(send, 401, "send your Runway API key as Authorization: Bearer key_... (create one at "
                                             "https://dev.runwayml.com)", CHALLENGE)
-        verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key)
+        verdict = self.verdicts.known(key)
+        if verdict is None:
+            if wait := self.new_keys.take(_by_address(scope)):
+                return await _refuse(send, 429, f"too many new keys from this address; retry in {math.ceil(wait)} s",
+                                     {"retry-after": str(math.ceil(wait))})
+            with anyio.move_on_after(2):        # waiting for one of the CHECKING_MAX threads, not for Runway
+                verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key, limiter=self.checking)
         if verdict is None:
             return await _refuse(send, 503, "Runway could not be asked whether your key works; try again shortly",
                                  {"retry-after": "10"})
@@ -5247,7 +5339,39 @@ class ClientKeys:
         except OSError as error:
             log.error("cannot name client accounts: %s", error)
             return await _refuse(send, 500, "the server cannot open its accounts; its operator has been told")
-        await _as_principal(self.app, caller, scope, receive, send)
+        if refusal := await self._session_refusal(caller, scope, receive):
+            return await _refuse(send, 429, refusal)
+        await _as_principal(self.app, caller, scope, receive, self._watching(caller, scope, send))
+
+    async def _session_refusal(self, caller: Account, scope: dict, receive: Callable) -> str | None:
+        """Why a request may not open another MCP session for this account, or None."""
+        held, now = self.sessions.get(caller.id, {}), time.monotonic()
+        for session, used in list(held.items()):
+            if now - used > SESSION_IDLE_S:
+                del held[session]
+        if not held:
+            self.sessions.pop(caller.id, None)
+        if session := _header(scope, b"mcp-session-id"):
+            if session in held:
+                held[session] = now
+            return None
+        if len(held) >= SESSIONS_PER_ACCOUNT and scope["method"] == "POST" and b'"initialize"' in (
+                await _read_body(scope, receive) or b""):
+            return (f"this account holds {len(held)} open MCP sessions, the most one may: end one (HTTP DELETE with "
+                    f"its Mcp-Session-Id) or let one sit idle for {SESSION_IDLE_S / 60:g} minutes")
+        return None
+
+    def _watching(self, caller: Account, scope: dict, send: Callable) -> Callable:
+        """A send that notes the sessions this account opens and ends."""
+        async def watched(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                opened = dict(message.get("headers") or []).get(b"mcp-session-id")
+                if opened and not _header(scope, b"mcp-session-id"):
+                    self.sessions.setdefault(caller.id, {})[opened.decode("latin-1")] = time.monotonic()
+                elif scope["method"] == "DELETE":
+                    self.sessions.get(caller.id, {}).pop(_header(scope, b"mcp-session-id") or "", None)
+            await send(message)
+        return watched
 
 
 def client_account(config: Config, key: str) -> Account:
@@ -5259,23 +5383,35 @@ def client_account(config: Config, key: str) -> Account:
     return Account(config, key, config.output_dir / "accounts" / name, name, hosted=True)
 
 
+_SECRETS_LOCK = threading.Lock()
+
+
 @functools.cache
 def _accounts_secret(output_dir: Path) -> bytes:
     """The secret that names client accounts: 32 random bytes in the output folder, made once and then shared by
-    every instance that serves this folder (not RUNWAY_MCP_STATE_SECRET, which may be rotated)."""
+    every instance that serves this folder (not RUNWAY_MCP_STATE_SECRET, which may be rotated). It is written whole
+    under another name and linked into place, so that no instance ever reads half of it."""
     path = output_dir / ".accounts-secret"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    with _SECRETS_LOCK:
+        if not path.exists():
+            output_dir.mkdir(parents=True, exist_ok=True)
+            fd, draft = tempfile.mkstemp(dir=output_dir, prefix=".accounts-secret.", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(os.urandom(32))
+                    f.flush()
+                    os.fsync(f.fileno())
+                with contextlib.suppress(FileExistsError):      # another instance was first: use its secret
+                    os.link(draft, path)
+            finally:
+                os.unlink(draft)
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            log.warning("%s could be read by other users; making it readable by this one alone", path)
+            path.chmod(0o600)
         secret = path.read_bytes()
-        if len(secret) < 32:
-            raise OSError(errno.EINVAL, f"{path} is damaged (under 32 bytes); restore it from a backup, or "
-                                        "delete it (every client account then starts with a new, empty folder)")
-        return secret
-    secret = os.urandom(32)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
+    if len(secret) < 32:
+        raise OSError(errno.EINVAL, f"{path} is damaged (under 32 bytes): restore it from a backup; deleting it gives "
+                                    "every client account a new, empty folder")
     return secret
 
 
@@ -5294,46 +5430,73 @@ async def _as_principal(app: Callable, caller: Account, scope: dict, receive: Ca
 BUCKETS_MAX = 100_000               # clients remembered at once by a rate limit; the least recently seen go first
 
 
-class RateLimit:
-    """RUNWAY_MCP_RATE_LIMIT, per client address (before any credential is checked) and again per client (its
-    account with client keys, else its token): calls that create tasks or upload count against the rate as they
-    come; other requests (status, lists, resources) against ten times the rate, since they cost nothing at Runway
-    and are limited only to stop a client gone wild. Over the limit: HTTP 429 with Retry-After, and nothing runs.
-    Each instance keeps its own counts, in a bounded table: O(1) a request however many clients there are."""
+class Buckets:
+    """Token buckets per client: `calls` per `per` seconds each, in a bounded table (the least recently seen are
+    forgotten first): O(1) a request however many clients there are."""
 
-    def __init__(self, app: Callable, calls: int, per: float, by: Callable[[dict], str],
-                 paid: Container[str] = frozenset()):
-        self.app, self.calls, self.per, self.by, self.paid = app, calls, per, by, paid
-        self.buckets: collections.OrderedDict[tuple[str, str], tuple[float, float]] = collections.OrderedDict()
+    def __init__(self, calls: float, per: float):
+        self.calls, self.per = calls, per
+        self.table: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
+
+    def take(self, client: str) -> float:
+        """Take one token from the client's bucket: 0 if there was one, else the seconds until there is."""
+        rate, now = self.calls / self.per, time.monotonic()
+        tokens, at = self.table.pop(client, (self.calls, now))
+        tokens = min(self.calls, tokens + (now - at) * rate)
+        taken = tokens >= 1
+        self.table[client] = (tokens - 1 if taken else tokens, now)       # now the most recently seen
+        if len(self.table) > BUCKETS_MAX:
+            self.table.popitem(last=False)
+        return 0.0 if taken else (1 - tokens) / rate
+
+
+class AddressLimit:
+    """RUNWAY_MCP_RATE_LIMIT before any credential is checked: ten times the rate of requests of any kind per client
+    address, decided from the headers alone (nothing is read of a request that will be refused)."""
+
+    def __init__(self, app: Callable, calls: int, per: float):
+        self.app, self.calls, self.per, self.buckets = app, calls, per, Buckets(10 * calls, per)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if not _open(scope) and (wait := self.buckets.take(_by_address(scope))):
+            return await _refuse(send, 429, f"rate limited: {10 * self.calls} requests per {self.per:g} s from this "
+                                            f"address; retry in {math.ceil(wait)} s",
+                                 {"retry-after": str(math.ceil(wait))})
+        await self.app(scope, receive, send)
+
+
+class RateLimit:
+    """RUNWAY_MCP_RATE_LIMIT once the credential is checked: calls that create tasks or upload count against the
+    rate as they come, per client (its account with client keys, else its token) and per address (so that rotating
+    keys gains nothing); other requests (status, lists, resources) count per client against ten times the rate, since
+    they cost nothing at Runway and are limited only to stop a client gone wild. Over the limit: HTTP 429 with
+    Retry-After, and nothing runs. Each instance keeps its own counts."""
+
+    def __init__(self, app: Callable, calls: int, per: float, paid: Container[str] = frozenset()):
+        self.app, self.calls, self.per, self.paid = app, calls, per, paid
+        self.creates, self.address_creates, self.others = Buckets(calls, per), Buckets(calls, per), Buckets(
+            10 * calls, per)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if _open(scope):
             return await self.app(scope, receive, send)
-        if "runway_mcp.creates" not in scope:               # read the body once, for every layer of limits
-            body, receive = await _buffered(receive)
-            if body is None:
-                return await _refuse(send, 413, f"request body over {MAX_BODY // 1048576} MB")
-            scope = {**scope, "runway_mcp.creates": _creates(body, self.paid)}
-        kind = "create" if scope["runway_mcp.creates"] else "other"
-        wait = self.take(self.by(scope), kind)
+        body = await _read_body(scope, receive)
+        if body is None:
+            return await _refuse(send, 413, f"request body over {MAX_BODY // 1048576} MB")
+        if _creates(body, self.paid):
+            wait = self.creates.take(_by_client(scope)) or self.address_creates.take(_by_address(scope))
+            limit, what = self.calls, "calls that create tasks"
+        else:
+            wait, limit, what = self.others.take(_by_client(scope)), 10 * self.calls, "requests"
         if wait:
-            what = "calls that create tasks" if kind == "create" else "requests"
-            limit = self.calls * (1 if kind == "create" else 10)
             return await _refuse(send, 429, f"rate limited: {limit} {what} per {self.per:g} s; retry in "
                                             f"{math.ceil(wait)} s", {"retry-after": str(math.ceil(wait))})
         await self.app(scope, receive, send)
 
-    def take(self, client: str, kind: str) -> float:
-        """Take one token from the client's bucket: 0 if there was one, else the seconds until there is."""
-        capacity = self.calls * (1 if kind == "create" else 10)
-        rate, now = capacity / self.per, time.monotonic()
-        tokens, at = self.buckets.pop((client, kind), (capacity, now))
-        tokens = min(capacity, tokens + (now - at) * rate)
-        taken = tokens >= 1
-        self.buckets[client, kind] = (tokens - 1 if taken else tokens, now)      # now the most recently seen
-        if len(self.buckets) > BUCKETS_MAX:
-            self.buckets.popitem(last=False)
-        return 0.0 if taken else (1 - tokens) / rate
+
+def _header(scope: dict, name: bytes) -> str | None:
+    value = dict(scope.get("headers") or []).get(name)
+    return value.decode("latin-1") if value else None
 
 
 def _by_address(scope: dict) -> str:
@@ -5348,27 +5511,38 @@ def _by_client(scope: dict) -> str:
     return _by_address(scope)
 
 
-async def _buffered(receive: Callable) -> tuple[bytes | None, Callable]:
-    """The request body read whole (None past MAX_BODY), and a receive that hands it to the app again."""
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if size > MAX_BODY:
-            return None, receive
-        more = message.get("more_body", False)
-    body, replayed = b"".join(chunks), False
+async def _read_body(scope: dict, receive: Callable) -> bytes | None:
+    """The request body, read whole once per request (None past MAX_BODY) and kept in the scope for the layers
+    inside; the app then gets it again from `scope["runway_mcp.receive"]`."""
+    if "runway_mcp.body" not in scope:
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_BODY:
+                scope["runway_mcp.body"] = None
+                return None
+            more = message.get("more_body", False)
+        scope["runway_mcp.body"] = b"".join(chunks)
+    return scope["runway_mcp.body"]
+
+
+def _replaying(scope: dict, receive: Callable) -> Callable:
+    """A receive that hands the app a body an outer layer already read (see _read_body), then goes on as before."""
+    if scope.get("runway_mcp.body") is None:
+        return receive
+    replayed = False
 
     async def again() -> dict:
         nonlocal replayed
         if not replayed:
             replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": scope["runway_mcp.body"], "more_body": False}
         return await receive()
-    return body, again
+    return again
 
 
 def _creates(body: bytes, paid: Container[str]) -> bool:
@@ -5379,6 +5553,16 @@ def _creates(body: bytes, paid: Container[str]) -> bool:
         return False
     return any(isinstance(m, dict) and m.get("method") == "tools/call" and isinstance(m.get("params"), dict)
                and m["params"].get("name") in paid for m in (messages if isinstance(messages, list) else [messages]))
+
+
+class BodyReplay:
+    """The innermost layer: the MCP app reads the body again that the layers outside it read."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        await self.app(scope, _replaying(scope, receive), send)
 
 
 class HttpApp:
@@ -5419,17 +5603,19 @@ def http_app(config: Config, host: str = "127.0.0.1") -> HttpApp:
         allowed_hosts=[h for name in names for h in (name, f"{name}:*")],
         allowed_origins=[f"{scheme}://{h}" for name in names for scheme in ("http", "https")
                          for h in (name, f"{name}:*")] + list(config.allowed_origins))
-    app = server.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
-                                     max_request_body_size=MAX_BODY, stateless_http=config.stateless)
+    idle = {"session_idle_timeout": SESSION_IDLE_S} if config.keys_from_clients else {}
+    app = BodyReplay(server.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
+                                                max_request_body_size=MAX_BODY, stateless_http=config.stateless,
+                                                **idle))
     paid = frozenset(name for name, definition in TOOLS.items() if definition.annotations is PAID)
     if config.rate_limit:
-        app = RateLimit(app, *config.rate_limit, by=_by_client, paid=paid)
+        app = RateLimit(app, *config.rate_limit, paid=paid)
     if config.keys_from_clients:
         app = ClientKeys(app, config)
     elif config.http_token:
         app = BearerToken(app, config.http_token)
-    if config.rate_limit:                       # before any credential: a flood of made-up keys is limited too
-        app = RateLimit(app, *config.rate_limit, by=_by_address, paid=paid)
+    if config.rate_limit:                       # before any credential, from the headers alone
+        app = AddressLimit(app, *config.rate_limit)
     if config.allowed_origins:                  # web MCP clients connect from pages on other origins
         from starlette.middleware.cors import CORSMiddleware
         app = CORSMiddleware(app, allow_origins=list(config.allowed_origins), allow_headers=["*"],
@@ -5505,6 +5691,10 @@ def _serve_http(config: Config, host: str, port: int) -> int:
         log.error("refusing to serve HTTP on %s without RUNWAY_MCP_HTTP_TOKEN: anyone who can reach it could spend "
                   "your credits; set the variable (or RUNWAY_MCP_KEYS_FROM_CLIENTS=1) or bind 127.0.0.1", host)
         return 2
+    if config.keys_from_clients and not config.rate_limit:
+        log.warning("RUNWAY_MCP_KEYS_FROM_CLIENTS without RUNWAY_MCP_RATE_LIMIT: anyone who can reach the server may "
+                    "send requests without limit (only new keys are limited, %d a minute per address); set a rate "
+                    "such as RUNWAY_MCP_RATE_LIMIT=30/min", NEW_KEYS[0])
     log.info("serving MCP over streamable HTTP at http://%s:%d/mcp%s", host, port,
              " (each client's own Runway key)" if config.keys_from_clients else
              " (bearer token required)" if config.http_token else "")

@@ -1985,7 +1985,7 @@ def test_fifos_sockets_and_devices_are_refused_without_being_opened(api, tmp_pat
             with pytest.raises(rm.RunwayError, match=what):
                 rm.local_file(api.account, rm.Media(str(path), ("image", "video"), "character"))
     with pytest.raises(rm.RunwayError, match="is a FIFO"):      # swapped in after the checks: still not opened
-        rm._open_checked(tmp_path / "pipe.png", "character")
+        rm._open_checked(tmp_path / "pipe.png", "character", "pipe.png")
 
 
 def bad_inputs(tmp: Path):
@@ -2656,6 +2656,101 @@ async def test_a_batch_that_fails_part_way_returns_the_tasks_it_created(client, 
     assert "the 2 before it were created" in text and "the 1 after it were not sent" in text
     assert all(item["task_id"] in text for item in data["items"])
     assert [r["path"] for r in fake.seen("POST")] == ["/v1/text_to_image", "/v1/text_to_video", "/v1/text_to_speech"]
+
+
+# A second adversarial review, of the fixes above ----------------------------------------------------------
+
+def test_an_estimate_is_a_finite_number_of_zero_or_more_or_none():
+    for bad in (-8000.0, float("nan"), float("inf")):
+        assert rm.priced(bad, "x").credits is None
+    assert rm.priced(0, "x").credits == 0 and rm.priced(12.5, "x").credits == 12.5
+    seen = [{"endpoint": "generate/video", "status": "SUCCEEDED", "estimated_credits": 40,
+             "arguments": {"configId": "c", "input": {"duration": 5}}}]
+    assert rm.estimate("generate/video", {"configId": "c", "input": {"duration": 10}}, seen).credits == 80
+    for duration in (-1000, 0, float("nan")):                    # a count that cannot be priced is not priced
+        assert rm.estimate("generate/video", {"configId": "c", "input": {"duration": duration}}, seen).credits is None
+
+
+def test_a_failed_or_cancelled_task_teaches_no_price():
+    failed = [{"endpoint": "avatar_videos", "status": status, "cost_credits": 0, "arguments": {"model": "x"}}
+              for status in ("FAILED", "CANCELLED")]
+    assert rm.estimate("avatar_videos", {"model": "gwm1_avatars"}, failed).credits is None
+    guessed = [{"endpoint": "avatar_videos", "status": "PENDING", "estimated_credits": 3, "estimate_from": "here",
+                "arguments": {}}]
+    assert rm.estimate("avatar_videos", {}, guessed).credits is None           # its own guess, not Runway's
+    paid = [{"endpoint": "avatar_videos", "status": "SUCCEEDED", "cost_credits": 30, "arguments": {}}]
+    assert rm.estimate("avatar_videos", {}, paid).credits == 30
+
+
+@pytest.mark.anyio
+async def test_a_batch_with_an_item_that_cannot_be_priced_is_refused_whole_under_a_budget(client, serve, fake):
+    await call(client, "generate_with_router", {"config_id": "c", "kind": "video", "input": {"duration": 5},
+                                                "wait": False})                          # Runway estimates 40
+    serve(RUNWAY_MCP_BUDGET_CREDITS="100")
+    fake.reset()
+    batch = [*[{"tool": "generate_video", "arguments": {"prompt": f"take {n}", "duration": 10}} for n in range(5)],
+             {"tool": "generate_with_router", "arguments": {"config_id": "c", "kind": "video",
+                                                            "input": {"duration": -1000}}}]
+    result, _ = await call(client, "generate_batch", {"requests": batch, "wait": False})
+    assert result.is_error and "cannot be priced" in result.content[0].text and fake.seen("POST") == []
+
+
+@pytest.mark.anyio
+async def test_after_a_failed_avatar_video_the_next_is_asked_about_again(serve, fake):
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="5")
+    fake.plan(polls=1, outcome="FAILED", mime="video/mp4")
+    async with confirming(serve, "accept") as client:
+        await call(client, "generate_avatar_video", {"avatar": "influencer", "text": "one"})
+        await call(client, "generate_avatar_video", {"avatar": "influencer", "text": "two", "wait": False})
+        assert len(client.asked) == 2 and len(fake.seen("POST")) == 2
+
+
+@pytest.mark.anyio
+async def test_a_create_answered_without_json_keeps_its_reservation_and_says_a_task_may_exist(client, serve, fake):
+    serve(RUNWAY_MCP_BUDGET_CREDITS="100")
+    fake.fail("POST", "/v1/text_to_video", action="garbage")           # 200, and a body that is not JSON
+    result, _ = await call(client, "generate_video", {"prompt": "x", "wait": False})
+    assert result.is_error and "may have been created" in result.content[0].text
+    _, account = await call(client, "get_account")
+    assert account["budget"]["committed"] == 60
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_batch_gives_back_the_credits_it_reserved(client, serve, fake):
+    serve(RUNWAY_MCP_BUDGET_CREDITS="1000")
+    fake.fail("POST", "/v1/text_to_video", 429, headers={"Retry-After": "3"})   # the first create waits 3 s
+    batch = [{"tool": "generate_video", "arguments": {"prompt": f"shot {n}", "duration": 10}} for n in range(4)]
+    with anyio.move_on_after(0.5):
+        await client.call_tool("generate_batch", {"requests": batch, "wait": False})
+    with anyio.fail_after(5):
+        while True:                                             # the cancelled call's thread stops at its pause
+            _, account = await call(client, "get_account")
+            if account["budget"]["committed"] == 0:
+                break
+            await anyio.sleep(0.05)
+    assert fake.seen("POST", "/v1/text_to_video") and not fake.tasks
+
+
+@pytest.mark.anyio
+async def test_a_batch_asks_about_an_item_whose_running_twin_may_fail_before_it_runs(serve, fake):
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="50")
+    fake.plan(polls=2, outcome="FAILED", mime="video/mp4")    # RUNNING to the question, FAILED to the create
+    storm = {"tool": "generate_video", "arguments": {"prompt": "a storm", "duration": 10}}
+    calm = {"tool": "generate_video", "arguments": {"prompt": "a calm sea", "duration": 10}}
+    async with confirming(serve, "accept") as client:
+        await call(client, "generate_batch", {"requests": [storm], "wait": False})
+        result, data = await call(client, "generate_batch", {"requests": [storm, calm], "wait": False})
+        assert client.asked[-1].startswith("Create 2 tasks") and "about 240 credits" in client.asked[-1]
+        assert len(fake.seen("POST")) == 3 and not result.is_error
+
+
+@pytest.mark.anyio
+async def test_text_that_is_not_valid_unicode_is_refused_before_anything_is_sent(client, fake, serve):
+    result, _ = await call(client, "generate_with_router", {"config_id": "c", "kind": "image",
+                                                            "input": {"promptText": "a fox \ud800"}})
+    assert result.is_error and "lone UTF-16 surrogate" in result.content[0].text and fake.requests == []
+    rm.ledger(serve.account).append({"task_id": "t", "created_at": rm._now(), "prompt": "odd \ud800"})
+    assert rm.ledger(serve.account).find("t")["prompt"].startswith("odd")          # the line was written
 
 
 ##############################################################################
@@ -3674,13 +3769,86 @@ async def test_rotating_keys_does_not_escape_the_rate_limit(over_http_in_process
         assert statuses == [200, 200, 429, 429] and len(fake.seen("POST")) == 2
 
 
+@pytest.mark.anyio
+async def test_a_request_without_a_working_key_is_refused_before_its_body_is_read(over_http_in_process, fake):
+    """With the rate limit on, nothing buffers a body before the credential: a keyless client declaring 15 MB gets
+    its 401 at once, without sending a byte of it."""
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAY_MCP_RATE_LIMIT="30/min") as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
+            raw.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer nonsense\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: 15000000\r\n\r\n")
+            assert raw.recv(4096).startswith(b"HTTP/1.1 401")
+
+
+@pytest.mark.anyio
+async def test_an_account_holds_a_bounded_number_of_sessions(over_http_in_process, fake, monkeypatch):
+    monkeypatch.setattr(rm, "SESSIONS_PER_ACCOUNT", 3)
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1") as url:
+        opening = lambda key: requests.post(f"{url}/mcp", json=INITIALIZE, timeout=5,
+                                            headers={**MCP_HEADERS, "Authorization": f"Bearer {key}"})
+        opened = [opening(KEY) for _ in range(3)]
+        assert all(r.status_code == 200 for r in opened)
+        refused = opening(KEY)
+        assert refused.status_code == 429 and "3 open MCP sessions" in refused.json()["error"]
+        assert opening(KEY2).status_code == 200                         # another account is not affected
+        ended = requests.delete(f"{url}/mcp", timeout=5, headers={
+            **MCP_HEADERS, "Authorization": f"Bearer {KEY}", "Mcp-Session-Id": opened[0].headers["Mcp-Session-Id"],
+            "MCP-Protocol-Version": "2025-06-18"})
+        assert ended.status_code == 200 and opening(KEY).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_keys_never_seen_before_are_limited_per_address(over_http_in_process, fake, monkeypatch):
+    monkeypatch.setattr(rm, "NEW_KEYS", (3, 60.0))
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1") as url:
+        statuses = [requests.post(f"{url}/mcp", json=INITIALIZE, timeout=5, headers={
+            **MCP_HEADERS, "Authorization": f"Bearer key_{n:0128x}"}).status_code for n in range(6)]
+        assert statuses == [401, 401, 401, 429, 429, 429]
+        assert len(fake.seen("GET", "/v1/organization")) == 3
+        assert requests.post(f"{url}/mcp", json=INITIALIZE, timeout=5, headers={
+            **MCP_HEADERS, "Authorization": f"Bearer {KEY}", **ELSEWHERE}).status_code == 200   # another address
+
+
+@pytest.mark.anyio
+async def test_a_long_server_path_is_hidden_from_a_tenant_even_when_shortened(over_http_in_process, fake, tmp_path):
+    root = tmp_path / ("shared-inputs-for-every-tenant-mounted-from-a-network-volume-" * 2)
+    root.mkdir()
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAY_MCP_INPUT_ROOT=str(root)) as url:
+        async with http_client(url, KEY) as alice:
+            result, _ = await call(alice, "generate_video", {"prompt": "x", "image": "f" * 120 + ".png"})
+            text = result.content[0].text
+            assert result.is_error and "no file at" in text and "shared-inputs" not in text and str(tmp_path) not in text
+
+
+def test_the_accounts_secret_is_made_once_whole_and_kept_private(tmp_path):
+    made = []
+    threads = [threading.Thread(target=lambda: made.append(rm._accounts_secret.__wrapped__(tmp_path)))
+               for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 20 and len(set(made)) == 1 and len(made[0]) == 32
+    secret = tmp_path / ".accounts-secret"
+    secret.chmod(0o644)
+    assert rm._accounts_secret.__wrapped__(tmp_path) == made[0] and secret.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::a9fe:a9fe", "64:ff9b::a00:5", "2002:a9fe:a9fe::", "::a9fe:a9fe",
+                                     "::ffff:0:a9fe:a9fe", "::ffff:10.0.0.1", "fe80::1", "fd00::1"])
+def test_ipv6_addresses_that_carry_an_inward_ipv4_one_are_refused(address):
+    assert not rm._reachable(address, 443, None)
+    assert rm._reachable("2606:4700:4700::1111", 443, None) and rm._reachable("::1", 9, 9)
+
+
 def test_rate_limit_buckets_stay_bounded_however_many_clients(monkeypatch):
     monkeypatch.setattr(rm, "BUCKETS_MAX", 1000)
-    limit = rm.RateLimit(None, 1, 60.0, by=rm._by_address)
+    buckets = rm.Buckets(1, 60.0)
     for n in range(5000):
-        assert limit.take(f"10.0.{n // 256}.{n % 256}", "create") == 0
-    assert len(limit.buckets) == 1000
-    assert limit.take("10.0.19.135", "create") > 0                  # the most recent are still remembered
+        assert buckets.take(f"10.0.{n // 256}.{n % 256}") == 0
+    assert len(buckets.table) == 1000
+    assert buckets.take("10.0.19.135") > 0                          # the most recent are still remembered
 
 
 # Another address, through this machine as a proxy (uvicorn trusts X-Forwarded-For from 127.0.0.1).
