@@ -18,6 +18,7 @@ Configuration is read from environment variables; README.md lists them (and `loa
 """
 
 __version__ = "0.2.0"
+__all__ = ["Config", "load_config", "create_server", "http_app", "call_tool", "RunwayError"]
 
 import argparse
 import base64
@@ -450,7 +451,6 @@ ENDPOINTS = {
     V2A: Endpoint("v2a", "generate_sound_for_video", "mirelo_sfx_2_0", "audio"),
     HDR: Endpoint("hdr", "convert_to_hdr", "ruby", "video"),
 }
-DEFAULT_MODEL = {endpoint: entry.default for endpoint, entry in ENDPOINTS.items()}
 KINDS = ("image", "video", "audio")             # what models make: list_models and list_outputs filter on it
 
 # Ratios, named once. Values are Runway's exact enums (runway-api.md section 3).
@@ -952,6 +952,11 @@ ARGUMENT_NAMES = {"promptText": "prompt", "promptImage": "image", "referenceImag
 COST = re.compile(r"(?P<low>[\d.]+)(?:-(?P<high>[\d.]+))? per (?P<unit>.+)")
 
 
+def defaults_of(model: str) -> list[str]:
+    """The endpoints whose tools use this model when none is given."""
+    return [endpoint for endpoint, entry in ENDPOINTS.items() if entry.default == model]
+
+
 def choices_of(endpoint: str, api_field: str) -> tuple:
     """The values the endpoint's default model allows for a field: a tool argument's choices, from the catalog."""
     return tuple(MODELS[ENDPOINTS[endpoint].default].choices[api_field])
@@ -1089,7 +1094,7 @@ def model_index(kind: str | None = None) -> str:
             lines.append(f"{group}:")
         for name in names:
             model = MODELS[name]
-            default = "*" if name in DEFAULT_MODEL.values() else ""
+            default = "*" if defaults_of(name) else ""
             codes = ",".join(ENDPOINTS[e].code for e in model.uses if ":" not in e)
             lines.append(f"{name}{default} {codes} {_price(model.credits)}".rstrip())
     return "\n".join(lines)
@@ -1106,7 +1111,7 @@ def model_detail(name: str) -> str:
         for value, amount in extra.items():
             by_amount.setdefault(amount, []).append(value)
         lines += [f"  +{amount:g}/s with {field_name} {', '.join(values)}" for amount, values in by_amount.items()]
-    if defaults := [e for e, d in DEFAULT_MODEL.items() if d == name]:
+    if defaults := defaults_of(name):
         lines.append(f"default for: {', '.join(defaults)}")
     for key, use in model.uses.items():
         endpoint, _, mode = key.partition(":")
@@ -2123,7 +2128,7 @@ def _kind(mime: str | None, fallback: str | None) -> str | None:
 
 
 def _size(size: int) -> str:
-    return f"{size / 1048576:.1f} MB" if size >= 1048576 else f"{size / 1024:.0f} KB"
+    return f"{size / 1048576:.1f}".removesuffix(".0") + " MB" if size >= 1048576 else f"{size / 1024:.0f} KB"
 
 
 class LocalFile(NamedTuple):
@@ -2214,7 +2219,7 @@ def local_file(account: Account, media: Media) -> LocalFile | None:
     if not os.access(path, os.R_OK):
         raise RunwayError(f"{name}: {shown} is not readable by the server (permission denied)")
     if info.st_size > UPLOAD_MAX:
-        raise RunwayError(f"{name}: {shown} is {_size(info.st_size)}; Runway takes files up to 200 MB")
+        raise RunwayError(f"{name}: {shown} is {_size(info.st_size)}; Runway takes files up to {_size(UPLOAD_MAX)}")
     with _open_checked(path, name, shown) as f:
         mime = sniff(f.read(16), path.name)
     if mime is None or _kind(mime, None) not in media.kinds:
@@ -4084,7 +4089,7 @@ MediaKind = Literal["audio", "video"]
 @generation("Generate image", T2I)
 def generate_image(
     prompt: Prompt,
-    model: ModelName = DEFAULT_MODEL[T2I],
+    model: ModelName = ENDPOINTS[T2I].default,
     ratio: Annotated[str | None, Field(description="W:H, e.g. 1920:1080; default: landscape",
                                        pattern=RATIO_PATTERN)] = None,
     reference_images: Annotated[list[ReferenceImage | MediaArg] | None, Field(
@@ -4103,7 +4108,7 @@ def generate_image(
 @generation("Generate video", T2V)
 def generate_video(
     prompt: Prompt | None = None,
-    model: ModelName = DEFAULT_MODEL[T2V],
+    model: ModelName = ENDPOINTS[T2V].default,
     image: Annotated[MediaArg | None, Field(description="first frame")] = None,
     last_image: Annotated[MediaArg | None, Field(description="last frame (with image)")] = None,
     ratio: Ratio = None,
@@ -4133,7 +4138,7 @@ def generate_video(
 def edit_video(
     video: MediaArg,
     prompt: Prompt | None = None,
-    model: ModelName = DEFAULT_MODEL[V2V],
+    model: ModelName = ENDPOINTS[V2V].default,
     references: Annotated[list[MediaArg] | None, Field(description="reference images", max_length=30)] = None,
     mode: Annotated[Literal["reference", "extend", "edit"] | None, Field(
         description="seedance2_5, gemini_omni_flash_1.1: extend continues the clip, edit changes it in place")] = None,
@@ -4155,7 +4160,7 @@ def edit_video(
 @generation("Upscale video", VIDEO_UP, names={"targetFramerate": "frame_rate"})
 def upscale_video(
     video: MediaArg,
-    model: ModelName = DEFAULT_MODEL[VIDEO_UP],
+    model: ModelName = ENDPOINTS[VIDEO_UP].default,
     resolution: Annotated[Literal[choices_of(VIDEO_UP, "resolution")] | None,  # type: ignore[valid-type]
                           Field(description="default 2k")] = None,
     frame_rate: Annotated[Literal[FRAME_RATES] | None, Field(  # type: ignore[valid-type]
@@ -4165,7 +4170,7 @@ def upscale_video(
 
     {cost}
     """
-    if frame_rate and model == DEFAULT_MODEL[VIDEO_UP]:
+    if frame_rate and model == ENDPOINTS[VIDEO_UP].default:
         model = "enhance_frame_rate"           # a frame rate only makes sense for the interpolation model
     body = {"model": model, "videoUri": Media(video, ("video",), "video"), "resolution": resolution,
             "targetFramerate": frame_rate}
@@ -4179,7 +4184,7 @@ def upscale_image(
                             Field(description="default 2; at most 25.3 MP out")] = None,
     flavor: Annotated[Literal[choices_of(IMAGE_UP, "flavor")] | None, Field(  # type: ignore[valid-type]
         description="sublime for illustration")] = None,
-    model: ModelName = DEFAULT_MODEL[IMAGE_UP],
+    model: ModelName = ENDPOINTS[IMAGE_UP].default,
 ) -> TaskRequest:
     """Upscale an image (300-8000 px a side) 2-16x with added detail.
 
@@ -4195,7 +4200,7 @@ def generate_speech(
     text: Annotated[str, Field(min_length=1, max_length=5000)],
     voice: Annotated[VoicePreset | None, Field(description="default Maya; a preset such as Noah or Eleanor "
                                                      "(list_models(model='eleven_v3') lists them)")] = None,
-    model: ModelName = DEFAULT_MODEL[TTS],
+    model: ModelName = ENDPOINTS[TTS].default,
     voice_sample: Annotated[MediaArg | None, Field(description="seed_audio: a clip of a voice to clone")] = None,
     language: Annotated[str | None, Field(description="ISO 639-1, e.g. de",
                                           pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] = None,
@@ -4220,7 +4225,7 @@ def generate_sound_effect(
     prompt: Annotated[str, Field(min_length=1, max_length=3000)],
     duration: Annotated[float | None, Field(description="seconds; default: chosen by the model")] = None,
     loop: bool | None = None,
-    model: ModelName = DEFAULT_MODEL[SFX],
+    model: ModelName = ENDPOINTS[SFX].default,
 ) -> TaskRequest:
     """Make a sound effect from a description: foley, ambience, UI sounds (for speech use generate_speech).
 
@@ -4239,7 +4244,7 @@ def animate_character(
     body_control: bool | None = None,
     expression_intensity: Annotated[int | None, Field(ge=1, le=5)] = None,
     seed: Seed = None,
-    model: ModelName = DEFAULT_MODEL[ACT],
+    model: ModelName = ENDPOINTS[ACT].default,
 ) -> TaskRequest:
     """Make a character (image or video) perform what an actor does in a reference video (Act-Two).
 
@@ -4257,7 +4262,7 @@ def change_voice(
     voice: VoicePreset,
     media_kind: Annotated[MediaKind | None, Field(description="default: judged from the file")] = None,
     remove_background_noise: bool | None = None,
-    model: ModelName = DEFAULT_MODEL[STS],
+    model: ModelName = ENDPOINTS[STS].default,
 ) -> TaskRequest:
     """Say the same words in another voice.
 
@@ -4273,7 +4278,7 @@ def dub_audio(
     audio: Annotated[MediaArg, Field(description="audio or video with speech")],
     target_language: Literal[DUBBING_LANGUAGES],  # type: ignore[valid-type]
     num_speakers: Annotated[int | None, Field(description="default: detected", ge=1, le=32)] = None,
-    model: ModelName = DEFAULT_MODEL[DUB],
+    model: ModelName = ENDPOINTS[DUB].default,
 ) -> TaskRequest:
     """Translate the speech in a recording into another language, keeping the speakers' voices.
 
@@ -4287,7 +4292,7 @@ def dub_audio(
 @generation("Isolate voice", ISOLATE)
 def isolate_voice(
     audio: Annotated[MediaArg, Field(description="4.6 s to 1 h of speech with noise")],
-    model: ModelName = DEFAULT_MODEL[ISOLATE],
+    model: ModelName = ENDPOINTS[ISOLATE].default,
 ) -> TaskRequest:
     """Remove background noise and music from speech.
 
@@ -4301,7 +4306,7 @@ def generate_sound_for_video(
     video: MediaArg,
     duration: Annotated[float, Field(description="seconds, usually the video's length", gt=0, le=600)],
     prompt: Annotated[str | None, Field(min_length=1, max_length=3000)] = None,
-    model: ModelName = DEFAULT_MODEL[V2A],
+    model: ModelName = ENDPOINTS[V2A].default,
 ) -> TaskRequest:
     """Make sound effects synchronised to a video; returns the audio only.
 
@@ -4317,7 +4322,7 @@ def convert_to_hdr(
     video: MediaArg,
     output_format: Annotated[Literal[choices_of(HDR, "outputFormat")] | None,  # type: ignore[valid-type]
                              Field(description="default hdr10")] = None,
-    model: ModelName = DEFAULT_MODEL[HDR],
+    model: ModelName = ENDPOINTS[HDR].default,
 ) -> TaskRequest:
     """Convert an SDR video to HDR at the same resolution (Ruby).
 
@@ -4827,7 +4832,7 @@ def list_models(account: Account, kind: Literal[KINDS] | None = None,  # type: i
         raise RunwayError(f"model={model!r} is not in the catalog; known: {', '.join(close)}")
     names = [model] if model else [n for n, m in MODELS.items() if kind in (None, m.kind)]
     rows = [[n, MODELS[n].kind, " ".join(ENDPOINTS[e].code for e in MODELS[n].uses if ":" not in e),
-             MODELS[n].credits, " ".join(e for e, d in DEFAULT_MODEL.items() if d == n)] for n in names if n in MODELS]
+             MODELS[n].credits, " ".join(defaults_of(n))] for n in names if n in MODELS]
     rows += [[n, made, tool_name, "", ""] for n, (made, tool_name, _) in OTHERS.items()
              if n == model or model is None and kind in (None, made)]
     found = ModelList(models=rows, endpoints={entry.code: endpoint for endpoint, entry in ENDPOINTS.items()})
@@ -4883,7 +4888,8 @@ class Upload(TypedDict):
 
 @tool(PAID, "Upload file", toolset="files")
 def upload_file(account: Account, path: Annotated[str, Field(
-        description="a local image, video or audio file, at most 200 MB", min_length=1, max_length=4096)]) -> Upload:
+        description=f"a local image, video or audio file, at most {_size(UPLOAD_MAX)}", min_length=1,
+        max_length=4096)]) -> Upload:
     """Upload a file once to reuse it in several calls: a runway:// URI valid 24 h. Free.
 
     Media arguments also take paths directly. Runway allows uploads only to accounts that bought credits.

@@ -9,6 +9,7 @@ import ast
 import base64
 import collections.abc
 import contextlib
+import functools
 import importlib
 import inspect
 import itertools
@@ -121,6 +122,108 @@ def test_config_ignores_a_bad_hosting_value_and_says_so_without_echoing_a_secret
     config = rm.load_config({variable: value})
     assert (config.rate_limit, config.state_secret) == (None, "") and variable in config.warnings[0]
     assert "secret" not in variable.lower() or value not in config.warnings[0]
+
+
+# One application, configured explicitly ------------------------------------------------------------------
+
+def test_importing_the_module_reads_no_environment_and_writes_nothing(tmp_path):
+    """A project that vendors the file imports it: nothing of that process's environment may leak in, and nothing
+    may appear on disk. HOME is read-only here, and every read of os.environ after the dependencies are loaded is
+    recorded (pydantic itself reads PYDANTIC_DISABLE_PLUGINS whenever a model is defined)."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    home.chmod(0o555)
+    probe = (f"import os, sys; sys.path.insert(0, {str(HERE)!r})\n"
+             "import anyio, mcp.server.mcpserver, pydantic, starlette, requests\n"
+             "seen = []\n"
+             "class Spy(dict):\n"
+             "    def __getitem__(self, key):\n"
+             "        seen.append(key); return super().__getitem__(key)\n"
+             "    def get(self, key, default=None):\n"
+             "        seen.append(key); return super().get(key, default)\n"
+             "os.environ = Spy(os.environ)\n"
+             "import runway_mcp\n"
+             "print(sorted(set(seen)))\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=work, capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"], "HOME": str(home), "RUNWAYML_API_SECRET": KEY,
+                               "RUNWAY_MCP_OUTPUT_DIR": str(work / "out")})
+    assert done.returncode == 0, done.stderr
+    read = ast.literal_eval(done.stdout.strip())
+    assert not [name for name in read if name.startswith("RUNWAY") or name in ("HOME", "USERPROFILE")], read
+    assert done.stderr == ""
+    assert list(home.iterdir()) == [] and list(work.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_two_servers_with_their_own_configurations_serve_side_by_side(fake, tmp_path):
+    first = rm.create_server(rm.load_config(server_env(fake, tmp_path / "a", RUNWAY_MCP_TOOLS="image,account",
+                                                       RUNWAY_MCP_BUDGET_CREDITS="100", RUNWAY_MCP_MAX_WAIT="7")))
+    second = rm.create_server(rm.load_config(server_env(fake, tmp_path / "b")))
+    async with Client(first, mode="legacy") as one, Client(second, mode="legacy") as two:
+        assert len((await one.list_tools()).tools) < len((await two.list_tools()).tools) == len(rm.TOOLS)
+        assert "waits 7 s at most" in one.instructions and "waits 10 s at most" in two.instructions
+        async with anyio.create_task_group() as group:
+            for client in (one, two):
+                group.start_soon(call, client, "generate_image", {"prompt": "side by side"})
+        assert [p.parent.name for p in tmp_path.rglob("image_*.png")] and {
+            p.parent.name for p in tmp_path.rglob("image_*.png")} == {"a", "b"}
+        assert (await call(one, "get_account"))[1]["budget"]["limit"] == 100
+        assert (await call(two, "get_account"))[1]["budget"] is None
+        result, _ = await call(one, "generate_video", {"prompt": "x"})
+        assert result.is_error and "RUNWAY_MCP_TOOLS" in result.content[0].text
+
+
+def test_the_public_surface():
+    """What a project that vendors the file may use, as tabulate's tests pin its signature."""
+    assert rm.__all__ == ["Config", "load_config", "create_server", "http_app", "call_tool", "RunwayError"]
+    assert str(inspect.signature(rm.load_config)) == ("(environ: collections.abc.Mapping[str, str] | None = None) -> "
+                                                     "runway_mcp.Config")
+    assert typing.get_type_hints(rm.create_server) == {"config": rm.Config, "return": rm.MCPServer}
+    assert list(inspect.signature(rm.http_app).parameters) == ["config", "host"]
+    assert list(inspect.signature(rm.call_tool).parameters) == ["config", "name", "arguments", "on_progress", "confirm"]
+    assert rm.Config().output_dir == Path("~/Runway") and rm.Config().max_wait == 45
+
+
+def test_a_project_calls_a_generation_from_python_with_its_own_configuration(fake, tmp_path):
+    config = rm.Config(api_key=KEY, base_url=fake.url, output_dir=tmp_path / "mine", poll_interval=0.01)
+    seen = []
+    result = rm.call_tool(config, "generate_image", {"prompt": "a fox"}, on_progress=lambda *p: seen.append(p))
+    assert not result.is_error and result.structured_content["status"] == "SUCCEEDED" and seen
+    assert Path(result.structured_content["outputs"][0]["path"]).parent == tmp_path / "mine"
+    asked = []
+    video = rm.call_tool(rm.dataclasses.replace(config, confirm_above=10), "generate_video",
+                         {"prompt": "a storm", "wait": False}, confirm=lambda question: asked.append(question))
+    assert video.structured_content["status"] == "DECLINED" and asked == ["Generate 5 s of gen4.5 video for about "
+                                                                          "60 credits?"]
+
+
+@pytest.mark.anyio
+async def test_a_project_mounts_the_server_in_its_own_app(fake, tmp_path):
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    runway = rm.http_app(rm.load_config(server_env(fake, tmp_path)))
+    app = Starlette(routes=[Mount("/media", app=runway)], lifespan=lambda _: runway.lifespan())
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        async with http_client(f"http://127.0.0.1:{listening.getsockname()[1]}/media") as client:
+            result, data = await call(client, "list_models", {"kind": "audio"})
+            assert not result.is_error and data["models"]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_server_reaching_into_an_mcp_that_moved_its_handlers_says_so():
+    with pytest.raises(RuntimeError, match=r"mcp [0-9.]+ keeps its request handlers elsewhere.*install mcp 2.3"):
+        rm._forget_prompts(object())
 
 
 ##############################################################################
@@ -475,8 +578,7 @@ def _sdk_field(hint, doc: str) -> SdkField:
 def load_sdk() -> dict[tuple[str, str], dict]:
     """(model, endpoint) -> {"fields": {API name: SdkField}, "required": {API names}}, from runwayml's types."""
     table = {}
-    for endpoint in (rm.T2I, rm.I2V, rm.T2V, rm.V2V, rm.ACT, rm.SFX, rm.STS, rm.TTS, rm.DUB, rm.ISOLATE, rm.V2A,
-                     rm.HDR, rm.VIDEO_UP, rm.IMAGE_UP):
+    for endpoint in rm.ENDPOINTS:
         module = importlib.import_module(f"runwayml.types.{endpoint}_create_params")
         docs = _attribute_docs(module.__file__)
         union = getattr(module, "".join(p.capitalize() for p in endpoint.split("_")) + "CreateParams")
@@ -1789,6 +1891,65 @@ RECIPES = {
                                         "targetFramerate": ("frame_rate", "60", "60")}),
     "image_upscale": ("upscale_image", {"imageUri": ("image", IMAGE, IMAGE)}),
 }
+
+
+def registry_gaps() -> list[str]:
+    """What the endpoints in the registry lack, each a line saying what to add where: a new endpoint needs its entry
+    in ENDPOINTS, its models in MODELS, its tool, and an example call here (RECIPES); the rest follows."""
+    gaps = []
+    for endpoint, entry in rm.ENDPOINTS.items():
+        if entry.tool not in rm.TOOLS:
+            gaps.append(f"{endpoint}: no tool {entry.tool}; define it with @generation(..., {endpoint!r})")
+        if endpoint not in rm.MODELS.get(entry.default, rm.Model("", "", {})).uses:
+            gaps.append(f"{endpoint}: its default model {entry.default} has no use on it in MODELS")
+        if endpoint not in RECIPES:
+            gaps.append(f"{endpoint}: add an example call of {entry.tool} to RECIPES in test_runway_mcp.py")
+    gaps += [f"{name}: {key} is not in ENDPOINTS" for name, model in rm.MODELS.items() for key in model.uses
+             if key.partition(":")[0] not in rm.ENDPOINTS]
+    return gaps
+
+
+def test_every_endpoint_has_its_models_its_tool_and_an_example():
+    assert registry_gaps() == []
+
+
+@pytest.fixture
+def another_endpoint(monkeypatch):
+    """The registry, catalog and tools as they would be with one more endpoint, text_to_gif: its entry, its model
+    and its tool, and nothing else. Everything is put back after (and the tools built again)."""
+    for name in ("ENDPOINTS", "MODELS", "TOOLS", "GENERATORS", "_DESCRIBED"):
+        monkeypatch.setattr(rm, name, dict(getattr(rm, name)))
+    monkeypatch.setattr(rm, "_LISTED", {})          # the tools as listed so far: built again with the new one
+    rm._built_tools.cache_clear()
+    rm.ENDPOINTS["text_to_gif"] = rm.Endpoint("gif", "generate_gif", "gifmaker", "image")
+    rm.MODELS["gifmaker"] = rm.Model("image", "Animated GIFs from a prompt", {"text_to_gif": rm.Use((), "promptText")},
+                                     credits="3 per image")
+
+    @rm.generation("Generate GIF", "text_to_gif")
+    def generate_gif(prompt: rm.Prompt, model: rm.ModelName = "gifmaker") -> rm.TaskRequest:
+        """Make an animated GIF from a prompt.
+
+        {cost}
+        """
+        return rm.TaskRequest("text_to_gif", {"model": model, "promptText": prompt})
+    yield
+    rm._built_tools.cache_clear()
+
+
+@pytest.mark.anyio
+async def test_a_new_endpoint_is_its_registry_entry_its_models_and_its_tool(another_endpoint, fake, tmp_path):
+    async with Client(rm.create_server(rm.load_config(server_env(fake, tmp_path))), mode="legacy") as client:
+        tools = (await client.list_tools()).tools
+        dry = await client.call_tool("generate_gif", {"prompt": "a cat", "dry_run": True})
+    [gif] = [t for t in tools if t.name == "generate_gif"]
+    assert gif.description.endswith("Costs 3 credits per image (gifmaker).") and "generate_gif" in rm.toolsets()["image"]
+    assert {"name": "generate_gif", "description": "Make an animated GIF from a prompt."} in manifest_tools(tools)
+    assert "gif=text_to_gif" in rm.model_index() and "gifmaker* gif 3/image" in rm.model_index()
+    assert dry.content[0].text.startswith("DRY_RUN: POST /v1/text_to_gif") and "about 3 credits" in dry.content[0].text
+    assert rm.exposed_tools(("image",))[0] >= {"generate_gif", "get_task"}
+    assert registry_gaps() == ["text_to_gif: add an example call of generate_gif to RECIPES in test_runway_mcp.py"]
+
+
 USES = [(name, key) for name, model in rm.MODELS.items() for key in model.uses]
 
 
@@ -1928,6 +2089,31 @@ async def test_a_large_local_video_is_uploaded_once_and_the_upload_host_never_se
     assert clip.read_bytes() in upload["raw"]
     sent = [b["videoUri"] for b in fake.bodies("video_to_video")]
     assert sent == [f"runway://uploads/{path.rsplit('/', 1)[1]}"] * 2
+
+
+class CountingDigests(collections.OrderedDict):
+    """content_digest's cache, counting the digests it computes: each is one whole read of a file."""
+    computed = 0
+
+    def __setitem__(self, key, value):
+        type(self).computed += 1
+        super().__setitem__(key, value)
+
+
+@pytest.mark.anyio
+async def test_a_local_file_is_read_whole_once_per_call_and_not_again_while_unchanged(client, fake, tmp_path,
+                                                                                    monkeypatch):
+    monkeypatch.setattr(rm, "_DIGESTS", CountingDigests())
+    monkeypatch.setattr(CountingDigests, "computed", 0)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(MP4 + os.urandom(4_200_000))            # uploaded: hashed for the duplicate guard and the cache
+    arguments = {"video": str(clip), "prompt": "snow", "wait": False}
+    for expected in (1, 1):                                 # the second: the same task, found by the same digest
+        result, _ = await call(client, "edit_video", arguments)
+        assert not result.is_error and CountingDigests.computed == expected, result.content[0].text
+    clip.write_bytes(MP4 + os.urandom(4_200_000))            # changed: read again
+    result, _ = await call(client, "edit_video", arguments)
+    assert CountingDigests.computed == 2 and len(fake.bodies("video_to_video")) == 2
 
 
 @pytest.mark.anyio
@@ -3476,25 +3662,61 @@ def http_server(env, *args):
         yield url
 
 
-@contextlib.contextmanager
+class SharedHttp:
+    """One uvicorn, on a thread and event loop of its own, for every in-process HTTP test: it serves whichever test's
+    app is current. (uvicorn pauses 0.1 s whenever it stops, and these tests are many.)"""
+
+    def __init__(self):
+        import asyncio
+        import uvicorn
+        self.app, self.loop = None, None
+        listening = socket.socket()
+        listening.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        server = uvicorn.Server(uvicorn.Config(self.route, interface="asgi3", lifespan="off", log_config=None,
+                                                log_level="warning"))
+
+        async def serve():
+            self.loop = asyncio.get_running_loop()
+            await server.serve(sockets=[listening])
+        threading.Thread(target=asyncio.run, args=(serve(),), daemon=True).start()
+        while not server.started:
+            time.sleep(0.01)
+
+    async def route(self, scope, receive, send):
+        from starlette.responses import PlainTextResponse
+        await (self.app or PlainTextResponse("no test is serving", status_code=503))(scope, receive, send)
+
+    @contextlib.contextmanager
+    def serving(self, app):
+        """`app` as the one served, its lifespan held by a task of the server's loop for as long as it is."""
+        import asyncio
+        started, stop = threading.Event(), asyncio.Event()
+
+        async def hold():
+            async with app.lifespan():
+                started.set()
+                await stop.wait()
+        held = asyncio.run_coroutine_threadsafe(hold(), self.loop)
+        assert started.wait(10), held.exception(0)
+        self.app = app
+        try:
+            yield self.url
+        finally:
+            self.app = None
+            self.loop.call_soon_threadsafe(stop.set)
+            held.result(10)
+
+
+@functools.cache
+def shared_http() -> SharedHttp:
+    return SharedHttp()
+
+
 def http_in_process(config, host="127.0.0.1"):
-    """The HTTP transport of a server with this configuration, in this process: uvicorn on a thread and event loop
-    of its own, on a real socket, so that a test's blocking requests and its async clients both reach it."""
-    import uvicorn
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(rm.http_app(config, host), log_config=None, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listening.close()
+    """The HTTP transport of a server with this configuration, in this process, on a real socket, so that a test's
+    blocking requests and its async clients both reach it."""
+    return shared_http().serving(rm.http_app(config, host))
 
 
 @pytest.fixture
@@ -3687,7 +3909,8 @@ async def test_a_key_runway_refuses_gets_401_and_leaves_nothing_on_disk_or_in_me
 @pytest.mark.anyio
 async def test_a_key_is_checked_with_runway_once_and_a_revoked_one_loses_access_within_minutes(
         over_http_in_process, fake, monkeypatch, out_dir):
-    monkeypatch.setattr(rm, "KEY_TRUSTED_S", 0.3)                   # 240 s in service: within 5 minutes
+    clock, verdicts = FakeClock(), rm.KeyVerdicts.__init__           # Runway's verdicts age by this clock alone
+    monkeypatch.setattr(rm.KeyVerdicts, "__init__", lambda self, config: verdicts(self, config, clock))
     with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAYML_API_SECRET=SERVER_KEY) as url:
         async with http_client(url, KEY) as alice:
             _, made = await call(alice, "generate_image", {"prompt": "a fox"})
@@ -3699,7 +3922,7 @@ async def test_a_key_is_checked_with_runway_once_and_a_revoked_one_loses_access_
             result, _ = await call(alice, "generate_video", {"prompt": "x", "wait": False})
             text = result.content[0].text
             assert result.is_error and "Runway rejected your API key (401)" in text and "RUNWAYML_API_SECRET" not in text
-        time.sleep(0.35)
+        clock.sleep(rm.KEY_TRUSTED_S)                                # revoked within 5 minutes
         for request in ({"method": "tools/call", "params": {"name": "list_tasks", "arguments": {}}},
                         {"method": "resources/read", "params": {"uri": made["outputs"][0]["uri"]}},
                         {"method": "tools/call", "params": {"name": "delete_output",
@@ -4267,8 +4490,8 @@ def tools_of_process(command, env, cwd=None, timeout=180):
 
 
 def manifest_tools(tools) -> list[dict]:
-    """What manifest.json should list for these tools: each one's name and the first line of its description."""
-    return [{"name": t.name, "description": t.description.splitlines()[0]} for t in tools]
+    """What manifest.json should list for these tools: each one's name and its description's first paragraph."""
+    return [{"name": t.name, "description": " ".join(t.description.split("\n\n")[0].split())} for t in tools]
 
 
 MANIFEST = json.loads((HERE / "manifest.json").read_text())
@@ -4438,6 +4661,109 @@ def test_the_bundle_starts_as_claude_desktop_starts_it(tmp_path):
                                      plain_env(HOME=str(tmp_path), **config["env"]))
     assert tools == set(rm.TOOLS)
     assert "RUNWAY_MCP_OUTPUT_DIR holds a placeholder the host did not fill" in stderr and KEY not in stderr
+
+
+##############################################################################
+# Documentation: every table that restates the code is checked against it
+##############################################################################
+
+DOCS = {path.relative_to(HERE).as_posix(): path.read_text() for path in [HERE / "README.md", *HERE.glob("docs/*.md")]}
+
+
+def markdown_table(text: str, header: str) -> list[list[str]]:
+    """The rows of the table that starts with this header line, each a list of its cells."""
+    lines = text[re.search(rf"(?m)^{re.escape(header)}$", text).start():].splitlines()[2:]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in itertools.takewhile(
+        lambda line: line.startswith("|"), lines)]
+
+
+def code_names(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def test_the_configuration_table_is_what_load_config_reads():
+    read = set(re.findall(r'"(RUNWAY\w+)"', inspect.getsource(rm.load_config)))
+    rows = markdown_table(DOCS["README.md"], "| Variable | Meaning | Default |")
+    aliases = {name for row in rows for name in code_names(row[1]) if "alias" in row[1] and name.startswith("RUNWAY")}
+    assert {code_names(row[0])[0] for row in rows} | aliases == read
+    for row in rows:                        # a default written as a value is the default load_config uses
+        name, default = code_names(row[0])[0], code_names(row[2])
+        if row[2].startswith("`") and default:
+            assert rm.load_config({name: default[0]}) == rm.load_config({}), (name, default)
+
+
+def test_the_tool_tables_are_the_tools_and_their_endpoints():
+    rows = [row for header in ("| Tool | What it does | Runway endpoint | Default model |",
+                               "| Tool | What it does | Runway endpoint |")
+            for row in markdown_table(DOCS["README.md"], header)]
+    tables = {code_names(row[0])[0]: row for row in rows}
+    assert sorted(tables) == sorted(rm.TOOLS), "every tool has one row in the README's tool tables"
+    for endpoint, entry in rm.ENDPOINTS.items():
+        row = tables[entry.tool]
+        assert endpoint in code_names(row[2]) and entry.default in code_names(row[3]), row
+
+
+@pytest.mark.anyio
+async def test_the_toolsets_table_is_the_toolsets_and_what_they_cost(fake, tmp_path):
+    rows = markdown_table(DOCS["README.md"], "| `RUNWAY_MCP_TOOLS` | Tools | Size |")
+    groups = rm.toolsets()
+    assert sorted(code_names(row[0])[0] for row in rows[1:]) == sorted(groups)
+    for row in rows:
+        names = tuple(code_names(row[0])[:1]) if row[0].startswith("`") else ()
+        exposed = rm.exposed_tools(names)[0] or set(rm.TOOLS)
+        if names:
+            listed = [name for name in code_names(row[1]) if name not in groups]
+            assert sorted(listed) == sorted(groups[names[0]]), row
+            assert f"({len(exposed)})" in row[1] if "+" in row[1] else len(exposed) == len(listed), row
+        env = server_env(fake, tmp_path, **({"RUNWAY_MCP_TOOLS": names[0]} if names else {}))
+        async with Client(rm.create_server(rm.load_config(env)), mode="legacy") as client:
+            tools = (await client.list_tools()).tools
+        assert {t.name for t in tools} == exposed
+        size = sum(wire_size(model_facing(t)) for t in tools)
+        assert re.match(rf"{size / 1000:.1f} KB\b", row[2]), (row, f"{size / 1000:.1f} KB")
+        if not names:
+            assert f"{round(size / len(tools))} B per tool" in row[2]
+
+
+def test_defaults_written_outside_the_code_are_configs_defaults():
+    max_wait = MANIFEST["user_config"]["max_wait"]["default"]
+    assert rm.load_config({"RUNWAY_MCP_MAX_WAIT": str(max_wait)}) == rm.load_config({})
+    [package] = SERVER_JSON["packages"]
+    for variable in package["environmentVariables"]:
+        if found := re.search(r"\(default ([^ )]+)\)", variable["description"]):
+            assert rm.load_config({variable["name"]: found[1]}) == rm.load_config({}), variable
+    assert f"({rm.DEFAULTS.max_wait:g})" in DOCS["README.md"].split("## Configuration")[0]
+
+
+def test_the_readme_starts_where_people_start_and_leaves_reference_to_docs():
+    readme = DOCS["README.md"]
+    assert len(readme.encode()) < 25_000
+    order = ["## Connect a host", "## A first generation", "## Configuration", "## Tools"]
+    assert sorted(order, key=readme.index) == order and "--print-config" in readme.split("## A first")[0]
+
+
+def heading_anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_between_the_docs_reaches_a_file_and_a_heading():
+    anchors = {name: {heading_anchor(h) for h in re.findall(r"(?m)^#+ (.+)$", text)} for name, text in DOCS.items()}
+    for name, text in DOCS.items():
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = (HERE / name).parent.joinpath(path).resolve().relative_to(HERE).as_posix() if path else name
+            assert (HERE / resolved).exists(), (name, target)
+            assert not anchor or anchor in anchors[resolved], (name, target)
+
+
+def test_every_test_the_docs_name_exists():
+    defined = set(re.findall(r"(?m)^(?:async )?def (test_\w+)", (HERE / "test_runway_mcp.py").read_text()))
+    for name, text in DOCS.items():
+        for test in set(re.findall(r"\btest_\w+", text)) - {"test_runway_mcp"}:     # a name ending in _: a family
+            assert test in defined or test.endswith("_") and any(d.startswith(test) for d in defined), (name, test)
 
 
 ##############################################################################
