@@ -10,11 +10,17 @@ INSTALLED := $(VENV)/.installed
 NODE_TOOLS := .tools
 # The official MCP bundle CLI; Claude Code, which checks that a printed config connects; and a host for the viewer
 # in headless Chromium: the official ext-apps AppBridge, esbuild to bundle it, puppeteer-core to drive Chromium.
+# The MCP Inspector's CLI speaks the 2026-07-28 tasks extension: one of the two clients the tasks tests use.
 NPM_PACKAGES := @anthropic-ai/mcpb@2.1.2 @anthropic-ai/claude-code@2.1.332 @modelcontextprotocol/ext-apps@2.0.4 \
-	esbuild@0.28.2 puppeteer-core@24.43.1
+	esbuild@0.28.2 puppeteer-core@24.43.1 @modelcontextprotocol/inspector@2.12.0
 NODE_INSTALLED := $(NODE_TOOLS)/.installed
 MCPB := $(NODE_TOOLS)/node_modules/.bin/mcpb
 BUNDLE_FILES := manifest.json pyproject.toml runway_mcp.py README.md
+
+# The other: fastmcp with fastmcp-tasks, pinned together (newer fastmcp does not resolve with fastmcp-tasks 4.1.4),
+# in an environment of its own, since it brings much the server does not use.
+CLIENTS := .clients
+CLIENTS_INSTALLED := $(CLIENTS)/.installed
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -25,6 +31,11 @@ $(INSTALLED): requirements.txt Makefile
 	@$(PYTHON) -m venv $(VENV) >&2
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt $(TEST_DEPS) >&2
 	@touch $@
+
+$(CLIENTS_INSTALLED): Makefile
+	@$(PYTHON) -m venv $(CLIENTS) >&2
+	@if $(CLIENTS)/bin/python -m pip install --quiet --disable-pip-version-check "fastmcp==4.1.4" \
+		"fastmcp-tasks==4.1.4" >&2; then touch $@; else echo "fastmcp did not install: its tests are skipped" >&2; fi
 
 # Without npm (or if it fails) the tests that need these tools are skipped, saying why; the rest still runs.
 $(NODE_INSTALLED): Makefile
@@ -38,7 +49,7 @@ run: $(INSTALLED)
 run-http: $(INSTALLED)
 	@exec $(PY) runway_mcp.py --transport http --host $(HOST) --port $(PORT)
 
-test: $(INSTALLED) $(NODE_INSTALLED)
+test: $(INSTALLED) $(NODE_INSTALLED) $(CLIENTS_INSTALLED)
 	$(PY) -m pytest -q test_runway_mcp.py
 
 test-fast: $(INSTALLED)
@@ -63,4 +74,4 @@ manifest: $(INSTALLED)
 	$(PY) test_runway_mcp.py --update-manifest
 
 clean:
-	rm -rf $(VENV) $(NODE_TOOLS) build dist .pytest_cache __pycache__
+	rm -rf $(VENV) $(NODE_TOOLS) $(CLIENTS) build dist .pytest_cache __pycache__

@@ -5,9 +5,10 @@ two alternating, because these machines are noisy. Nothing here needs the networ
 
     .venv/bin/python bench_runway_mcp.py            # everything (about two minutes)
     .venv/bin/python bench_runway_mcp.py startup    # one benchmark: startup, concurrency, overhead,
-                                                    # polling, downloads, context or ratelimit
+                                                    # polling, downloads, context, ratelimit or tasks
 """
 
+import concurrent.futures
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
+from typing import Callable
 
 import requests
 
@@ -89,12 +91,16 @@ class RawServer:
         return self.request("tools/call", {"name": tool, "arguments": arguments})["result"]
 
     def rss_mb(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
+        return rss_mb(self.process)
 
     def close(self):
         self.process.stdin.close()
         self.process.wait(30)
+
+
+def rss_mb(process: subprocess.Popen) -> float:
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
 
 
 def env_for(fake, out: Path, **extra) -> dict:
@@ -488,9 +494,127 @@ def bench_ratelimit(fake) -> list[tuple]:
              ratio <= 2)]
 
 
+# 8. MCP tasks -------------------------------------------------------------------------------------
+# 1,000 generations in flight on one HTTP server: as MCP tasks (a ledger line each, no thread) and as the same
+# 1,000 blocking calls (a worker thread each while one is free, the rest queued). Measured: the server's memory
+# growth, and how long a status check takes meanwhile: tasks/get for a task, get_task beside blocking calls.
+
+class HttpProcess:
+    """runway_mcp.py serving HTTP in a process of its own (its log discarded: a thousand calls fill a pipe)."""
+
+    def __init__(self, env: dict):
+        self.url = f"http://127.0.0.1:{t.free_port()}"
+        self.process = subprocess.Popen([sys.executable, t.SERVER, "--transport", "http", "--port",
+                                         self.url.rsplit(":", 1)[1]], env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        while True:
+            try:
+                requests.get(f"{self.url}/healthz", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+
+    def send(self, session: requests.Session, method: str, params: dict, name: str, tasks: bool) -> dict:
+        capabilities = {"extensions": {"io.modelcontextprotocol/tasks": {}}} if tasks else {}
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": capabilities}}}
+        answer = session.post(f"{self.url}/mcp", json=body, timeout=600, headers={
+            **t.MCP_HEADERS, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method, "Mcp-Name": name})
+        if answer.headers.get("content-type", "").startswith("text/event-stream"):    # a wait streams: its last event
+            return json.loads([line for line in answer.text.splitlines() if line.startswith("data: ")][-1][6:])
+        return answer.json()
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.process)
+
+    def close(self):
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:           # a thousand calls still waiting: uvicorn would wait for each
+            self.process.kill()
+            self.process.wait(5)
+
+
+POLL_S = 5.0        # the poll interval, which clients honour (pollIntervalMs): 1,000 tasks, 200 tasks/get a second
+
+
+def paced(check: Callable[[int], float], total: int, rate: float) -> list[float]:
+    """check(0), check(1), ... started `rate` times a second (however long each takes); their results."""
+    with concurrent.futures.ThreadPoolExecutor(64) as checkers:
+        started, futures = time.perf_counter(), []
+        for n in range(total):
+            time.sleep(max(0.0, started + n / rate - time.perf_counter()))
+            futures.append(checkers.submit(check, n))
+        return [future.result() for future in futures]
+
+
+def in_flight(fake, as_tasks: bool, count: int = 1000, seconds: float = 20.0) -> tuple[float, list[float]]:
+    """Memory growth (MB) with `count` generations in flight, and status-check latencies (s) sampled meanwhile."""
+    for _ in range(count):
+        fake.plan(seconds=seconds, mime="video/mp4")
+    server = HttpProcess(env_for(fake, Path(tempfile.mkdtemp(dir=WORK)), RUNWAY_MCP_POLL_INTERVAL=str(POLL_S),
+                                 RUNWAY_MCP_MAX_WAIT="600"))
+    local = threading.local()
+
+    def session() -> requests.Session:
+        local.session = getattr(local, "session", None) or requests.Session()
+        return local.session
+
+    def generate(n: int) -> dict:
+        arguments = {"name": "generate_video", "arguments": {"prompt": f"scene {n}"}}
+        return server.send(session(), "tools/call", arguments, "generate_video", as_tasks)
+    try:
+        before = server.rss_mb()
+        pool = concurrent.futures.ThreadPoolExecutor(64 if as_tasks else count)
+        calls = [pool.submit(generate, n) for n in range(count)]
+        if as_tasks:
+            handles = [call.result()["result"]["taskId"] for call in calls]
+        while len(fake.tasks) < min(count, t.rm.WORKER_THREADS):   # blocking: every worker thread busy waiting
+            time.sleep(0.1)
+        runway_tasks = list(fake.tasks)
+
+        def check(n: int) -> float:
+            started = time.perf_counter()
+            if as_tasks:
+                answer = server.send(session(), "tasks/get", {"taskId": handles[n % count]}, handles[n % count], True)
+                assert answer["result"]["status"] == "working", answer
+            else:
+                answer = server.send(session(), "tools/call", {"name": "get_task", "arguments": {
+                    "task_id": runway_tasks[n % len(runway_tasks)]}}, "get_task", False)
+                assert "structuredContent" in answer["result"], answer      # queued behind the waits, it may be late
+            return time.perf_counter() - started
+        latencies = paced(check, 2 * count if as_tasks else 32, count / POLL_S)
+        growth = server.rss_mb() - before
+        pool.shutdown(wait=False, cancel_futures=True)
+        return growth, latencies
+    finally:
+        server.close()
+
+
+def bench_tasks(fake) -> list[tuple]:
+    """Three runs as tasks (their medians), one as blocking calls (it takes a minute: the waits queue)."""
+    count, growths, p95s = 1000, [], []
+    for _ in range(3):
+        fake.reset()
+        growth, latencies = in_flight(fake, True, count)
+        growths.append(growth)
+        p95s.append(statistics.quantiles(latencies, n=20)[-1] * 1000)
+    fake.reset()
+    blocking_growth, blocking_latencies = in_flight(fake, False, count)
+    growth, p95 = median(growths), median(p95s)
+    blocking_p95 = statistics.quantiles(blocking_latencies, n=20)[-1] * 1000
+    return [(f"MCP tasks: memory with {count} generations in flight", f"+{growth:.1f} MB",
+             f"+{blocking_growth:.1f} MB as {count} blocking calls", f"{growth / blocking_growth:.2f} x",
+             "< 50 MB", growth < 50),
+            (f"MCP tasks: a status check with {count} in flight, p95 (tasks/get; get_task beside blocking calls)",
+             f"{p95:.1f} ms", f"{blocking_p95:.0f} ms", f"{p95 / blocking_p95:.4f} x", "< 50 ms", p95 < 50)]
+
+
 BENCHMARKS = {"startup": bench_startup, "concurrency": bench_concurrency, "overhead": bench_overhead,
               "polling": bench_polling, "downloads": bench_downloads, "context": bench_context,
-              "ratelimit": bench_ratelimit}
+              "ratelimit": bench_ratelimit, "tasks": bench_tasks}
 
 
 def main(names: list[str]) -> int:

@@ -6,7 +6,8 @@
 """An MCP server for the Runway API: generate, edit, upscale and voice images, video and audio.
 
 One file. An agent can generate and edit media, watch progress while Runway works, resume tasks
-that outlive a host's tool-call limit, and find every result saved on disk.
+that outlive a host's tool-call limit (or, with a host that speaks MCP tasks, leave them running in the
+background), and find every result saved on disk.
 
     uv run --script runway_mcp.py             # serve MCP over stdio; uv installs what the block above lists
     python runway_mcp.py                      # the same, with requests and mcp already installed
@@ -24,6 +25,7 @@ import argparse
 import base64
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import difflib
 import errno
@@ -37,6 +39,7 @@ import math
 import os
 import random
 import re
+import secrets
 import shutil
 import stat
 import sys
@@ -59,13 +62,15 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.lowlevel.helper_types import ReadResourceContents
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, Extension, MCPServer, MethodBinding
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.request_state import RequestStateSecurity
-from mcp.types import (INVALID_PARAMS, CallToolResult, ImageContent, Resource, ResourceLink, ResourceTemplate,
+from mcp.types import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, MISSING_REQUIRED_CLIENT_CAPABILITY,
+                       CallToolResult, ImageContent, RequestParams, Resource, ResourceLink, ResourceTemplate,
                        TextContent, ToolAnnotations)
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, validate_call
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
@@ -117,6 +122,7 @@ class Config:
     allowed_origins: tuple[str, ...] = ()         # HTTP: browser origins allowed by CORS
     stateless: bool = False             # HTTP: no sessions, so that any instance can answer any request
     state_secret: str = ""              # HTTP: shared by instances, to seal the state of a confirmation in progress
+    tasks: bool = True                  # the MCP tasks extension: a client that asks gets a task to poll, not a wait
     transport: str = "stdio"            # set by the command line: stdio | http
     problems: tuple[str, ...] = ()      # one line each; calls to Runway refuse while any exists
     warnings: tuple[str, ...] = ()      # logged at start-up; a default was used instead
@@ -250,6 +256,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
                               if o.strip()),
         stateless=_flag(env, "RUNWAY_MCP_STATELESS", DEFAULTS.stateless),
         state_secret=_secret(env.get("RUNWAY_MCP_STATE_SECRET", ""), warnings),
+        tasks=_flag(env, "RUNWAY_MCP_TASKS", DEFAULTS.tasks),
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
@@ -1864,6 +1871,10 @@ class LedgerRecord(TypedDict, total=False):
     estimate_from: str                  # "here" when estimated_credits is this server's estimate, not Runway's
     reservation: str                    # credits set aside before a create is sent; a task line names the one it used
     released: bool                      # a reservation whose create was refused: it counts no more
+    mcp_task: str                       # an MCP task (a line without task_id): the Runway tasks it follows, and how
+    runway: list[str]                   #   the tool's result is rebuilt when they end
+    pending: dict                       #   the tool's answer when the Runway tasks were created (notes, estimates)
+    ttl_ms: int
 
 
 class Ledger:
@@ -1883,6 +1894,7 @@ class Ledger:
         self._read_to = 0                       # bytes of it already folded into _tasks
         self._tasks: dict[str, LedgerRecord] = {}   # task id -> its latest state, in order of creation
         self._reserved: dict[str, LedgerRecord] = {}    # reservation -> its state; settled once a task names it
+        self._mcp_tasks: dict[str, LedgerRecord] = {}   # MCP task id -> its state
 
     def append(self, record: LedgerRecord) -> None:
         """Write one line; OSError if it cannot be written."""
@@ -1911,6 +1923,12 @@ class Ledger:
             self._catch_up()
             return [dict(r) for r in self._reserved.values() if not r.get("released") and not r.get("task_id")]
 
+    def find_mcp_task(self, mcp_task: str) -> LedgerRecord:
+        """An MCP task this ledger's account created, or {}; OSError if the ledger cannot be read."""
+        with self._lock:
+            self._catch_up()
+            return LedgerRecord(**self._mcp_tasks.get(mcp_task, {}))
+
     def find(self, task_id: str) -> LedgerRecord:
         """What the ledger knows of one task, or {}: a hint for display and waiting, so a ledger that cannot be
         read counts as knowing nothing (list_tasks and the budget say why)."""
@@ -1927,11 +1945,11 @@ class Ledger:
         try:
             info = self.path.stat()
         except FileNotFoundError:
-            self._source, self._read_to, self._tasks, self._reserved = (), 0, {}, {}
+            self._source, self._read_to, self._tasks, self._reserved, self._mcp_tasks = (), 0, {}, {}, {}
             return
         source = (self.path, info.st_dev, info.st_ino)
         if source != self._source or info.st_size < self._read_to:
-            self._source, self._read_to, self._tasks, self._reserved = source, 0, {}, {}
+            self._source, self._read_to, self._tasks, self._reserved, self._mcp_tasks = source, 0, {}, {}, {}
         if info.st_size == self._read_to:
             return
         with open(self.path, "rb") as f:            # OSError: a directory, no permission, a failing disk
@@ -1950,6 +1968,8 @@ class Ledger:
                 self._tasks.setdefault(record["task_id"], {}).update(record)
             if isinstance(record.get("reservation"), str):
                 self._reserved.setdefault(record["reservation"], {}).update(record)
+            if isinstance(record.get("mcp_task"), str) and "task_id" not in record:
+                self._mcp_tasks.setdefault(record["mcp_task"], {}).update(record)
 
 
 # One Ledger per file in this process, however many servers and calls use it (each reads incrementally); the
@@ -3572,6 +3592,7 @@ class ToolDefinition(NamedTuple):
     title: str | None
     meta: dict | None
     toolset: str                        # the group RUNWAY_MCP_TOOLS names it by
+    background: bool = False            # it creates or waits on Runway tasks: a client may have it run as an MCP task
 
 
 TOOLS: dict[str, ToolDefinition] = {}
@@ -3584,12 +3605,22 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idemp
                               open_world_hint=True)
 
 
-def tool(annotations: ToolAnnotations, title: str | None = None, meta: dict | None = None, *, toolset: str):
+def tool(annotations: ToolAnnotations, title: str | None = None, meta: dict | None = None, *, toolset: str,
+         background: bool = False):
     """Define fn as a tool: its docstring (cleaned) is the description, its arguments after `account` the schema."""
     def register(fn):
-        TOOLS[fn.__name__] = ToolDefinition(fn, annotations, title, meta, toolset)
+        TOOLS[fn.__name__] = ToolDefinition(fn, annotations, title, meta, toolset, background)
         return fn
     return register
+
+
+# Set while a call runs as an MCP task (see the MCP tasks section): the tool creates its Runway tasks and returns
+# at once instead of waiting, and the client polls the MCP task.
+_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("runway_mcp_background", default=False)
+
+
+def in_background() -> bool:
+    return _BACKGROUND.get()
 
 
 def toolsets() -> dict[str, tuple[str, ...]]:
@@ -3703,26 +3734,34 @@ def _reporter(ctx: Context | None) -> OnPoll:
     def report(poll: Poll, elapsed: float) -> None:
         nonlocal highest
         _checkpoint()                           # nothing more for a call the client cancelled
-        status, progress = poll.task.get("status", "PENDING"), _progress_of(poll.task)
-        highest = max(highest, progress or 0.0)
-        message = f"{status} {round(progress * 100)}%" if progress is not None else status
-        message += f" · {elapsed:.0f}s"
-        if poll.error:
-            message += " · last poll failed, retrying"
+        highest = max(highest, _progress_of(poll.task) or 0.0)
+        message = progress_message(poll, elapsed)
         if ctx is not None:
             import anyio.from_thread
             anyio.from_thread.run(ctx.report_progress, highest, 1.0, message)
     return report
 
 
+def progress_message(poll: Poll, elapsed: float) -> str:
+    """How far a task is, for people: status, Runway's progress, elapsed seconds."""
+    progress = _progress_of(poll.task)
+    message = poll.task.get("status", "PENDING") + (f" {round(progress * 100)}%" if progress is not None else "")
+    return message + f" · {elapsed:.0f}s" + (" · last poll failed, retrying" if poll.error else "")
+
+
+def batch_message(polls: list[Poll], elapsed: float) -> str:
+    done = sum(poll.task.get("status") in TERMINAL for poll in polls)
+    return f"{done} of {len(polls)} done · {elapsed:.0f}s"
+
+
 def _batch_reporter(ctx: Context | None) -> Callable[[list[Poll], float], None]:
     """One progress stream for a batch: items finished of the total."""
     def report(polls: list[Poll], elapsed: float) -> None:
         _checkpoint()
-        done = sum(poll.task.get("status") in TERMINAL for poll in polls)
         if ctx is not None:
             import anyio.from_thread
-            anyio.from_thread.run(ctx.report_progress, done, len(polls), f"{done} of {len(polls)} done · {elapsed:.0f}s")
+            done = sum(poll.task.get("status") in TERMINAL for poll in polls)
+            anyio.from_thread.run(ctx.report_progress, done, len(polls), batch_message(polls, elapsed))
     return report
 
 
@@ -3843,6 +3882,8 @@ def generation(title: str, endpoint: str | None = None, names: Mapping[str, str]
 
         def generate(account: Account, *, ctx: Context | None = None, confirmation: Any = None, **arguments):
             run = run_of(arguments)
+            if in_background():
+                run = run._replace(wait=False)
             result = run_task(account, fn(**arguments), run, tool_name=fn.__name__, names=names,
                               consent=consent_of(confirmation), on_poll=_reporter(ctx))
             return task_reply(account, result)
@@ -3852,7 +3893,8 @@ def generation(title: str, endpoint: str | None = None, names: Mapping[str, str]
         generate.__signature__ = own.replace(parameters=parameters, return_annotation=TaskReply)
         if endpoint is not None:
             _DESCRIBED[fn.__name__] = {"cost": cost_line(endpoint)}
-        return tool(PAID, title, TASK_TOOL_META, toolset=toolset or ENDPOINTS[endpoint].toolset)(generate)
+        return tool(PAID, title, TASK_TOOL_META, toolset=toolset or ENDPOINTS[endpoint].toolset,
+                    background=True)(generate)
     return register
 
 
@@ -3915,8 +3957,10 @@ def compact_tools(tools: list) -> list:
 _LISTED: dict[str, list] = {}           # the tools as listed, compacted once per process (they never change)
 
 
-# What a server adds to itself as it is created (the viewer, in its own section), each given the new server.
+# What a server adds to itself as it is created (the viewer, in its own section), each given the new server; and
+# the MCP extensions it serves (MCP tasks, in their own section), each made for its configuration or left out.
 SERVER_PARTS: list[Callable[[MCPServer], None]] = []
+PROTOCOL_EXTENSIONS: list[Callable[[Config], Extension | None]] = []
 
 
 def _forget_prompts(server: MCPServer) -> None:
@@ -3944,8 +3988,9 @@ class _Server(MCPServer):
         # A confirmation in progress (2026-07-28) travels sealed in request_state: instances sharing the secret can
         # unseal each other's; without it each server seals with a key of its own.
         security = RequestStateSecurity(keys=[config.state_secret]) if config.state_secret else None
+        extensions = [extension for make in PROTOCOL_EXTENSIONS if (extension := make(config)) is not None]
         super().__init__("runway", version=__version__, instructions=instructions(config), lifespan=_lifespan,
-                         tools=list(_built_tools()), request_state_security=security, **kwargs)
+                         tools=list(_built_tools()), request_state_security=security, extensions=extensions, **kwargs)
         _forget_prompts(self)
 
     def caller(self) -> Account:
@@ -4676,7 +4721,7 @@ _batch_resolver.__signature__ = inspect.Signature(        # type: ignore[attr-de
      *[inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in ("requests", "dry_run")]])
 
 
-@tool(PAID, "Generate batch", TASK_TOOL_META, toolset="batch")
+@tool(PAID, "Generate batch", TASK_TOOL_META, toolset="batch", background=True)
 def generate_batch(
     account: Account,
     requests: Annotated[list[BatchItem], Field(description="each {tool, arguments}: a generation tool's call",
@@ -4697,7 +4742,7 @@ def generate_batch(
         items = [dry_run_result(account, plan) for plan in plans]
         return _batch_reply(account, items, total,
                             ["Nothing was sent: a dry run. Call again without dry_run to create them."])
-    started = time.monotonic()
+    started, wait = time.monotonic(), wait and not in_background()
     made = create_tasks(account, plans, consent_of(confirmation))
     if made.declined:
         return task_reply(account, made.declined)
@@ -4743,12 +4788,13 @@ def get_task(account: Account, task_id: TaskId) -> TaskReply:
     return task_reply(account, settle(account, Poll(task), started, []))
 
 
-@tool(SAVES, "Wait for task", TASK_TOOL_META, toolset="tasks")
+@tool(SAVES, "Wait for task", TASK_TOOL_META, toolset="tasks", background=True)
 def wait_for_task(account: Account, task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = None) -> TaskReply:
     """Keep waiting for a task, with progress, and save its outputs; if it is still running, call again. Free."""
     task_id = task_id_arg(task_id)
     started = time.monotonic()
-    return task_reply(account, settle(account, wait(account, task_id, max_wait_s, _reporter(ctx)), started, []))
+    poll = wait(account, task_id, 0 if in_background() else max_wait_s, _reporter(ctx))
+    return task_reply(account, settle(account, poll, started, []))
 
 
 @tool(DESTRUCTIVE, "Cancel task", TASK_TOOL_META, toolset="tasks")
@@ -4979,6 +5025,283 @@ def delete_output(
         deleted.append(sidecar.name)
     log.info("deleted %s", ", ".join(deleted))
     return Deleted(deleted=deleted, freed_bytes=size)
+
+
+##############################################################################
+# MCP tasks
+##############################################################################
+#
+# The tasks extension of MCP 2026-07-28 (io.modelcontextprotocol/tasks). A client that declares it on a call of a
+# tool that creates or waits on Runway tasks gets an MCP task to poll (tasks/get) as soon as the Runway tasks exist,
+# instead of a call that waits. Everything before that happens as in any call: validation, dry runs, the budget,
+# the duplicate guard, the person's confirmation (whose input-required answer passes through). An MCP task is a
+# line in its account's ledger naming its Runway tasks: it survives a restart, any instance sharing the folder
+# serves it, and no other account finds it. No thread waits while Runway renders: a tasks/get asks Runway at most
+# once per poll interval however many clients poll, and only saving the outputs runs in a thread.
+
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
+AGENT_TASK = "com.anthropic/agent-task"   # Claude Code tells the model this when it moves the task to the background
+TASK_TTL_MS = 24 * 3600 * 1000          # the MCP task outlives Runway's output links (24-48 h) by no more
+FINISHED_KEPT = 64                      # finished results kept in memory per server, for the polls that follow
+WATCHERS = 16                           # threads asking Runway about MCP tasks at once, per server
+
+
+class TaskIdParams(RequestParams):
+    task_id: str                        # "taskId" on the wire
+
+
+class UpdateTaskParams(TaskIdParams):
+    input_responses: dict[str, Any] = Field(default_factory=dict)
+
+
+def _declares_tasks(ctx: Any) -> bool:
+    """Whether this request asked for tasks: only a 2026-07-28 request's own capabilities count (an older
+    connection's initialize may list the extension, but a task is not a result it can read)."""
+    capabilities = ctx.session.client_capabilities
+    return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and bool(
+        capabilities and capabilities.extensions and TASKS_EXTENSION in capabilities.extensions)
+
+
+def _require_tasks(ctx: Any) -> None:
+    """tasks/* answer only a request that declares the extension (-32021 otherwise, as the extension says)."""
+    if not _declares_tasks(ctx):
+        raise MCPError(MISSING_REQUIRED_CLIENT_CAPABILITY, f"declare {TASKS_EXTENSION} in this request's "
+                       "clientCapabilities to use tasks", {"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}})
+
+
+def _waiting_on(result: Any) -> list[str] | None:
+    """The Runway tasks a tool's answer is still waiting on (a batch: all of its items), or None when it is final."""
+    content = getattr(result, "structured_content", None) or {}
+    if getattr(result, "is_error", False) or not isinstance(content, dict):
+        return None
+    items = content.get("items") if isinstance(content.get("items"), list) else [content]
+    if not any(item.get("status") in ACTIVE for item in items):
+        return None
+    return [item["task_id"] for item in items]
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RunwayWatch:
+    """Runway's latest word on the tasks MCP tasks follow. A poll is answered from it at once; when it is older
+    than the poll interval, a worker asks Runway again in the background, however many clients poll. So no client
+    waits for Runway, Runway hears about a task at most once per poll interval, and at most WATCHERS threads ask
+    at a time (when all are busy, a poll answers with what is known and a later one asks)."""
+
+    def __init__(self) -> None:
+        self._seen: collections.OrderedDict[tuple, tuple[dict, float]] = collections.OrderedDict()
+        self._asking: set[tuple] = set()
+        self._lock = threading.Lock()
+        self._workers = threading.BoundedSemaphore(WATCHERS)
+
+    def state(self, account: Account, task_id: str) -> dict:
+        """The task as Runway last said (PENDING until it first answers); asks again in the background if stale."""
+        key = (str(account.output_dir), task_id)
+        with self._lock:
+            seen = self._seen.get(key)
+            stale = seen is None or (seen[0].get("status") not in TERMINAL and
+                                     time.monotonic() - seen[1] >= account.config.poll_interval)
+            if stale and key not in self._asking and self._workers.acquire(blocking=False):
+                self._asking.add(key)
+                threading.Thread(target=self._refresh, args=(key, account, task_id, seen and seen[0]),
+                                 name=f"watching {task_id[:8]}", daemon=True).start()
+        return seen[0] if seen else {"id": task_id, "status": "PENDING"}
+
+    def now(self, account: Account, task_id: str) -> dict:
+        """The task as Runway says it now (blocking: run it in a worker thread)."""
+        task = self._ask(account, task_id, None)
+        self._keep((str(account.output_dir), task_id), task)
+        return task
+
+    def _refresh(self, key: tuple, account: Account, task_id: str, known: dict | None) -> None:
+        try:
+            self._keep(key, self._ask(account, task_id, known))
+        except Exception:                           # a bug: the next poll asks again
+            log.exception("could not ask Runway about task %s", task_id)
+        finally:
+            with self._lock:
+                self._asking.discard(key)
+            self._workers.release()
+
+    def _keep(self, key: tuple, task: dict) -> None:
+        with self._lock:
+            self._seen[key] = (task, time.monotonic())
+            self._seen.move_to_end(key)
+            if len(self._seen) > BUCKETS_MAX:
+                self._seen.popitem(last=False)
+
+    @staticmethod
+    def _ask(account: Account, task_id: str, known: dict | None) -> dict:
+        """One status request; a passing failure keeps what was known (the next poll asks again), and a task Runway
+        no longer has, or a key it refuses, ends the wait as an error would."""
+        try:
+            return fetch_task(account, task_id, workflow=is_workflow_run(account, task_id), attempts=1)
+        except RunwayError as error:
+            if error.status in (401, 403, 404):
+                return {"id": task_id, "status": "UNKNOWN", "error": str(error)}
+            log.warning("poll of task %s failed: %s", task_id, error)
+            return known or {"id": task_id, "status": "PENDING"}
+
+
+class Tasks(Extension):
+    """The tasks extension for one server: the tools/call interceptor, and tasks/get, tasks/update, tasks/cancel."""
+
+    identifier = TASKS_EXTENSION
+
+    def __init__(self, config: Config):
+        self.config, self.watch = config, RunwayWatch()
+        self._finished: collections.OrderedDict[str, dict] = collections.OrderedDict()  # task id -> its result
+        self._saving: dict[str, threading.Thread] = {}
+
+    def methods(self) -> list[MethodBinding]:
+        modern = frozenset(MODERN_PROTOCOL_VERSIONS)
+        return [MethodBinding("tasks/get", TaskIdParams, self.get, protocol_versions=modern),
+                MethodBinding("tasks/update", UpdateTaskParams, self.update, protocol_versions=modern),
+                MethodBinding("tasks/cancel", TaskIdParams, self.cancel, protocol_versions=modern)]
+
+    async def intercept_tool_call(self, params: Any, ctx: Any, call_next: Any) -> Any:
+        definition = TOOLS.get(params.name)
+        if not (definition and definition.background and _declares_tasks(ctx)):
+            return await call_next(ctx)
+        running = _BACKGROUND.set(True)             # the tool creates its Runway tasks and returns without waiting
+        try:
+            result = await call_next(ctx)
+        finally:
+            _BACKGROUND.reset(running)
+        if (runway := _waiting_on(result)) is None:
+            return result                           # final already, or an error, or a question for the person
+        account, now = caller_of(self.config), time.time()
+        record = LedgerRecord(mcp_task=secrets.token_urlsafe(24), created_at=_iso(now), tool=params.name,
+                              runway=runway, pending=result.structured_content, ttl_ms=TASK_TTL_MS)
+        try:
+            await anyio.to_thread.run_sync(ledger(account).append, record)
+        except OSError as error:                    # no record, no task: the answer as it is stays resumable
+            log.warning("could not record an MCP task in %s: %s", ledger(account).path, error.strerror)
+            return result
+        log.info("MCP task %s follows %s for %s", record["mcp_task"], ", ".join(runway), params.name)
+        return {"resultType": "task", **self._handle(record, "working", "PENDING · 0s"), "_meta": {AGENT_TASK: {
+            "modelImmediateResponse": started_message(params.name, result.structured_content)}}}
+
+    def _handle(self, record: LedgerRecord, status: str, message: str) -> dict:
+        return {"taskId": record["mcp_task"], "status": status, "statusMessage": message,
+                "createdAt": record["created_at"], "lastUpdatedAt": _iso(time.time()), "ttlMs": record["ttl_ms"],
+                "pollIntervalMs": max(100, round(self.config.poll_interval * 1000))}
+
+    async def _record(self, task_id: str) -> tuple[Account, LedgerRecord]:
+        """The caller's account and its MCP task; -32602 for a task it does not have (another account's too)."""
+        account = caller_of(self.config)
+        try:
+            record = await anyio.to_thread.run_sync(ledger(account).find_mcp_task, task_id)
+        except OSError as error:
+            raise MCPError(INTERNAL_ERROR, f"cannot read the task ledger ({error.strerror})") from None
+        created = datetime.fromisoformat(record.get("created_at", "").replace("Z", "+00:00")).timestamp() if record \
+            else None
+        if created is None or not isinstance(record.get("runway"), list):
+            raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: no task {task_id[:64]!r} here")
+        if (time.time() - created) * 1000 > record.get("ttl_ms", TASK_TTL_MS):
+            raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: task {task_id[:64]!r} has expired")
+        return account, record
+
+    async def get(self, ctx: Any, params: TaskIdParams) -> dict:
+        _require_tasks(ctx)
+        account, record = await self._record(params.task_id)
+        if record.get("status") == "cancelled":
+            return self._handle(record, "cancelled", "cancelled")
+        if (ended := self._ended(record)) is not None:
+            return ended
+        elapsed = time.time() - datetime.fromisoformat(record["created_at"].replace("Z", "+00:00")).timestamp()
+        polls = [Poll(self.watch.state(account, task_id)) for task_id in record["runway"]]
+        if any(poll.task.get("status") not in TERMINAL for poll in polls):
+            message = progress_message(polls[0], elapsed) if len(polls) == 1 else batch_message(polls, elapsed)
+            return self._handle(record, "working", message)
+        tasks = [poll.task for poll in polls]
+        if not (self.config.download and any(task.get("status") == "SUCCEEDED" for task in tasks)):
+            await anyio.to_thread.run_sync(self._finish, account, record, tasks, elapsed)      # nothing to save
+        elif params.task_id not in self._saving:    # the outputs are saved in a thread: polls meanwhile say so
+            saver = threading.Thread(target=self._finish, args=(account, record, tasks, elapsed),
+                                     name=f"saving {params.task_id[:8]}", daemon=True)
+            self._saving[params.task_id] = saver
+            saver.start()
+        if (ended := self._ended(record)) is not None:
+            return ended
+        return self._handle(record, "working", f"saving outputs · {elapsed:.0f}s")
+
+    def _ended(self, record: LedgerRecord) -> dict | None:
+        """The task as it ended: completed with the tool's result, or failed when the server itself broke."""
+        if (ended := self._finished.get(record["mcp_task"])) is None:
+            return None
+        if "error" in ended:
+            return {**self._handle(record, "failed", ended["error"]["message"]), **ended}
+        return {**self._handle(record, "completed", "done"), "result": ended}
+
+    def _finish(self, account: Account, record: LedgerRecord, tasks: list[dict], elapsed: float) -> None:
+        """Save the outputs and build the result the tool would have returned had it waited (a worker thread)."""
+        try:
+            ended = finished_result(account, record, tasks, elapsed).model_dump(by_alias=True, mode="json",
+                                                                              exclude_none=True)
+        except Exception:                           # a fault here, not in Runway's work: the task failed
+            log.exception("could not finish MCP task %s", record["mcp_task"])
+            ended = {"error": {"code": INTERNAL_ERROR, "message": f"{record['tool']} could not finish; "
+                               f"get_task({', '.join(map(repr, record['runway']))}) shows the Runway task"}}
+        self._finished[record["mcp_task"]] = ended
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
+        self._saving.pop(record["mcp_task"], None)
+
+    async def update(self, ctx: Any, params: UpdateTaskParams) -> dict:
+        _require_tasks(ctx)
+        await self._record(params.task_id)          # nothing here asks for input once a task runs: nothing to take
+        return {}
+
+    async def cancel(self, ctx: Any, params: TaskIdParams) -> dict:
+        """Cancel the Runway tasks still running. One that has ended is left alone: Runway's DELETE of a finished
+        task deletes its outputs, and a task that ended before the cancel arrived keeps its result."""
+        _require_tasks(ctx)
+        account, record = await self._record(params.task_id)
+        if record.get("status") == "cancelled" or self._ended(record) is not None:
+            return {}
+        if await anyio.to_thread.run_sync(lambda: any(is_workflow_run(account, task) for task in record["runway"])):
+            raise MCPError(INVALID_REQUEST, "a published workflow's run cannot be cancelled: Runway has no way to "
+                                            "stop one; it runs to the end")
+        running = [task_id for task_id in record["runway"]
+                   if (await anyio.to_thread.run_sync(self.watch.now, account, task_id)).get("status") in ACTIVE]
+        for task_id in running:
+            with contextlib.suppress(RunwayError):
+                await anyio.to_thread.run_sync(cancel, account, task_id)
+        if running:
+            await anyio.to_thread.run_sync(ledger(account).append, LedgerRecord(mcp_task=params.task_id,
+                                                                                  status="cancelled"))
+        return {}
+
+
+def started_message(tool_name: str, pending: dict) -> str:
+    """What the model is told when its call moves to the background."""
+    items = pending.get("items") if isinstance(pending.get("items"), list) else [pending]
+    estimate = pending.get("estimated_credits")
+    return (f"{tool_name} is running in the background: Runway task {', '.join(i['task_id'] for i in items)}"
+            + (f", about {estimate:g} credits" if isinstance(estimate, (int, float)) else "")
+            + ". Its result, with the saved files, comes when it ends; no need to call wait_for_task.")
+
+
+def finished_result(account: Account, record: LedgerRecord, tasks: list[dict], elapsed: float) -> CallToolResult:
+    """The result a tool whose Runway tasks have ended would have returned had it waited: outputs saved, the notes
+    it had when it created them, the elapsed time since."""
+    started, pending = time.monotonic() - elapsed, record.get("pending") or {}
+    for task in tasks:
+        if task.get("error"):                       # gone, or the key refused: as the tool's error would say
+            return CallToolResult(content=[TextContent(text=redact(f"Error executing tool {record['tool']}: "
+                                                                   f"{task['error']}", account))], is_error=True)
+    if record["tool"] == "generate_batch":
+        items = [settle(account, Poll(task), started, item.get("notes") or [])
+                 for task, item in zip(tasks, pending.get("items") or [{}] * len(tasks))]
+        total = priced(pending.get("estimated_credits"), "the sum of the items' estimates")
+        return _batch_reply(account, items, total, pending.get("notes") or [])
+    return task_reply(account, settle(account, Poll(tasks[0]), started, pending.get("notes") or []))
+
+
+PROTOCOL_EXTENSIONS.append(lambda config: Tasks(config) if config.tasks else None)
 
 
 ##############################################################################

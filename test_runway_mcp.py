@@ -8,6 +8,7 @@ stateful stand-in for the Runway API served on 127.0.0.1 by this file. Nothing n
 import ast
 import base64
 import collections.abc
+import concurrent.futures
 import contextlib
 import functools
 import importlib
@@ -1424,7 +1425,8 @@ class _Handler(BaseHTTPRequestHandler):
 def serve_fake() -> tuple[FakeRunway, ThreadingHTTPServer]:
     """A FakeRunway on a free 127.0.0.1 port, served from a daemon thread (also used by the benchmark)."""
     fake = FakeRunway()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"fake": fake}))
+    server = type("FakeServer", (ThreadingHTTPServer,), {"request_queue_size": 1024})   # bursts: a backlog, not resets
+    httpd = server(("127.0.0.1", 0), type("Handler", (_Handler,), {"fake": fake}))
     httpd.daemon_threads = True
     fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -3699,13 +3701,16 @@ class SharedHttp:
                 await stop.wait()
         held = asyncio.run_coroutine_threadsafe(hold(), self.loop)
         assert started.wait(10), held.exception(0)
-        self.app = app
+        previous, self.app = self.app, app             # nested: another instance, until it ends
         try:
             yield self.url
         finally:
-            self.app = None
+            self.app = previous
             self.loop.call_soon_threadsafe(stop.set)
             held.result(10)
+            for thread in threading.enumerate():       # an MCP task's background work ends with its test
+                if thread.name.startswith(("watching ", "saving ")):
+                    thread.join(10)
 
 
 @functools.cache
@@ -4446,6 +4451,394 @@ def test_the_viewer_shows_every_result_in_a_real_browser(fake, tmp_path):
     assert "a cat" in seen["batch"]["text"] and "meow" in seen["batch"]["text"]
     assert report["violations"] == [], report["violations"]
     assert not [line for line in report["console"] if line.startswith("error:")], report["console"]
+
+
+##############################################################################
+# End to end: MCP tasks (the 2026-07-28 extension), over raw JSON-RPC
+##############################################################################
+
+TASKS = "io.modelcontextprotocol/tasks"
+HANDLE_FIELDS = {"resultType", "taskId", "status", "statusMessage", "createdAt", "lastUpdatedAt", "ttlMs",
+                 "pollIntervalMs"}
+
+
+class Modern:
+    """A 2026-07-28 client over raw HTTP (no session), declaring the tasks extension on every request unless told
+    not to: the requests Claude Code and the Inspector send, field by field."""
+
+    def __init__(self, url, key=None, tasks=True, **capabilities):
+        self.url, self.key = url, key
+        self.capabilities = {**capabilities, **({"extensions": {TASKS: {}}} if tasks else {})}
+
+    def send(self, method, params=None, name=None, capabilities=None) -> dict:
+        meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": self.capabilities if capabilities is None else capabilities}
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**(params or {}), "_meta": meta}}
+        headers = {**MCP_HEADERS, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method,
+                   **({"Mcp-Name": name} if name else {}), **({"Authorization": f"Bearer {self.key}"} if self.key else {})}
+        answer = requests.post(f"{self.url}/mcp", json=body, headers=headers, timeout=10).json()
+        meta = answer.get("result", {}).get("_meta", {})
+        if meta.pop("io.modelcontextprotocol/serverInfo", None) and not meta:      # on every answer: not the point
+            del answer["result"]["_meta"]
+        return answer
+
+    def call(self, tool, arguments, **params) -> dict:
+        return self.send("tools/call", {"name": tool, "arguments": arguments, **params}, name=tool)["result"]
+
+    def task(self, method, task_id, **params) -> dict:
+        return self.send(f"tasks/{method}", {"taskId": task_id, **params}, name=task_id)
+
+    def until_done(self, task_id, seen=None) -> dict:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            got = self.task("get", task_id)["result"]
+            if seen is not None:
+                seen.append(got["statusMessage"])
+            if got["status"] not in ("working", "input_required"):
+                return got
+            time.sleep(0.02)
+        raise AssertionError(f"task {task_id} still working after 10 s")
+
+
+@pytest.fixture
+def modern(over_http_in_process):
+    """Serve over HTTP with server_env(**extra) and speak to it as a 2026-07-28 client that declares tasks."""
+    @contextlib.contextmanager
+    def connect(key=None, **extra):
+        with over_http_in_process(**extra) as url:
+            yield Modern(url, key)
+    return connect
+
+
+def test_a_call_that_declares_tasks_gets_a_task_at_once_and_then_the_result_it_would_have_waited_for(modern, fake):
+    fake.plan(polls=4, mime="video/mp4")
+    with modern() as client:
+        assert client.send("server/discover")["result"]["capabilities"]["extensions"] == {TASKS: {}}
+        started = time.monotonic()
+        handle = client.call("generate_video", {"prompt": "a lighthouse in a storm"})
+        assert time.monotonic() - started < 1 and set(handle) - {"_meta"} == HANDLE_FIELDS
+        assert handle["resultType"] == "task" and handle["status"] == "working" and len(handle["taskId"]) >= 32
+        assert handle["ttlMs"] == 24 * 3600 * 1000 and handle["pollIntervalMs"] == 100     # the poll interval, >= 0.1 s
+        assert datetime.fromisoformat(handle["createdAt"].replace("Z", "+00:00")).tzinfo is not None
+        [runway_task] = fake.tasks
+        told = handle["_meta"]["com.anthropic/agent-task"]["modelImmediateResponse"]
+        assert told.startswith("generate_video is running in the background: Runway task ") and runway_task in told
+        seen = []
+        done = client.until_done(handle["taskId"], seen)
+        assert done["resultType"] == "complete" and done["status"] == "completed" and set(done) - {"_meta", "result"} == \
+            HANDLE_FIELDS
+        assert any(re.fullmatch(r"RUNNING \d+% · \d+s", message) for message in seen), seen
+        result = done["result"]
+        assert result["isError"] is False and result["structuredContent"]["status"] == "SUCCEEDED"
+        assert [block["type"] for block in result["content"]] == ["text", "resource_link"]
+        assert Path(result["structuredContent"]["outputs"][0]["path"]).is_file()
+        synchronous = client.send("tools/call", {"name": "generate_video", "arguments": {"prompt": "the same, again",
+                                  "new": True}}, name="generate_video", capabilities={})["result"]   # not declared
+        assert synchronous["resultType"] == "complete" and "taskId" not in synchronous
+        assert set(synchronous) == set(result) | {"resultType"} and set(synchronous["structuredContent"]) == set(
+            result["structuredContent"])
+        assert client.task("get", handle["taskId"])["result"]["status"] == "completed"     # asked again: the same
+
+
+def test_a_call_without_the_extension_is_answered_as_before(modern, fake):
+    fake.plan(polls=2)
+    with modern() as client:
+        answer = client.send("tools/call", {"name": "generate_image", "arguments": {"prompt": "a fox"}},
+                             name="generate_image", capabilities={"elicitation": {}})
+        assert answer["result"]["structuredContent"]["status"] == "SUCCEEDED"
+        task = client.call("generate_image", {"prompt": "a fox", "new": True})["taskId"]
+        refused = client.send("tasks/get", {"taskId": task}, name=task, capabilities={})     # not declared
+        assert refused["error"]["code"] == -32021 and refused["error"]["data"] == {
+            "requiredCapabilities": {"extensions": {TASKS: {}}}}
+        for method in ("tasks/result", "tasks/list"):
+            assert client.send(method, {"taskId": task}, name=task)["error"]["code"] == -32601
+
+
+def test_an_older_client_that_lists_the_extension_at_initialize_still_gets_a_result(modern, fake):
+    """Before 2026-07-28 a task is not a result a client can read, whatever it listed at initialize."""
+    fake.plan(polls=2)
+    initialize = {**INITIALIZE, "params": {**INITIALIZE["params"], "protocolVersion": "2025-11-25",
+                                           "capabilities": {"extensions": {TASKS: {}}}}}
+    with modern() as client:
+        opened = requests.post(f"{client.url}/mcp", json=initialize, headers=MCP_HEADERS, timeout=5)
+        session = {**MCP_HEADERS, "Mcp-Session-Id": opened.headers["Mcp-Session-Id"],
+                   "MCP-Protocol-Version": "2025-11-25"}
+        requests.post(f"{client.url}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                      headers=session, timeout=5)
+        answer = requests.post(f"{client.url}/mcp", headers=session, timeout=10, json={
+            "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "generate_image", "arguments": {"prompt": "a fox"}}})
+    [event] = [line for line in answer.text.splitlines() if line.startswith("data: {")]
+    assert json.loads(event[6:])["result"]["structuredContent"]["status"] == "SUCCEEDED"
+
+
+def test_what_is_not_a_long_wait_is_answered_at_once(modern, fake):
+    with modern(RUNWAY_MCP_CONFIRM_ABOVE="50") as client:
+        dry = client.call("generate_video", {"prompt": "a storm", "dry_run": True})
+        assert dry["resultType"] == "complete" and dry["structuredContent"]["status"] == "DRY_RUN"
+        bad = client.call("generate_video", {"prompt": "a storm", "duration": 99})
+        assert bad["isError"] and "duration=99" in bad["content"][0]["text"]
+        free = client.call("list_models", {"kind": "audio"})
+        assert free["resultType"] == "complete"
+        assert fake.seen("POST") == []
+
+
+def test_a_confirmation_is_asked_before_any_task_exists(modern, fake):
+    fake.plan(polls=2, mime="video/mp4")
+    with modern(RUNWAY_MCP_CONFIRM_ABOVE="5") as client:
+        client.capabilities["elicitation"] = {}
+        asked = client.call("generate_video", {"prompt": "a storm"})
+        assert asked["resultType"] == "input_required" and fake.seen("POST") == []
+        [question] = asked["inputRequests"]
+        declined = client.call("generate_video", {"prompt": "a storm"}, requestState=asked["requestState"],
+                               inputResponses={question: {"action": "decline"}})
+        assert declined["structuredContent"]["status"] == "DECLINED" and fake.seen("POST") == []
+        asked = client.call("generate_video", {"prompt": "a storm"})
+        handle = client.call("generate_video", {"prompt": "a storm"}, requestState=asked["requestState"],
+                             inputResponses={question: {"action": "accept", "content": {}}})
+        assert handle["resultType"] == "task" and len(fake.seen("POST")) == 1
+        assert client.until_done(handle["taskId"])["result"]["structuredContent"]["status"] == "SUCCEEDED"
+
+
+def test_a_failed_runway_task_is_a_completed_task_with_an_error_result(modern, fake):
+    fake.plan(outcome="FAILED", polls=2)
+    with modern() as client:
+        done = client.until_done(client.call("generate_image", {"prompt": "a fox"})["taskId"])
+    assert done["status"] == "completed" and done["result"]["isError"] is True
+    assert done["result"]["structuredContent"]["failure"] == "The output was flagged by moderation"
+
+
+def test_a_fault_of_the_server_while_finishing_is_a_failed_task(modern, fake, monkeypatch):
+    def broken(*args):
+        raise ValueError("a bug")
+    monkeypatch.setattr(rm, "finished_result", broken)
+    fake.plan(polls=1)
+    with modern() as client:
+        handle = client.call("generate_image", {"prompt": "a fox"})
+        done = client.until_done(handle["taskId"])
+    [runway_task] = fake.tasks
+    assert done["status"] == "failed" and done["error"]["code"] == -32603 and "result" not in done
+    assert done["error"]["message"] == f"generate_image could not finish; get_task('{runway_task}') shows the Runway task"
+
+
+def test_tasks_cancel_cancels_the_runway_task_and_leaves_a_finished_one_alone(modern, fake):
+    fake.plan(polls=50, mime="video/mp4")
+    fake.plan(polls=1)
+    with modern() as client:
+        running = client.call("generate_video", {"prompt": "a storm"})["taskId"]
+        assert client.task("cancel", running)["result"] == {"resultType": "complete"}     # an empty acknowledgement
+        [video_task, *_] = fake.tasks
+        assert [r["path"] for r in fake.seen("DELETE")] == [f"/v1/tasks/{video_task}"]
+        assert client.task("get", running)["result"]["status"] == "cancelled"
+        finished = client.call("generate_image", {"prompt": "a fox"})["taskId"]
+        assert client.until_done(finished)["status"] == "completed"
+        assert client.task("cancel", finished)["result"]["resultType"] == "complete"
+        assert len(fake.seen("DELETE")) == 1                                # Runway's DELETE would delete it
+        assert client.task("get", finished)["result"]["status"] == "completed"
+        assert client.task("update", finished, inputResponses={"nobody": {"action": "accept"}})["result"] == {
+            "resultType": "complete"}
+
+
+def test_a_workflow_run_cannot_be_cancelled_and_says_so(modern, fake):
+    fake.plan(polls=20)
+    with modern() as client:
+        run = client.call("run_workflow", {"workflow_id": WORKFLOW_ID})["taskId"]
+        refused = client.task("cancel", run)["error"]
+    assert refused["code"] == -32600 and "cannot be cancelled" in refused["message"] and fake.seen("DELETE") == []
+
+
+def test_another_accounts_task_is_not_found_however_it_is_asked(modern, fake):
+    fake.plan(polls=50, mime="video/mp4")
+    with modern(KEY, RUNWAY_MCP_KEYS_FROM_CLIENTS="1", RUNWAYML_API_SECRET=SERVER_KEY) as alice:
+        task = alice.call("generate_video", {"prompt": "a storm"})["taskId"]
+        bob = Modern(alice.url, KEY2)
+        for method in ("get", "cancel", "update"):
+            error = bob.task(method, task)["error"]
+            assert error["code"] == -32602 and error["message"] == f"Failed to retrieve task: no task {task!r} here"
+        assert fake.seen("DELETE") == [] and alice.task("get", task)["result"]["status"] == "working"
+        assert Modern(alice.url, KEY3).task("get", "x" * 5000)["error"]["code"] == -32602
+
+
+def test_a_task_is_served_after_a_restart_and_by_any_instance_sharing_the_folder(modern, fake, serve):
+    fake.plan(polls=3, mime="video/mp4")
+    with modern() as first:
+        task = first.call("generate_video", {"prompt": "a storm"})["taskId"]
+        assert first.task("get", task)["result"]["status"] == "working"
+        with http_in_process(serve.config) as other_url:                   # a second instance, the same folder
+            done = Modern(other_url).until_done(task)
+        assert done["status"] == "completed" and same_result(first.until_done(task)["result"], done["result"])
+    with http_in_process(serve.config) as restarted_url:                     # and after a restart
+        assert same_result(Modern(restarted_url).until_done(task)["result"], done["result"])
+    assert len(fake.seen("GET", "/files/")) == 1                            # saved once
+
+
+def same_result(one: dict, other: dict) -> bool:
+    """The same tool result but for the seconds it took."""
+    def timeless(result):
+        return {**result, "structuredContent": {**result["structuredContent"], "elapsed_s": None}}
+    return timeless(one) == timeless(other)
+
+
+def test_an_unknown_or_expired_task_is_invalid_params(modern, fake, monkeypatch):
+    fake.plan(polls=50)
+    with modern() as client:
+        assert client.task("get", "no-such-task")["error"] == {
+            "code": -32602, "message": "Failed to retrieve task: no task 'no-such-task' here"}
+        task = client.call("generate_image", {"prompt": "a fox"})["taskId"]
+        monkeypatch.setattr(rm, "TASK_TTL_MS", 0)
+        late = client.call("generate_image", {"prompt": "a cat"})["taskId"]
+        time.sleep(0.01)
+        assert client.task("get", late)["error"]["message"] == f"Failed to retrieve task: task {late!r} has expired"
+        assert client.task("get", task)["result"]["status"] == "working"      # its own time to live
+
+
+def test_many_pollers_of_one_task_cost_runway_one_request_per_poll_interval(modern, fake):
+    fake.plan(polls=1000)
+    with modern(RUNWAY_MCP_POLL_INTERVAL="5") as client:
+        task = client.call("generate_image", {"prompt": "a fox"})["taskId"]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: client.task("get", task)["result"]["status"], range(40)))
+    [runway_task] = fake.tasks
+    assert answers == ["working"] * 40 and len(fake.seen("GET", f"/v1/tasks/{runway_task}")) == 1
+
+
+def test_saving_the_outputs_keeps_tasks_get_quick(modern, fake, monkeypatch):
+    saving, release = threading.Event(), threading.Event()
+    save = rm.save_outputs
+
+    def slow_save(account, task, notes):
+        if task.get("status") == "SUCCEEDED":
+            saving.set()
+            assert release.wait(10)
+        return save(account, task, notes)
+    monkeypatch.setattr(rm, "save_outputs", slow_save)
+    fake.plan(polls=1, mime="video/mp4")
+    with modern() as client:
+        task = client.call("generate_video", {"prompt": "a storm"})["taskId"]
+        while not saving.is_set():
+            assert client.task("get", task)["result"]["status"] == "working"
+        started = time.monotonic()
+        while time.monotonic() - started < 0.2:
+            answer = client.task("get", task)["result"]
+            assert answer["status"] == "working" and answer["statusMessage"].startswith("saving outputs")
+        release.set()
+        assert client.until_done(task)["result"]["structuredContent"]["status"] == "SUCCEEDED"
+
+
+def test_a_batch_and_a_wait_run_as_tasks_too(modern, fake):
+    for _ in BATCH:
+        fake.plan(polls=3)
+    fake.plan(polls=6, mime="video/mp4")
+    with modern() as client:
+        batch = client.call("generate_batch", {"requests": BATCH})
+        assert batch["resultType"] == "task"
+        done = client.until_done(batch["taskId"])["result"]["structuredContent"]
+        assert [item["status"] for item in done["items"]] == ["SUCCEEDED"] * 3
+        started = client.send("tools/call", {"name": "generate_video", "arguments": {"prompt": "x", "wait": False}},
+                               name="generate_video", capabilities={})["result"]["structuredContent"]
+        waiting = client.call("wait_for_task", {"task_id": started["task_id"]})
+        assert waiting["resultType"] == "task"
+        assert client.until_done(waiting["taskId"])["result"]["structuredContent"]["status"] == "SUCCEEDED"
+
+
+def test_tasks_can_be_turned_off(modern, fake):
+    fake.plan(polls=2)
+    with modern(RUNWAY_MCP_TASKS="0") as client:
+        assert "extensions" not in client.send("server/discover")["result"]["capabilities"]
+        assert client.call("generate_image", {"prompt": "a fox"})["structuredContent"]["status"] == "SUCCEEDED"
+
+
+# Two clients nobody here wrote, as people run them: the MCP Inspector's CLI over stdio, and fastmcp with
+# fastmcp-tasks over HTTP. The ledger's MCP task line shows that a call ran as a task, not as a wait.
+
+CLIENTS_PYTHON = HERE / ".clients" / "bin" / "python"
+needs_fastmcp = pytest.mark.skipif(not (HERE / ".clients" / ".installed").exists(),
+                                   reason="fastmcp is not in .clients (make test installs it)")
+
+
+def mcp_tasks_in(out_dir) -> list[dict]:
+    ledger = out_dir / "tasks.jsonl"
+    lines = [json.loads(line) for line in ledger.read_text().splitlines()] if ledger.exists() else []
+    return [line for line in lines if "mcp_task" in line and "task_id" not in line and "runway" in line]
+
+
+def inspector_call(fake, out_dir, tool, **arguments) -> dict:
+    command = [str(NODE_TOOLS / "mcp-inspector"), "--cli", "--protocol-era", "modern", "--format", "json", "-q",
+               "--method", "tools/call", "--tool-name", tool]
+    for name, value in arguments.items():
+        command += ["--tool-arg", f"{name}={value}"]
+    for name, value in server_env(fake, out_dir).items():
+        command += ["-e", f"{name}={value}"]
+    ran = subprocess.run([*command, "--", sys.executable, SERVER], capture_output=True, text=True, timeout=120,
+                         env=plain_env())
+    assert ran.stdout, ran.stderr[-2000:]
+    return json.loads(ran.stdout)["result"]
+
+
+@pytest.mark.slow
+@needs_node_tool("mcp-inspector")
+def test_the_mcp_inspector_runs_generations_as_tasks(fake, out_dir):
+    fake.plan(polls=4, mime="video/mp4")
+    result = inspector_call(fake, out_dir, "generate_video", prompt="a lighthouse in a storm")
+    assert result["structuredContent"]["status"] == "SUCCEEDED" and not result["isError"]
+    assert Path(result["structuredContent"]["outputs"][0]["path"]).is_file()
+    fake.plan(polls=2, outcome="FAILED")
+    failed = inspector_call(fake, out_dir, "generate_image", prompt="a fox")
+    assert failed["isError"] and failed["structuredContent"]["failure"] == "The output was flagged by moderation"
+    assert [line["tool"] for line in mcp_tasks_in(out_dir)] == ["generate_video", "generate_image"]
+
+
+FASTMCP_SCRIPT = '''
+import asyncio, json, sys
+import fastmcp_tasks                                    # the client half of the tasks extension, on every Client
+from fastmcp import Client
+from fastmcp.client.elicitation import ElicitResult
+from fastmcp_tasks import call_tool_task
+
+asked = []
+
+async def confirm(message, response_type, params, context):
+    asked.append(message)
+    return ElicitResult(action="accept", content={})
+
+async def main(url):
+    seen = {}
+    async with Client(url, elicitation_handler=confirm) as client:
+        done = await client.call_tool("generate_video", {"prompt": "a lighthouse in a storm"})
+        seen["done"] = done.structured_content
+        failed = await client.call_tool("generate_image", {"prompt": "a fox"}, raise_on_error=False)
+        seen["failed"] = [failed.is_error, failed.structured_content["status"]]
+        task = await call_tool_task(client, "generate_video", {"prompt": "a storm that lasts", "duration": 4})
+        seen["running"] = (await task.status()).status
+        await task.cancel()
+        seen["cancelled"] = (await task.status()).status
+    seen["asked"] = asked
+    print(json.dumps(seen))
+
+asyncio.run(main(sys.argv[1]))
+'''
+
+
+@pytest.mark.slow
+@needs_fastmcp
+def test_fastmcp_with_fastmcp_tasks_runs_generations_as_tasks(over_http_in_process, fake, out_dir, tmp_path):
+    fake.plan(polls=4, mime="video/mp4")
+    fake.plan(polls=2, outcome="FAILED")
+    fake.plan(polls=1000, mime="video/mp4")
+    script = tmp_path / "client.py"
+    script.write_text(FASTMCP_SCRIPT)
+    with over_http_in_process(RUNWAY_MCP_CONFIRM_ABOVE="50") as url:     # call_tool_task cannot answer: 48 below
+        ran = subprocess.run([str(CLIENTS_PYTHON), str(script), f"{url}/mcp"], capture_output=True, text=True,
+                             timeout=120)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    seen = json.loads(ran.stdout.splitlines()[-1])
+    assert seen["done"]["status"] == "SUCCEEDED" and Path(seen["done"]["outputs"][0]["path"]).is_file()
+    assert seen["failed"] == [True, "FAILED"]
+    assert seen["running"] == "working" and seen["cancelled"] == "cancelled"
+    [*_, long_video] = fake.tasks
+    assert [r["path"] for r in fake.seen("DELETE")] == [f"/v1/tasks/{long_video}"]
+    assert seen["asked"] == ["Generate 5 s of gen4.5 video for about 60 credits?"]     # the first: before its task
+    assert [line["tool"] for line in mcp_tasks_in(out_dir)] == ["generate_video", "generate_image", "generate_video"]
 
 
 ##############################################################################
