@@ -11,8 +11,9 @@ NODE_TOOLS := .tools
 # The official MCP bundle CLI; Claude Code, which checks that a printed config connects; and a host for the viewer
 # in headless Chromium: the official ext-apps AppBridge, esbuild to bundle it, puppeteer-core to drive Chromium.
 # The MCP Inspector's CLI speaks the 2026-07-28 tasks extension: one of the two clients the tasks tests use.
+# oidc-provider (OpenID-certified) is the identity provider the OAuth tests sign people in with.
 NPM_PACKAGES := @anthropic-ai/mcpb@2.1.2 @anthropic-ai/claude-code@2.1.332 @modelcontextprotocol/ext-apps@2.0.4 \
-	esbuild@0.28.2 puppeteer-core@24.43.1 @modelcontextprotocol/inspector@2.12.0
+	esbuild@0.28.2 puppeteer-core@24.43.1 @modelcontextprotocol/inspector@2.12.0 oidc-provider@9.13.3
 NODE_INSTALLED := $(NODE_TOOLS)/.installed
 MCPB := $(NODE_TOOLS)/node_modules/.bin/mcpb
 BUNDLE_FILES := manifest.json pyproject.toml runway_mcp.py README.md

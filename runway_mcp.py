@@ -52,14 +52,15 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, NotRequired
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import anyio
 import anyio.to_thread
 from mcp import Client, MCPError
 from mcp.server.auth.middleware.auth_context import auth_context_var, get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.provider import (AccessToken, AuthorizationCode, AuthorizationParams, AuthorizeError, RefreshToken,
+                                     RegistrationError, TokenError, construct_redirect_uri)
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, Extension, MCPServer, MethodBinding
@@ -67,6 +68,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.request_state import RequestStateSecurity
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from mcp.types import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, MISSING_REQUIRED_CLIENT_CAPABILITY,
                        CallToolResult, ImageContent, RequestParams, Resource, ResourceLink, ResourceTemplate,
                        TextContent, ToolAnnotations)
@@ -123,6 +125,10 @@ class Config:
     stateless: bool = False             # HTTP: no sessions, so that any instance can answer any request
     state_secret: str = ""              # HTTP: shared by instances, to seal the state of a confirmation in progress
     tasks: bool = True                  # the MCP tasks extension: a client that asks gets a task to poll, not a wait
+    oauth_issuer: str = ""              # HTTP: people sign in with this OAuth issuer; the server's key is spent
+    oauth_keys: bool = False            # HTTP: people sign in here with their own Runway key (RUNWAY_MCP_OAUTH=keys)
+    oauth_scope: str = "runway"         # HTTP with OAuth: the scope an access token must carry
+    public_url: str = ""                # HTTP with OAuth: the server's public base URL; its resource is this + /mcp
     transport: str = "stdio"            # set by the command line: stdio | http
     problems: tuple[str, ...] = ()      # one line each; calls to Runway refuse while any exists
     warnings: tuple[str, ...] = ()      # logged at start-up; a default was used instead
@@ -192,6 +198,18 @@ def _rate(raw: str, warnings: list[str]) -> tuple[int, float] | None:
     return int(match[1]), float(RATE_UNITS[match[2]])
 
 
+def _oauth_mode(raw: str, problems: list[str]) -> bool:
+    if raw.strip().lower() not in ("", "keys"):         # a problem, not a warning: without it, nobody signs in
+        problems.append(f"RUNWAY_MCP_OAUTH={raw.strip()!r} is not a sign-in mode: `keys` (people sign in with their "
+                        "own Runway key) is the one there is; for an identity provider set RUNWAY_MCP_OAUTH_ISSUER")
+    return raw.strip().lower() == "keys"
+
+
+def hosted_mode(config: Config) -> bool:
+    """Whether HTTP requests come from people, each of whom gets an account of their own."""
+    return config.keys_from_clients or config.oauth_keys or bool(config.oauth_issuer)
+
+
 def _filled(env: Mapping[str, str], warnings: list[str]) -> dict[str, str]:
     """The RUNWAY* variables, less those a host left as an unfilled placeholder: an MCP bundle passes an optional
     setting the person left empty as the literal `${user_config.name}`, which must not become a folder or a flag."""
@@ -257,6 +275,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         stateless=_flag(env, "RUNWAY_MCP_STATELESS", DEFAULTS.stateless),
         state_secret=_secret(env.get("RUNWAY_MCP_STATE_SECRET", ""), warnings),
         tasks=_flag(env, "RUNWAY_MCP_TASKS", DEFAULTS.tasks),
+        oauth_issuer=env.get("RUNWAY_MCP_OAUTH_ISSUER", "").strip(),       # exactly as the issuer names itself
+        oauth_keys=_oauth_mode(env.get("RUNWAY_MCP_OAUTH", ""), problems),
+        oauth_scope=env.get("RUNWAY_MCP_OAUTH_SCOPE", "").strip() or DEFAULTS.oauth_scope,
+        public_url=env.get("RUNWAY_MCP_PUBLIC_URL", "").strip().rstrip("/"),
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
@@ -277,6 +299,8 @@ class Account(NamedTuple):
     output_dir: Path
     id: str                             # a one-way name for the account: never the key
     hosted: bool = False                # a person's account: it sees paths relative to its own folder, no others
+    shared_key: bool = False            # its key is the server's, spent for every signed-in person: Runway would
+                                        # answer for anyone's task, so only its own ledger's are its tasks
 
 
 def own_account(config: Config) -> Account:
@@ -1736,9 +1760,9 @@ def _require_api(account: Account) -> str:
     config = account.config
     if config.problems:
         raise RunwayError(config.problems[0])
-    if config.keys_from_clients and config.transport == "http" and not account.hosted:
-        raise RunwayError("this server spends only the key each request brings (RUNWAY_MCP_KEYS_FROM_CLIENTS): "
-                          "send yours as Authorization: Bearer <key>")
+    if hosted_mode(config) and config.transport == "http" and not account.hosted:
+        raise RunwayError("this server works only for a signed-in person (or, with RUNWAY_MCP_KEYS_FROM_CLIENTS, the "
+                          "key each request brings): sign in, or send your key as Authorization: Bearer <key>")
     if not account.key:
         raise RunwayError("No Runway API key: set RUNWAYML_API_SECRET in the MCP server's environment "
                           "(create a key at https://dev.runwayml.com), then restart the server")
@@ -4047,8 +4071,13 @@ class _Server(MCPServer):
 def create_server(config: Config) -> MCPServer:
     """A ready MCP server with this configuration, independent of any other: serve it over stdio with .run(),
     call it in this process with mcp.Client(server), or serve it over HTTP with http_app(config)."""
+    return _new_server(config)
+
+
+def _new_server(config: Config, **options: Any) -> MCPServer:
+    """create_server, with options for MCPServer (the HTTP transport's sign-in: see http_app)."""
     config = dataclasses.replace(config, output_dir=Path(config.output_dir).expanduser().resolve())
-    server = _Server(config)
+    server = _Server(config, **options)
     for warning in server.warnings:
         log.warning("%s", warning)
     for add in SERVER_PARTS:
@@ -4779,10 +4808,21 @@ def _batch_reply(account: Account, items: list, total: Estimate, notes: list[str
 # Tools: tasks, models, the account and files
 ##############################################################################
 
+def owned_task(account: Account, value: str) -> str:
+    """A task id the account may ask about. Runway answers for any task of the key it is asked with; when accounts
+    share the server's key (people signed in through an identity provider), only a task in the account's own ledger
+    is its, and anyone else's is no task, before Runway is asked anything."""
+    task_id = task_id_arg(value)
+    if account.shared_key and not ledger(account).find(task_id):
+        raise RunwayError(f"Runway has no task {task_id} (404): it was deleted, cancelled or never existed",
+                          task_id=task_id, status=404)
+    return task_id
+
+
 @tool(SAVES, "Get task", TASK_TOOL_META, toolset="tasks")
 def get_task(account: Account, task_id: TaskId) -> TaskReply:
     """Check a task once; saves its outputs if finished, with fresh links. Free."""
-    task_id = task_id_arg(task_id)
+    task_id = owned_task(account, task_id)
     started = time.monotonic()
     task = fetch_task(account, task_id, workflow=is_workflow_run(account, task_id))
     return task_reply(account, settle(account, Poll(task), started, []))
@@ -4791,7 +4831,7 @@ def get_task(account: Account, task_id: TaskId) -> TaskReply:
 @tool(SAVES, "Wait for task", TASK_TOOL_META, toolset="tasks", background=True)
 def wait_for_task(account: Account, task_id: TaskId, max_wait_s: MaxWait = None, ctx: Context = None) -> TaskReply:
     """Keep waiting for a task, with progress, and save its outputs; if it is still running, call again. Free."""
-    task_id = task_id_arg(task_id)
+    task_id = owned_task(account, task_id)
     started = time.monotonic()
     poll = wait(account, task_id, 0 if in_background() else max_wait_s, _reporter(ctx))
     return task_reply(account, settle(account, poll, started, []))
@@ -4800,7 +4840,7 @@ def wait_for_task(account: Account, task_id: TaskId, max_wait_s: MaxWait = None,
 @tool(DESTRUCTIVE, "Cancel task", TASK_TOOL_META, toolset="tasks")
 def cancel_task(account: Account, task_id: TaskId) -> TaskReply:
     """Cancel a pending or running task, or delete a finished one. A task already RUNNING is not refunded."""
-    task_id = task_id_arg(task_id)
+    task_id = owned_task(account, task_id)
     started = time.monotonic()
     if is_workflow_run(account, task_id):
         raise RunwayError(f"{task_id} is a workflow run, and Runway has no way to cancel one: it runs to the end "
@@ -5641,7 +5681,7 @@ class ClientKeys:
         self.app, self.config, self.verdicts = app, config, KeyVerdicts(config)
         self.new_keys = Buckets(*NEW_KEYS)
         self.checking = anyio.CapacityLimiter(CHECKING_MAX)
-        self.sessions: dict[str, dict[str, float]] = {}         # account -> session id -> when last used
+        self.sessions = SessionCap()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if _open(scope):
@@ -5668,11 +5708,24 @@ class ClientKeys:
         except OSError as error:
             log.error("cannot name client accounts: %s", error)
             return await _refuse(send, 500, "the server cannot open its accounts; its operator has been told")
-        if refusal := await self._session_refusal(caller, scope, receive):
-            return await _refuse(send, 429, refusal)
-        await _as_principal(self.app, caller, scope, receive, self._watching(caller, scope, send))
+        principal = Principal(token=caller.id, client_id=caller.id, subject=caller.id, scopes=[], account=caller)
+        await self.sessions.admit(self.app, principal, scope, receive, send)
 
-    async def _session_refusal(self, caller: Account, scope: dict, receive: Callable) -> str | None:
+
+class SessionCap:
+    """At most SESSIONS_PER_ACCOUNT open MCP sessions per account (an idle one closes after SESSION_IDLE_S), so that
+    no tenant can use up the server's; each request runs as its principal (see _as_principal)."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, dict[str, float]] = {}         # account -> session id -> when last used
+
+    async def admit(self, app: Callable, principal: Principal, scope: dict, receive: Callable,
+                    send: Callable) -> None:
+        if refusal := await self._refusal(principal.account, scope, receive):
+            return await _refuse(send, 429, refusal)
+        await _as_principal(app, principal, scope, receive, self._watching(principal.account, scope, send))
+
+    async def _refusal(self, caller: Account, scope: dict, receive: Callable) -> str | None:
         """Why a request may not open another MCP session for this account, or None."""
         held, now = self.sessions.get(caller.id, {}), time.monotonic()
         for session, used in list(held.items()):
@@ -5744,11 +5797,10 @@ def _accounts_secret(output_dir: Path) -> bytes:
     return secret
 
 
-async def _as_principal(app: Callable, caller: Account, scope: dict, receive: Callable, send: Callable) -> None:
-    """Run a request as `caller`: the account its tools use, and the principal the SDK binds MCP sessions and sealed
-    request state to, so that another account holding a session id (or a confirmation in progress) gets nowhere."""
-    user = AuthenticatedUser(Principal(token=caller.id, client_id=caller.id, subject=caller.id, scopes=[],
-                                       account=caller))
+async def _as_principal(app: Callable, principal: Principal, scope: dict, receive: Callable, send: Callable) -> None:
+    """Run a request as `principal`: the account its tools use, and who the SDK binds MCP sessions and sealed request
+    state to, so that another account holding a session id (or a confirmation in progress) gets nowhere."""
+    user = AuthenticatedUser(principal)
     token = auth_context_var.set(user)          # the SDK carries it to the handler; worker threads inherit it
     try:
         await app({**scope, "user": user}, receive, send)
@@ -5894,6 +5946,530 @@ class BodyReplay:
         await self.app(scope, _replaying(scope, receive), send)
 
 
+##############################################################################
+# OAuth
+##############################################################################
+#
+# Two ways for people to sign in over HTTP, both on the SDK's own auth classes (web hosts such as claude.ai and
+# ChatGPT connect to OAuth servers only). With RUNWAY_MCP_OAUTH_ISSUER the server is a resource server of the
+# organisation's identity provider: it checks the JWT access tokens that provider issues for it, spends
+# RUNWAYML_API_SECRET, and gives each person (issuer and subject) an account of their own. With RUNWAY_MCP_OAUTH=keys
+# it is its own authorization server: a person types their Runway key into its sign-in page once, and the tokens it
+# issues stand for that key. They are sealed (AES-GCM) under RUNWAY_MCP_STATE_SECRET, so nothing is stored and any
+# instance with the secret answers any request; the key goes to Runway and nowhere else.
+
+ACCESS_TTL_S = 3600                     # an access token; then the client refreshes (and the key is checked again)
+REFRESH_TTL_S = 30 * 24 * 3600          # a refresh token: a month without signing in again
+CODE_TTL_S = 120                        # an authorization code, between the sign-in page and the client's /token
+SIGN_IN_TTL_S = 600                     # the sign-in page, from /authorize to the person's answer
+CLIENT_TTL_S = 10 * 365 * 24 * 3600     # a registered client (its sealed id): until the secret is rotated
+VERIFIED_MAX = 10_000                   # token verdicts kept (each until its token expires), per server
+JWKS_REFETCH_S = 60.0                   # an unknown signing key makes the issuer's keys be fetched again, this seldom
+SIGNING_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt", "jwt"}     # RFC 9068's, and the plain JWT most issuers use
+CLIENT_DOCUMENT_MAX = 5 * 1024          # a client ID metadata document, at most
+CLIENT_DOCUMENTS_KEPT = 1000
+CLIENT_DOCUMENT_S = (300.0, 86400.0)    # kept for its max-age, within these bounds
+SIGN_IN_BODY_MAX = 16 * 1024
+
+
+def resource_of(config: Config) -> str:
+    """The server's resource identifier (RFC 8707): what its access tokens must be for."""
+    return config.public_url + "/mcp"
+
+
+def _public(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.hostname) and not parts.query and not parts.fragment and (
+        parts.scheme == "https" or parts.scheme == "http" and _is_loopback(parts.hostname))
+
+
+def oauth_problems(config: Config) -> list[str]:
+    """Why the OAuth settings cannot work, one line each (an HTTP server with any of these does not start)."""
+    problems = [problem for problem in config.problems if problem.startswith("RUNWAY_MCP_OAUTH=")]
+    if not (config.oauth_issuer or config.oauth_keys):
+        return problems
+    if config.oauth_issuer and config.oauth_keys:
+        problems.append("RUNWAY_MCP_OAUTH_ISSUER and RUNWAY_MCP_OAUTH=keys are two ways to sign in: choose one")
+    if config.keys_from_clients or config.http_token:
+        problems.append("with OAuth, the access token is the credential: unset RUNWAY_MCP_KEYS_FROM_CLIENTS and "
+                        "RUNWAY_MCP_HTTP_TOKEN")
+    if not _public(config.public_url):
+        problems.append(f"RUNWAY_MCP_PUBLIC_URL={config.public_url!r} must be the server's public https:// base URL "
+                        "(http:// only on this machine), e.g. https://mcp.example.com")
+    if config.oauth_issuer and not _public(config.oauth_issuer):
+        problems.append(f"RUNWAY_MCP_OAUTH_ISSUER={config.oauth_issuer!r} must be the issuer's https:// URL, exactly as "
+                        "its metadata names it (http:// only on this machine)")
+    if config.oauth_issuer and not config.api_key:
+        problems.append("RUNWAY_MCP_OAUTH_ISSUER spends the server's key for everyone who signs in: set "
+                        "RUNWAYML_API_SECRET")
+    if config.oauth_keys and not config.state_secret:
+        problems.append("RUNWAY_MCP_OAUTH=keys seals its tokens with RUNWAY_MCP_STATE_SECRET: set it, at least 32 "
+                        "random characters, the same on every instance")
+    return problems
+
+
+class Sealed:
+    """Small JSON payloads sealed with AES-256-GCM under a key derived from RUNWAY_MCP_STATE_SECRET: a version byte, a
+    nonce, the ciphertext, in base64url. The purpose is the associated data, so that one kind (a code) never opens
+    as another (an access token); each carries its expiry. A new secret opens nothing sealed under the old one."""
+
+    VERSION = 1
+
+    def __init__(self, secret: str):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        self._aead = AESGCM(hmac.new(secret.encode(), b"runway-mcp oauth seal v1", hashlib.sha256).digest())
+        self.csrf_key = hmac.new(secret.encode(), b"runway-mcp oauth csrf v1", hashlib.sha256).digest()
+
+    def seal(self, purpose: str, payload: dict, ttl: float) -> str:
+        body = json.dumps({**payload, "exp": int(time.time() + ttl)}, separators=(",", ":")).encode()
+        nonce = os.urandom(12)
+        sealed = bytes([self.VERSION]) + nonce + self._aead.encrypt(nonce, body, purpose.encode())
+        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+
+    def open(self, purpose: str, sealed: str) -> dict | None:
+        """The payload, or None when it is not one of ours, not for this purpose, tampered with or expired."""
+        from cryptography.exceptions import InvalidTag
+        if not sealed or len(sealed) > 8192:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+            payload = json.loads(self._aead.decrypt(raw[1:13], raw[13:], purpose.encode())) if raw[:1] == bytes(
+                [self.VERSION]) else None
+        except (ValueError, InvalidTag):
+            return None
+        return payload if isinstance(payload, dict) and payload.get("exp", 0) > time.time() else None
+
+
+def _digest(value: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(value.encode()).digest()[:16]).rstrip(b"=").decode()
+
+
+class TokenVerdicts:
+    """Tokens found good, each kept until it expires, in a bounded table (a refusal is not kept: it may have been
+    the issuer's passing failure, and a forged token costs little to refuse again)."""
+
+    def __init__(self) -> None:
+        self._kept: collections.OrderedDict[str, tuple[Principal, float]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        with self._lock:
+            found = self._kept.get(_digest(token))
+        return found[0] if found and found[1] > time.time() else None
+
+    def keep(self, token: str, principal: Principal) -> None:
+        with self._lock:
+            self._kept[_digest(token)] = (principal, float(principal.expires_at or 0))
+            self._kept.move_to_end(_digest(token))
+            while len(self._kept) > VERIFIED_MAX:
+                self._kept.popitem(last=False)
+
+
+def issuer_account(config: Config, issuer: str, subject: str) -> Account:
+    """A person signed in through the identity provider: the server's key, a folder of their own, named by a keyed
+    hash of who they are (issuer and subject) so that the name tells nobody without the secret who it is."""
+    secret = _accounts_secret(config.output_dir)
+    name = hmac.new(secret, f"oauth {issuer} {subject}".encode(), hashlib.sha256).hexdigest()[:32]
+    return Account(config, config.api_key, config.output_dir / "accounts" / name, name, hosted=True, shared_key=True)
+
+
+class IssuerTokens:
+    """RUNWAY_MCP_OAUTH_ISSUER's access tokens (JWTs, RFC 9068): signed with a key the issuer publishes (asymmetric
+    algorithms only), issued by it, for this server's resource, unexpired, naming a subject. The SDK's TokenVerifier;
+    blocking work (the issuer's keys, a signature) runs in a worker thread."""
+
+    def __init__(self, config: Config):
+        self.config, self.resource, self.verdicts = config, resource_of(config), TokenVerdicts()
+        self._keys: dict[str, Any] = {}
+        self._fetched = -JWKS_REFETCH_S         # when the issuer's keys were last fetched (monotonic)
+        self._lock = threading.Lock()
+
+    async def verify_token(self, token: str) -> Principal | None:
+        if (principal := self.verdicts.get(token)) is None:
+            if (principal := await anyio.to_thread.run_sync(self._verify, token)) is not None:
+                self.verdicts.keep(token, principal)
+        return principal
+
+    def _verify(self, token: str) -> Principal | None:
+        import jwt
+        try:
+            header = jwt.get_unverified_header(token)
+            if str(header.get("typ", "jwt")).lower() not in ACCESS_TOKEN_TYPES:
+                return None                     # an ID token or another kind: not an access token for this server
+            key = self._signing_key(str(header.get("kid", "")))
+            if key is None:
+                return None
+            claims = jwt.decode(token, key, algorithms=SIGNING_ALGORITHMS, audience=self.resource,
+                                issuer=self.config.oauth_issuer, leeway=30,
+                                options={"require": ["exp", "iss", "aud", "sub"]})
+        except (jwt.PyJWTError, ValueError, TypeError):
+            return None
+        except RunwayError as error:
+            log.warning("cannot check access tokens: %s", error)
+            return None
+        account = issuer_account(self.config, claims["iss"], str(claims["sub"]))
+        granted = claims.get("scope", claims.get("scp", ""))          # a string (RFC 9068); Entra: `scp`, maybe a list
+        scopes = granted.split() if isinstance(granted, str) else [str(s) for s in granted or []]
+        return Principal(token=token, client_id=str(claims.get("client_id") or claims.get("azp") or ""),
+                         scopes=scopes, expires_at=int(claims["exp"]),
+                         resource=self.resource, subject=str(claims["sub"]), claims={"iss": claims["iss"]},
+                         account=account)
+
+    def _signing_key(self, kid: str) -> Any:
+        """The issuer's key named `kid`: its published keys are fetched again for an unknown one, but at most once
+        per JWKS_REFETCH_S, so that forged tokens cannot make this server hammer the issuer."""
+        with self._lock:
+            if kid not in self._keys and time.monotonic() - self._fetched >= JWKS_REFETCH_S:
+                self._fetched = time.monotonic()
+                self._keys = self._published_keys()
+            if not kid and len(self._keys) == 1:
+                return next(iter(self._keys.values()))
+            return self._keys.get(kid)
+
+    def _published_keys(self) -> dict[str, Any]:
+        """kid -> key, from the issuer's metadata (whose `issuer` must be the one configured) and its jwks_uri."""
+        import jwt
+        import requests
+        issuer = self.config.oauth_issuer
+        metadata = None
+        for suffix in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+            try:
+                response = requests.get(issuer.rstrip("/") + suffix, timeout=API_TIMEOUT, allow_redirects=False)
+                if response.ok:
+                    metadata = response.json()
+                    break
+            except (requests.RequestException, ValueError):
+                continue
+        if not isinstance(metadata, dict) or metadata.get("issuer") != issuer or not metadata.get("jwks_uri"):
+            raise RunwayError(f"the issuer {issuer} publishes no metadata naming itself and its keys (jwks_uri)")
+        try:
+            keys = jwt.PyJWKSet.from_dict(requests.get(metadata["jwks_uri"], timeout=API_TIMEOUT,
+                                                       allow_redirects=False).json()).keys
+        except (requests.RequestException, ValueError, jwt.PyJWTError) as error:
+            raise RunwayError(f"the issuer's keys at {metadata['jwks_uri']} could not be read ({error})") from None
+        return {key.key_id or "": key for key in keys if key.public_key_use in (None, "sig")}
+
+
+class KeyCode(AuthorizationCode):
+    key: str = Field(exclude=True)
+
+
+class KeyRefresh(RefreshToken):
+    key: str = Field(exclude=True)
+
+
+class KeyAuthority:
+    """RUNWAY_MCP_OAUTH=keys: the SDK's authorization-server provider, storing nothing. A registered client's id is
+    its registration, sealed; /authorize sends the person to the sign-in page with the request sealed; the page
+    checks their key with Runway and returns a code sealing the key; codes, access and refresh tokens seal the key
+    and the client they were issued to. Every access token is checked against Runway's latest verdict on its key (see
+    KeyVerdicts), so a key revoked at Runway stops working here within minutes."""
+
+    def __init__(self, config: Config, verdicts: KeyVerdicts):
+        self.config, self.verdicts, self.sealed = config, verdicts, Sealed(config.state_secret)
+        self.issuer, self.resource = config.public_url, resource_of(config)
+        self.new_keys = Buckets(*NEW_KEYS)
+        self.checking = anyio.CapacityLimiter(CHECKING_MAX)
+        self._documents: collections.OrderedDict[str, tuple[OAuthClientInformationFull | None, float]] = \
+            collections.OrderedDict()
+
+    # Clients ----------------------------------------------------------------------------------------
+
+    async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        if client_id.startswith(("https://", "http://")):
+            return await anyio.to_thread.run_sync(self._client_document, client_id)
+        registered = self.sealed.open("client", client_id)
+        if registered is None:
+            return None
+        return OAuthClientInformationFull(**{k: v for k, v in registered.items() if k != "exp"}, client_id=client_id)
+
+    async def register_client(self, client_info: OAuthClientInformationFull) -> None:
+        """Dynamic registration (RFC 7591) with nothing stored: the client id the SDK returns is the registration."""
+        for uri in client_info.redirect_uris or []:
+            if not _public(str(uri)):
+                raise RegistrationError("invalid_redirect_uri", f"{uri} is not https (http only on this machine)")
+        registered = client_info.model_dump(mode="json", exclude_none=True, exclude={"client_id", "exp"})
+        client_info.client_id = self.sealed.seal("client", registered, CLIENT_TTL_S)
+
+    def _client_document(self, url: str) -> OAuthClientInformationFull | None:
+        """A client ID metadata document: fetched (https, a public address, no redirects, at most 5 KB) and kept for
+        its max-age. Its client_id must be its own URL; it may use no client secret."""
+        now = time.monotonic()
+        if (kept := self._documents.get(url)) and kept[1] > now:
+            return kept[0]
+        client, max_age = None, CLIENT_DOCUMENT_S[0]
+        try:
+            response = fetch_link(self.config, "GET", url, "the client's metadata document", timeout=(5.0, 5.0),
+                                  stream=True, attempts=1)
+            body = response.raw.read(CLIENT_DOCUMENT_MAX + 1, decode_content=True)
+            if response.status_code == 200 and len(body) <= CLIENT_DOCUMENT_MAX:
+                client = self._client_of(url, json.loads(body))
+            if found := re.search(r"max-age=(\d+)", response.headers.get("Cache-Control", "")):
+                max_age = min(max(float(found[1]), CLIENT_DOCUMENT_S[0]), CLIENT_DOCUMENT_S[1])
+        except (RunwayError, OSError, ValueError, ValidationError) as error:
+            log.info("client metadata document %s refused: %s", url[:200], error)
+        self._documents[url] = (client, now + max_age)
+        while len(self._documents) > CLIENT_DOCUMENTS_KEPT:
+            self._documents.popitem(last=False)
+        return client
+
+    def _client_of(self, url: str, document: Any) -> OAuthClientInformationFull | None:
+        if not (isinstance(document, dict) and document.get("client_id") == url and document.get("redirect_uris")):
+            return None
+        if document.get("token_endpoint_auth_method", "none") != "none":
+            return None
+        fields = {k: document[k] for k in ("redirect_uris", "client_name", "client_uri", "logo_uri", "grant_types",
+                                           "response_types") if k in document}
+        return OAuthClientInformationFull(**fields, client_id=url, token_endpoint_auth_method="none",
+                                          scope=self.config.oauth_scope)
+
+    # Authorization ------------------------------------------------------------------------------------
+
+    async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
+        if params.resource not in (None, self.resource):
+            raise AuthorizeError("invalid_target", f"this server is {self.resource}")
+        request = {"client": client.client_id, "name": client.client_name or "", "redirect_uri": str(
+            params.redirect_uri), "explicit": params.redirect_uri_provided_explicitly, "state": params.state,
+            "challenge": params.code_challenge, "scopes": params.scopes or [self.config.oauth_scope]}
+        return f"{self.issuer}/sign-in?request={self.sealed.seal('sign-in', request, SIGN_IN_TTL_S)}"
+
+    def code_for(self, request: dict, key: str) -> str:
+        """The authorization code a person's sign-in earns: the key and the request it answers, sealed."""
+        code = {"client": _digest(request["client"]), "redirect_uri": request["redirect_uri"], "key": key,
+                "explicit": request["explicit"], "challenge": request["challenge"], "scopes": request["scopes"]}
+        return self.sealed.seal("code", code, CODE_TTL_S)
+
+    async def load_authorization_code(self, client: OAuthClientInformationFull, authorization_code: str
+                                      ) -> KeyCode | None:
+        code = self.sealed.open("code", authorization_code)
+        if not code or code["client"] != _digest(client.client_id):
+            return None
+        return KeyCode(code=authorization_code, scopes=code["scopes"], expires_at=code["exp"],
+                       client_id=client.client_id, code_challenge=code["challenge"], redirect_uri=code["redirect_uri"],
+                       redirect_uri_provided_explicitly=code["explicit"], resource=self.resource, key=code["key"])
+
+    async def exchange_authorization_code(self, client: OAuthClientInformationFull, authorization_code: KeyCode
+                                          ) -> OAuthToken:
+        return self._tokens(client, authorization_code.key, authorization_code.scopes)
+
+    async def load_refresh_token(self, client: OAuthClientInformationFull, refresh_token: str) -> KeyRefresh | None:
+        token = self.sealed.open("refresh", refresh_token)
+        if not token or token["client"] != _digest(client.client_id):
+            return None
+        return KeyRefresh(token=refresh_token, client_id=client.client_id, scopes=token["scopes"],
+                          expires_at=token["exp"], resource=self.resource, key=token["key"])
+
+    async def exchange_refresh_token(self, client: OAuthClientInformationFull, refresh_token: KeyRefresh,
+                                     scopes: list[str]) -> OAuthToken:
+        if not await self._works(refresh_token.key):
+            raise TokenError("invalid_grant", "Runway no longer accepts the key this sign-in stands for: sign in again")
+        return self._tokens(client, refresh_token.key, scopes or refresh_token.scopes)
+
+    def _tokens(self, client: OAuthClientInformationFull, key: str, scopes: list[str]) -> OAuthToken:
+        grant = {"client": _digest(client.client_id), "key": key, "scopes": scopes}
+        return OAuthToken(access_token=self.sealed.seal("access", grant, ACCESS_TTL_S), expires_in=ACCESS_TTL_S,
+                          refresh_token=self.sealed.seal("refresh", grant, REFRESH_TTL_S), scope=" ".join(scopes))
+
+    async def load_access_token(self, token: str) -> Principal | None:
+        grant = self.sealed.open("access", token)
+        if not grant or not await self._works(grant["key"]):
+            return None
+        account = client_account(self.config, grant["key"])
+        return Principal(token=token, client_id=grant["client"], scopes=grant["scopes"], expires_at=grant["exp"],
+                         resource=self.resource, subject=account.id, claims={"iss": self.issuer}, account=account)
+
+    async def revoke_token(self, token: Any) -> None:
+        """Sealed tokens cannot be revoked one by one (nothing is stored); no revocation endpoint is offered."""
+
+    async def _works(self, key: str) -> bool:
+        verdict = self.verdicts.known(key)
+        if verdict is None:
+            with anyio.move_on_after(5):
+                verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key, limiter=self.checking)
+        return bool(verdict)
+
+
+# The sign-in page of RUNWAY_MCP_OAUTH=keys: the client's name and where the person will be sent, one field for
+# their key. It is never framed, cached or referred, and a form is accepted only with the token it was served with
+# (a cookie and a hidden field bound to it, against cross-site posts).
+SIGN_IN_HEADERS = {"x-frame-options": "DENY", "cache-control": "no-store", "referrer-policy": "no-referrer",
+                   "x-content-type-options": "nosniff", "content-security-policy": "default-src 'none'; style-src "
+                   "'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"}
+SIGN_IN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in to Runway</title>
+<style>body{{font:16px system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem;color:#222}}
+input{{width:100%;box-sizing:border-box;padding:.6rem;font:inherit;margin:.5rem 0}}
+button{{padding:.6rem 1.2rem;font:inherit}}.error{{color:#b00020}}.small{{color:#666;font-size:.9rem}}</style>
+</head><body>
+<h1>Sign in to Runway</h1>
+<p><strong>{client}</strong> asks to generate images, video and audio with your Runway account. You will be sent
+back to <strong>{host}</strong>.</p>
+{error}<form method="post" action="sign-in">
+<input type="hidden" name="request" value="{request}"><input type="hidden" name="csrf" value="{csrf}">
+<label for="key">Your Runway API key</label>
+<input id="key" name="key" type="password" autocomplete="off" required placeholder="key_..." autofocus>
+<button type="submit">Sign in</button>
+</form>
+<p class="small">Create a key at <a href="https://dev.runwayml.com">dev.runwayml.com</a>. It is checked with Runway
+and never stored or shown here; revoking it there signs you out within minutes.</p>
+</body></html>
+"""
+
+
+class SignIn:
+    """GET and POST /sign-in (RUNWAY_MCP_OAUTH=keys)."""
+
+    def __init__(self, authority: KeyAuthority):
+        self.authority = authority
+
+    async def page(self, request: Any) -> Any:
+        sealed = request.query_params.get("request", "")
+        if not self.authority.sealed.open("sign-in", sealed):
+            return self._page(None, "", 400, "This sign-in link has expired or is not one of this server's: start "
+                                             "again from your app.")
+        return self._page(sealed, request.cookies.get("runway_mcp_csrf", ""), 200, "")
+
+    async def submit(self, request: Any) -> Any:
+        from starlette.responses import RedirectResponse
+        body = await request.body()
+        form = {k: v[0] for k, v in parse_qs(body[:SIGN_IN_BODY_MAX].decode("latin-1")).items()}
+        sealed, key, cookie = form.get("request", ""), form.get("key", "").strip(), request.cookies.get(
+            "runway_mcp_csrf", "")
+        asked = self.authority.sealed.open("sign-in", sealed)
+        if not asked or not cookie or not hmac.compare_digest(form.get("csrf", ""), self._csrf(cookie, sealed)):
+            return self._page(None, "", 403, "This form has expired or did not come from this page: start again "
+                                             "from your app.")
+        if not KEY_PATTERN.fullmatch(key):
+            return self._page(sealed, cookie, 400, "That is not a Runway API key: it starts with key_ and is followed "
+                                                   "by 128 hexadecimal characters.")
+        if self.authority.verdicts.known(key) is None and self.authority.new_keys.take(_by_address(request.scope)):
+            return self._page(sealed, cookie, 429, "Too many keys tried from here: wait a minute and try again.")
+        verdict = None
+        with anyio.move_on_after(10):
+            verdict = await anyio.to_thread.run_sync(self.authority.verdicts.verify, key,
+                                                     limiter=self.authority.checking)
+        if verdict is None:
+            return self._page(sealed, cookie, 503, "Runway could not be asked whether this key works: try again in a "
+                                                   "moment.")
+        if not verdict:
+            return self._page(sealed, cookie, 401, "Runway did not accept this key (wrong, revoked or for another "
+                                                   "environment). Copy it again from dev.runwayml.com.")
+        to = construct_redirect_uri(asked["redirect_uri"], code=self.authority.code_for(asked, key),
+                                    state=asked["state"], iss=self.authority.issuer)
+        return RedirectResponse(to, status_code=303, headers={"cache-control": "no-store"})
+
+    def _csrf(self, cookie: str, sealed: str) -> str:
+        return hmac.new(self.authority.sealed.csrf_key, f"{cookie}|{sealed}".encode(), hashlib.sha256).hexdigest()
+
+    def _page(self, sealed: str | None, cookie: str, status: int, error: str) -> Any:
+        import html
+        from starlette.responses import HTMLResponse
+        asked = self.authority.sealed.open("sign-in", sealed) if sealed else None
+        if asked is None:
+            return HTMLResponse(f"<!doctype html><title>Sign in</title><p>{html.escape(error)}</p>", status_code=status,
+                                headers=SIGN_IN_HEADERS)
+        cookie = cookie or secrets.token_urlsafe(24)
+        page = SIGN_IN_PAGE.format(
+            client=html.escape(asked["name"] or "An MCP client"), host=html.escape(urlsplit(asked["redirect_uri"])
+                                                                                 .hostname or "?"),
+            error=f'<p class="error">{html.escape(error)}</p>' if error else "", request=html.escape(sealed),
+            csrf=self._csrf(cookie, sealed))
+        response = HTMLResponse(page, status_code=status, headers=SIGN_IN_HEADERS)
+        response.set_cookie("runway_mcp_csrf", cookie, max_age=SIGN_IN_TTL_S, path="/", httponly=True,
+                            samesite="strict", secure=self.authority.issuer.startswith("https://"))
+        return response
+
+
+def authorization_metadata(config: Config) -> dict:
+    """RFC 8414 metadata for RUNWAY_MCP_OAUTH=keys, with what the SDK's own leaves out and hosts look for: public
+    clients ("none"), client ID metadata documents, and `iss` in the authorization response (RFC 9207)."""
+    base = config.public_url
+    return {"issuer": base, "authorization_endpoint": f"{base}/authorize", "token_endpoint": f"{base}/token",
+            "registration_endpoint": f"{base}/register", "scopes_supported": [config.oauth_scope],
+            "response_types_supported": ["code"], "grant_types_supported": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+            "code_challenge_methods_supported": ["S256"], "client_id_metadata_document_supported": True,
+            "authorization_response_iss_parameter_supported": True}
+
+
+class ChallengeScope:
+    """Name the scope in every Bearer challenge (401 and 403), as MCP asks; the SDK's names the metadata only."""
+
+    def __init__(self, app: Callable, scope_name: str):
+        self.app, self.challenge_scope = app, f', scope="{scope_name}"'.encode()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        async def named(message: dict) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (401, 403):
+                message = {**message, "headers": [
+                    (k, v + self.challenge_scope if k.lower() == b"www-authenticate" and v.startswith(b"Bearer ")
+                     and b"scope=" not in v else v) for k, v in message.get("headers") or []]}
+            await send(message)
+        await self.app(scope, receive, named)
+
+
+class SignedIn:
+    """OAuth: the account a request's access token names, for the layers inside (a rate limit per person, the cap on
+    sessions). A request without a valid token passes on unchanged, for the SDK to answer with its challenge."""
+
+    def __init__(self, app: Callable, verify: Callable[[str], Any]):
+        self.app, self.verify, self.sessions = app, verify, SessionCap()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        token = None if _open(scope) else _bearer(scope)
+        principal = await self.verify(token) if token else None
+        if not isinstance(principal, Principal) or principal.account is None:
+            return await self.app(scope, receive, send)
+        await self.sessions.admit(self.app, principal, scope, receive, send)
+
+
+def oauth_options(config: Config) -> dict:
+    """What the SDK's MCPServer takes to be a resource server (RUNWAY_MCP_OAUTH_ISSUER) or its own authorization
+    server too (RUNWAY_MCP_OAUTH=keys); {} without OAuth."""
+    from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions
+    resource, scopes = resource_of(config), [config.oauth_scope]
+    if config.oauth_issuer:
+        return {"token_verifier": IssuerTokens(config), "auth": AuthSettings(
+            issuer_url=config.oauth_issuer, resource_server_url=resource, required_scopes=scopes,
+            validate_token_resource=True)}
+    if config.oauth_keys:
+        registration = ClientRegistrationOptions(enabled=True, valid_scopes=scopes, default_scopes=scopes)
+        return {"auth_server_provider": KeyAuthority(config, KeyVerdicts(config)), "auth": AuthSettings(
+            issuer_url=config.public_url, resource_server_url=resource, required_scopes=scopes,
+            client_registration_options=registration, validate_token_resource=True)}
+    return {}
+
+
+def verifier_of(options: dict) -> Callable[[str], Any] | None:
+    """What checks an access token for the layers outside the SDK (see SignedIn), or None without OAuth."""
+    if isinstance(provider := options.get("auth_server_provider"), KeyAuthority):
+        return provider.load_access_token
+    return options["token_verifier"].verify_token if "token_verifier" in options else None
+
+
+def add_sign_in(app: Any, config: Config, options: dict) -> None:
+    """RUNWAY_MCP_OAUTH=keys: the sign-in page, and this server's authorization metadata ahead of the SDK's (the
+    first route that matches a path serves it)."""
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    if not isinstance(authority := options.get("auth_server_provider"), KeyAuthority):
+        return
+    sign_in, metadata = SignIn(authority), authorization_metadata(config)
+
+    async def served_metadata(request: Any) -> Any:
+        return JSONResponse(metadata, headers={"cache-control": "public, max-age=3600",
+                                               "access-control-allow-origin": "*"})
+    app.router.routes[:0] = [Route("/.well-known/oauth-authorization-server", served_metadata, methods=["GET"]),
+                             Route("/sign-in", sign_in.page, methods=["GET"]),
+                             Route("/sign-in", sign_in.submit, methods=["POST"])]
+
+
+##############################################################################
+# HTTP app
+##############################################################################
+
 class HttpApp:
     """The HTTP transport of one server, as an ASGI app: serve it with any ASGI server, or mount it in an app of your
     own (whose lifespan must then run `lifespan()`: a mounted app's own lifespan never runs)."""
@@ -5917,11 +6493,16 @@ async def _healthz(request: Any) -> Any:
 def http_app(config: Config, host: str = "127.0.0.1") -> HttpApp:
     """A server for `config` over streamable HTTP at /mcp (DNS-rebinding protection on), inside these layers,
     outermost first: CORS (answers a browser's preflight, which carries no credentials), a rate limit per address,
-    the credential (RUNWAY_MCP_HTTP_TOKEN, or each client's own Runway key), a rate limit per client, then MCP.
-    /healthz passes every layer. `host` is the address it will be bound to."""
+    the credential (RUNWAY_MCP_HTTP_TOKEN, each client's own Runway key, or an OAuth access token), a rate limit per
+    client, then MCP. /healthz passes every layer. `host` is the address it will be bound to. RunwayError when the
+    OAuth settings cannot work (see oauth_problems)."""
     from mcp.server.transport_security import TransportSecuritySettings
+    if problems := oauth_problems(config):
+        raise RunwayError("; ".join(problems))
     config = dataclasses.replace(config, transport="http")
-    server = create_server(config)
+    config = dataclasses.replace(config, output_dir=Path(config.output_dir).expanduser().resolve())
+    options = oauth_options(config)
+    server = _new_server(config, **options)
     config = server.config                      # as the server settled it (an absolute output folder)
     server.custom_route("/healthz", methods=["GET"])(_healthz)
     names = ["127.0.0.1", "localhost", "[::1]", *config.allowed_hosts]
@@ -5932,10 +6513,11 @@ def http_app(config: Config, host: str = "127.0.0.1") -> HttpApp:
         allowed_hosts=[h for name in names for h in (name, f"{name}:*")],
         allowed_origins=[f"{scheme}://{h}" for name in names for scheme in ("http", "https")
                          for h in (name, f"{name}:*")] + list(config.allowed_origins))
-    idle = {"session_idle_timeout": SESSION_IDLE_S} if config.keys_from_clients else {}
-    app = BodyReplay(server.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
-                                                max_request_body_size=MAX_BODY, stateless_http=config.stateless,
-                                                **idle))
+    idle = {"session_idle_timeout": SESSION_IDLE_S} if hosted_mode(config) else {}
+    served = server.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
+                                        max_request_body_size=MAX_BODY, stateless_http=config.stateless, **idle)
+    add_sign_in(served, config, options)
+    app: Callable = BodyReplay(served)
     paid = frozenset(name for name, definition in TOOLS.items() if definition.annotations is PAID)
     if config.rate_limit:
         app = RateLimit(app, *config.rate_limit, paid=paid)
@@ -5943,8 +6525,12 @@ def http_app(config: Config, host: str = "127.0.0.1") -> HttpApp:
         app = ClientKeys(app, config)
     elif config.http_token:
         app = BearerToken(app, config.http_token)
+    elif verify := verifier_of(options):
+        app = SignedIn(app, verify)
     if config.rate_limit:                       # before any credential, from the headers alone
         app = AddressLimit(app, *config.rate_limit)
+    if options:
+        app = ChallengeScope(app, config.oauth_scope)
     if config.allowed_origins:                  # web MCP clients connect from pages on other origins
         from starlette.middleware.cors import CORSMiddleware
         app = CORSMiddleware(app, allow_origins=list(config.allowed_origins), allow_headers=["*"],
@@ -6016,16 +6602,23 @@ def _serve_http(config: Config, host: str, port: int) -> int:
         log.error("RUNWAY_MCP_KEYS_FROM_CLIENTS and RUNWAY_MCP_HTTP_TOKEN both want the Authorization header: with "
                   "client keys, each client's Runway key is its credential; unset RUNWAY_MCP_HTTP_TOKEN")
         return 2
-    if not _is_loopback(host) and not (config.http_token or config.keys_from_clients):
-        log.error("refusing to serve HTTP on %s without RUNWAY_MCP_HTTP_TOKEN: anyone who can reach it could spend "
-                  "your credits; set the variable (or RUNWAY_MCP_KEYS_FROM_CLIENTS=1) or bind 127.0.0.1", host)
+    if problems := oauth_problems(config):
+        for problem in problems:
+            log.error("%s", problem)
         return 2
-    if config.keys_from_clients and not config.rate_limit:
-        log.warning("RUNWAY_MCP_KEYS_FROM_CLIENTS without RUNWAY_MCP_RATE_LIMIT: anyone who can reach the server may "
-                    "send requests without limit (only new keys are limited, %d a minute per address); set a rate "
-                    "such as RUNWAY_MCP_RATE_LIMIT=30/min", NEW_KEYS[0])
+    if not _is_loopback(host) and not (config.http_token or hosted_mode(config)):
+        log.error("refusing to serve HTTP on %s without RUNWAY_MCP_HTTP_TOKEN: anyone who can reach it could spend "
+                  "your credits; set the variable (or sign people in: RUNWAY_MCP_KEYS_FROM_CLIENTS, "
+                  "RUNWAY_MCP_OAUTH_ISSUER or RUNWAY_MCP_OAUTH=keys) or bind 127.0.0.1", host)
+        return 2
+    if hosted_mode(config) and not config.rate_limit:
+        log.warning("people sign in to this server, but RUNWAY_MCP_RATE_LIMIT is not set: anyone who can reach it may "
+                    "send requests without limit (only new Runway keys are limited, %d a minute per address); set a "
+                    "rate such as RUNWAY_MCP_RATE_LIMIT=30/min", NEW_KEYS[0])
     log.info("serving MCP over streamable HTTP at http://%s:%d/mcp%s", host, port,
              " (each client's own Runway key)" if config.keys_from_clients else
+             f" (people sign in with {config.oauth_issuer})" if config.oauth_issuer else
+             f" (people sign in at {config.public_url}/sign-in with their Runway key)" if config.oauth_keys else
              " (bearer token required)" if config.http_token else "")
     uvicorn.run(http_app(config, host), host=host, port=port, log_config=None, access_log=False, log_level="warning")
     return 0
@@ -6078,9 +6671,9 @@ def _main(argv: list[str] | None = None, environ: Mapping[str, str] | None = Non
         return 0
     if args.transport == "http":
         return _serve_http(config, args.host, args.port)
-    if config.keys_from_clients or config.rate_limit or config.allowed_origins or config.stateless:
-        log.warning("RUNWAY_MCP_KEYS_FROM_CLIENTS, _RATE_LIMIT, _ALLOWED_ORIGINS and _STATELESS apply to "
-                    "--transport http only; over stdio the server's own key and folder are used")
+    if hosted_mode(config) or config.rate_limit or config.allowed_origins or config.stateless:
+        log.warning("RUNWAY_MCP_KEYS_FROM_CLIENTS, _OAUTH, _OAUTH_ISSUER, _RATE_LIMIT, _ALLOWED_ORIGINS and _STATELESS "
+                    "apply to --transport http only; over stdio the server's own key and folder are used")
     create_server(config).run()
     _exit_promptly()
     return 0

@@ -11,6 +11,7 @@ import collections.abc
 import concurrent.futures
 import contextlib
 import functools
+import hashlib
 import importlib
 import inspect
 import itertools
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import shutil
 import socket
@@ -31,9 +33,10 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import httpx2
@@ -1172,6 +1175,7 @@ class FakeRunway:
             self.voices: list[dict] = []
             self.revoked: set[str] = set()                  # keys Runway has revoked: 401 from now on
             self.redirects: dict[str, str] = {}             # output file name -> where its link redirects
+            self.documents: dict[str, tuple[int, dict, bytes]] = {}     # path -> a page served to anyone (OAuth)
 
     # Scripting ------------------------------------------------------------------------------------
     def plan(self, **kwargs):
@@ -1212,6 +1216,8 @@ class FakeRunway:
             if path.startswith("/files/"):
                 content, mime = self.files.get(path[len("/files/"):], (None, None))
                 return (200, {"Content-Type": mime}, content) if content else (404, {}, b"")
+            if method == "GET" and path in self.documents:
+                return self.documents[path]
             if path.startswith("/upload/") and method == "POST":       # the presigned URL: no key needed
                 self.uploads[path] = {"content_type": headers.get("Content-Type", ""), "raw": raw}
                 return 204, {}, b""
@@ -4839,6 +4845,644 @@ def test_fastmcp_with_fastmcp_tasks_runs_generations_as_tasks(over_http_in_proce
     assert [r["path"] for r in fake.seen("DELETE")] == [f"/v1/tasks/{long_video}"]
     assert seen["asked"] == ["Generate 5 s of gen4.5 video for about 60 credits?"]     # the first: before its task
     assert [line["tool"] for line in mcp_tasks_in(out_dir)] == ["generate_video", "generate_image", "generate_video"]
+
+
+##############################################################################
+# End to end: OAuth
+##############################################################################
+
+CALLBACK = "http://127.0.0.1:9/callback"        # where a client would listen: never reached, the person stops there
+SECRET = "state-secret-for-tests-" + "s" * 24
+
+
+class Storage:
+    """The SDK client's TokenStorage, in memory: a client that signed in once keeps its tokens here."""
+
+    def __init__(self):
+        self.tokens = self.client = None
+
+    async def get_tokens(self):
+        return self.tokens
+
+    async def set_tokens(self, tokens):
+        self.tokens = tokens
+
+    async def get_client_info(self):
+        return self.client
+
+    async def set_client_info(self, client_info):
+        self.client = client_info
+
+
+class Forms(HTMLParser):
+    """The forms of a page: each an action, a method and its fields' values."""
+
+    def __init__(self, page):
+        super().__init__()
+        self.forms = []
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.forms.append({"action": attrs.get("action") or "", "method": (attrs.get("method") or "get").lower(),
+                               "fields": {}})
+        elif tag in ("input", "button") and self.forms and attrs.get("name"):
+            self.forms[-1]["fields"].setdefault(attrs["name"], attrs.get("value") or "")
+
+
+class Person:
+    """Someone signing in without a browser: follows the authorization URL, fills each form the way `fill` says,
+    and stops at the client's callback. `pages` are what they saw; `result` the callback's code, state and iss."""
+
+    def __init__(self, fill):
+        self.fill, self.pages, self.result = fill, [], None
+
+    async def open(self, url):
+        from urllib.parse import urljoin
+        async with httpx2.AsyncClient(timeout=10) as browser:
+            response = await browser.get(url)
+            for _ in range(20):
+                if response.is_redirect:
+                    url = urljoin(str(response.url), response.headers["location"])
+                    if url.startswith(CALLBACK):
+                        self.result = dict(parse_qsl(urlsplit(url).query))
+                        return
+                    response = await browser.get(url)
+                    continue
+                self.pages.append(response)
+                forms = Forms(response.text).forms
+                if not forms:
+                    return
+                form = forms[0]
+                target = urljoin(str(response.url), form["action"])
+                response = await browser.post(target, data=self.fill(dict(form["fields"])))
+            raise AssertionError(f"no end to the sign-in at {url}")
+
+    async def callback(self):
+        from mcp.shared.auth import AuthorizationCodeResult
+        assert self.result and "code" in self.result, [(p.status_code, p.text[:300]) for p in self.pages]
+        return AuthorizationCodeResult(code=self.result["code"], state=self.result.get("state"),
+                                       iss=self.result.get("iss"))
+
+
+def typing_key(key):
+    return lambda fields: {**fields, "key": key} if "key" in fields else fields
+
+
+def oauth_client(url, person, storage=None):
+    """An MCP client that signs in with OAuth as the SDK does it (discovery, registration, PKCE, code, refresh)."""
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.auth import OAuthClientMetadata
+    metadata = OAuthClientMetadata(redirect_uris=[CALLBACK], client_name="Tests", token_endpoint_auth_method="none",
+                                   grant_types=["authorization_code", "refresh_token"], response_types=["code"])
+    provider = OAuthClientProvider(f"{url}/mcp", metadata, storage or Storage(), person.open, person.callback)
+    http = httpx2.AsyncClient(auth=provider, timeout=30)
+    return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode="legacy")
+
+
+@pytest.fixture
+def keys_mode(over_http_in_process):
+    """A server of RUNWAY_MCP_OAUTH=keys in this process, without a key of its own: its URL."""
+    def configure(**extra):
+        return over_http_in_process(RUNWAYML_API_SECRET="", RUNWAY_MCP_OAUTH="keys",
+                                    RUNWAY_MCP_PUBLIC_URL=shared_http().url, RUNWAY_MCP_STATE_SECRET=SECRET, **extra)
+    return configure
+
+
+def pkce():
+    verifier = secrets.token_urlsafe(48)
+    return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def register(url, *redirects, **extra):
+    return requests.post(f"{url}/register", timeout=5, json={
+        "redirect_uris": list(redirects or [CALLBACK]), "client_name": "Raw", "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], **extra})
+
+
+def authorize(url, client_id, challenge, redirect=CALLBACK, **extra):
+    return requests.get(f"{url}/authorize", allow_redirects=False, timeout=5, params={
+        "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "code_challenge": challenge,
+        "code_challenge_method": "S256", "state": "st", "resource": f"{url}/mcp", **extra})
+
+
+def query_of(response):
+    return dict(parse_qsl(urlsplit(response.headers["location"]).query))
+
+
+def sign_in_page(url, client_id=None):
+    """The page /authorize sends a person to (in a session that keeps its cookie), and the PKCE verifier."""
+    verifier, challenge = pkce()
+    browser = requests.Session()
+    page = browser.get(authorize(url, client_id or register(url).json()["client_id"], challenge).headers["location"],
+                       timeout=5)
+    return browser, page, verifier
+
+
+def submit(browser, page, key, **fields):
+    from urllib.parse import urljoin
+    form = Forms(page.text).forms[0]
+    return browser.post(urljoin(page.url, form["action"]), data={**form["fields"], "key": key, **fields},
+                        allow_redirects=False, timeout=15)
+
+
+def sign_in(url, key, client_id=None):
+    """Tokens for `key`, the way any OAuth client earns them (registration, PKCE, the page, the code)."""
+    client_id = client_id or register(url).json()["client_id"]
+    browser, page, verifier = sign_in_page(url, client_id)
+    code = query_of(submit(browser, page, key))["code"]
+    tokens = requests.post(f"{url}/token", timeout=5, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK, "client_id": client_id,
+        "code_verifier": verifier, "resource": f"{url}/mcp"})
+    assert tokens.status_code == 200, tokens.text
+    return {**tokens.json(), "client_id": client_id}
+
+
+def refresh(url, tokens):
+    return requests.post(f"{url}/token", timeout=5, data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": tokens["client_id"]})
+
+
+def challenge_of(response):
+    return response.headers.get("www-authenticate", "")
+
+
+@pytest.mark.anyio
+async def test_keys_mode_signs_in_with_the_sdk_client_and_spends_that_key(fake, keys_mode, out_dir):
+    fake.plan(polls=1, mime="image/png")
+    person = Person(typing_key(KEY2))
+    with keys_mode() as url:
+        async with oauth_client(url, person) as client:
+            result = await client.call_tool("generate_image", {"prompt": "a fox"})
+    assert not result.is_error and result.structured_content["status"] == "SUCCEEDED"
+    assert {r["key"] for r in fake.seen(prefix="/v1/") if "key" in r} == {KEY2}
+    [page] = person.pages
+    assert "Tests" in page.text and "127.0.0.1" in page.text and page.headers["x-frame-options"] == "DENY"
+    assert person.result["iss"] == url and person.result["state"]
+    [saved] = out_dir.rglob("*.png")
+    assert saved.parent.parent.name == "accounts" and str(out_dir) not in result.content[0].text
+
+
+def test_keys_mode_a_key_runway_refuses_gets_an_error_on_the_page_and_no_code(fake, keys_mode):
+    with keys_mode() as url:
+        browser, page, _ = sign_in_page(url)
+        answer = submit(browser, page, "key_" + "9" * 128)
+        assert answer.status_code == 401 and "Runway did not accept this key" in answer.text
+        assert "location" not in answer.headers and "9" * 128 not in answer.text
+        assert Forms(answer.text).forms                                   # the person may try again
+        asked = len(fake.seen("GET", "/v1/organization"))
+        answer = submit(browser, page, "my password")
+        assert answer.status_code == 400 and "starts with key_" in answer.text
+        assert len(fake.seen("GET", "/v1/organization")) == asked == 1    # not a key: Runway is not asked
+
+
+def test_keys_mode_sign_in_page_is_never_framed_and_takes_only_its_own_forms(fake, keys_mode):
+    with keys_mode() as url:
+        browser, page, _ = sign_in_page(url)
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        cookie = page.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        stranger = requests.Session()                                    # a cross-site post: no cookie of ours
+        assert submit(stranger, page, KEY2).status_code == 403
+        _, other, _ = sign_in_page(url)                                  # our cookie, another page's token
+        browser.cookies.set("runway_mcp_csrf", "forged")
+        assert submit(browser, other, KEY2).status_code == 403
+        gone = requests.get(f"{url}/sign-in", params={"request": "forged"}, timeout=5)
+        assert gone.status_code == 400 and "start again" in gone.text and not Forms(gone.text).forms
+    assert not fake.seen("GET", "/v1/organization")
+
+
+def test_keys_mode_refuses_every_token_it_did_not_issue_with_a_challenge(fake, keys_mode):
+    with keys_mode() as url:
+        tokens = sign_in(url, KEY2)
+        assert modern_call(url, tokens["access_token"], "list_tasks", {}).status_code == 200
+        access = tokens["access_token"]
+        tampered = access[:40] + ("A" if access[40] != "A" else "B") + access[41:]
+        other_secret = rm.Sealed("another-secret-" + "x" * 30).seal("access", {"client": "c", "key": KEY2,
+                                                                              "scopes": ["runway"]}, 3600)
+        for token in (None, tampered, tokens["refresh_token"], other_secret, KEY2, "x" * 9000):
+            response = modern_call(url, token, "list_tasks", {})
+            assert response.status_code == 401, token
+            assert f'resource_metadata="{url}/.well-known/oauth-protected-resource/mcp"' in challenge_of(response)
+            assert 'scope="runway"' in challenge_of(response)
+        assert requests.get(f"{url}/healthz", timeout=5).text == "ok"
+
+
+@pytest.mark.anyio
+async def test_keys_mode_tokens_work_on_every_instance_with_the_same_secret(fake, keys_mode, serve, tmp_path):
+    """Two instances behind one balancer store nothing: a token issued by one is good on the other."""
+    fake.plan(polls=1, mime="image/png")
+    storage = Storage()
+    with keys_mode() as url:
+        async with oauth_client(url, Person(typing_key(KEY2)), storage) as client:
+            assert not (await client.call_tool("list_tasks", {})).is_error
+        other = rm.dataclasses.replace(serve.config, output_dir=tmp_path / "other")
+        nobody = Person(lambda fields: pytest.fail("signed in again"))
+        with http_in_process(other):
+            async with oauth_client(url, nobody, storage) as client:
+                result = await client.call_tool("generate_image", {"prompt": "a fox"})
+            assert not result.is_error and not nobody.pages
+        rotated = rm.dataclasses.replace(serve.config, state_secret="a-new-secret-" + "n" * 30)
+        with http_in_process(rotated):
+            assert modern_call(url, storage.tokens.access_token, "list_tasks", {}).status_code == 401
+    assert list((tmp_path / "other").rglob("*.png"))
+
+
+@pytest.mark.anyio
+async def test_keys_mode_refreshes_until_runway_revokes_the_key(fake, keys_mode, monkeypatch):
+    clock, verdicts = FakeClock(), rm.KeyVerdicts.__init__           # Runway's verdicts age by this clock alone
+    monkeypatch.setattr(rm.KeyVerdicts, "__init__", lambda self, config: verdicts(self, config, clock))
+    with keys_mode() as url:
+        tokens = sign_in(url, KEY2)
+        renewed = refresh(url, tokens)
+        assert renewed.status_code == 200 and renewed.json()["access_token"] != tokens["access_token"]
+        assert modern_call(url, renewed.json()["access_token"], "list_tasks", {}).status_code == 200
+        fake.revoked.add(KEY2)
+        clock.sleep(rm.KEY_TRUSTED_S)                                 # Runway is asked again within 5 minutes
+        assert modern_call(url, tokens["access_token"], "list_tasks", {}).status_code == 401
+        refused = refresh(url, tokens)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+
+def test_keys_mode_publishes_what_claude_and_chatgpt_look_for(fake, keys_mode):
+    with keys_mode() as url:
+        metadata = requests.get(f"{url}/.well-known/oauth-authorization-server", timeout=5).json()
+        resource = requests.get(f"{url}/.well-known/oauth-protected-resource/mcp", timeout=5).json()
+        hosts = register(url, "https://claude.ai/api/mcp/auth_callback", "https://claude.com/api/mcp/auth_callback",
+                         "https://chatgpt.com/connector_platform_oauth_redirect")
+        insecure = register(url, "http://apps.example.com/callback")
+    assert metadata["issuer"] == url and metadata["code_challenge_methods_supported"] == ["S256"]
+    assert "none" in metadata["token_endpoint_auth_methods_supported"]
+    assert metadata["client_id_metadata_document_supported"] and metadata["authorization_response_iss_parameter_supported"]
+    assert resource["resource"] == f"{url}/mcp" and resource["authorization_servers"] in ([url], [url + "/"])
+    assert resource["scopes_supported"] == ["runway"]
+    assert hosts.status_code == 201 and hosts.json()["client_id"]
+    assert insecure.status_code == 400 and insecure.json()["error"] == "invalid_redirect_uri"
+
+
+def test_keys_mode_authorize_holds_to_the_registration_pkce_and_resource(fake, keys_mode):
+    with keys_mode() as url:
+        client_id = register(url).json()["client_id"]
+        verifier, challenge = pkce()
+        elsewhere = authorize(url, client_id, challenge, redirect="http://127.0.0.1:9/elsewhere")
+        assert elsewhere.status_code == 400 and "location" not in elsewhere.headers
+        assert authorize(url, "forged-client-id", challenge).status_code == 400
+        another_server = query_of(authorize(url, client_id, challenge, resource="https://other.example/mcp"))
+        assert another_server["error"] == "invalid_target"
+        plain = query_of(authorize(url, client_id, challenge, code_challenge_method="plain"))
+        assert plain["error"] == "invalid_request"
+        browser, page, verifier = sign_in_page(url, client_id)
+        code = query_of(submit(browser, page, KEY2))["code"]
+        guessed = requests.post(f"{url}/token", timeout=5, data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK, "client_id": client_id,
+            "code_verifier": pkce()[0]})
+        assert guessed.status_code == 400 and guessed.json()["error"] == "invalid_grant"
+        stolen = requests.post(f"{url}/token", timeout=5, data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+            "client_id": register(url).json()["client_id"], "code_verifier": verifier})
+        assert stolen.status_code == 400                                 # a code is for the client it was issued to
+
+
+def test_keys_mode_accepts_client_id_metadata_documents(fake, keys_mode):
+    client_id = f"{fake.url}/apps/client.json"
+    document = {"client_id": client_id, "client_name": "Documented App", "redirect_uris": [CALLBACK],
+                "token_endpoint_auth_method": "none"}
+    fake.documents["/apps/client.json"] = (200, {"Cache-Control": "max-age=600"}, json.dumps(document).encode())
+    fake.documents["/apps/liar.json"] = (200, {}, json.dumps({**document, "client_id": client_id}).encode())
+    with keys_mode() as url:
+        tokens = sign_in(url, KEY2, client_id)
+        assert modern_call(url, tokens["access_token"], "list_tasks", {}).status_code == 200
+        _, page, _ = sign_in_page(url, client_id)
+        assert "Documented App" in page.text
+        assert authorize(url, f"{fake.url}/apps/liar.json", pkce()[1]).status_code == 400
+        assert authorize(url, f"{fake.url}/apps/missing.json", pkce()[1]).status_code == 400
+    assert len(fake.seen("GET", "/apps/client.json")) == 1             # kept for its max-age
+
+
+@functools.cache
+def rsa_key(name):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+class Issuer:
+    """An identity provider as RUNWAY_MCP_OAUTH_ISSUER sees one: its metadata and keys, served by the fake at /idp,
+    and access tokens it signs (RFC 9068) for whoever a test names."""
+
+    def __init__(self, fake, path="/idp", kid="k1"):
+        import jwt
+        self.fake, self.url, self.kid = fake, fake.url + path, kid
+        self.private = rsa_key(kid)
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key()))
+        fake.documents[f"{path}/.well-known/openid-configuration"] = (200, {}, json.dumps(
+            {"issuer": self.url, "jwks_uri": f"{self.url}/jwks"}).encode())
+        fake.documents[f"{path}/jwks"] = (200, {}, json.dumps(
+            {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]}).encode())
+
+    def token(self, subject="alice", *, resource=None, key=None, kid=None, algorithm="RS256", typ="at+jwt", **claims):
+        import jwt
+        now = int(time.time())
+        body = {"iss": self.url, "sub": subject, "aud": resource or f"{shared_http().url}/mcp", "iat": now,
+                "exp": now + 300, "scope": "openid runway", "client_id": "app", **claims}
+        return jwt.encode({k: v for k, v in body.items() if v is not None}, key or self.private, algorithm=algorithm,
+                          headers={"kid": kid or self.kid, "typ": typ})
+
+
+@pytest.fixture
+def issuer(fake):
+    return Issuer(fake)
+
+
+@pytest.fixture
+def issuer_mode(over_http_in_process, issuer):
+    """A server behind the identity provider `issuer`, spending its own key (KEY) for everyone: its URL."""
+    def configure(**extra):
+        return over_http_in_process(RUNWAY_MCP_OAUTH_ISSUER=issuer.url, RUNWAY_MCP_PUBLIC_URL=shared_http().url,
+                                    **extra)
+    return configure
+
+
+@pytest.mark.anyio
+async def test_issuer_mode_gives_each_person_their_own_account_on_the_servers_key(fake, issuer, issuer_mode, out_dir):
+    fake.plan(polls=1, mime="image/png")
+    with issuer_mode() as url:
+        async with http_client(url, issuer.token("alice")) as alice:
+            _, made = await call(alice, "generate_image", {"prompt": "a fox"})
+            path = made["outputs"][0]["path"]
+        async with http_client(url, issuer.token("bob")) as bob:
+            gets = len(fake.seen("GET", f"/v1/tasks/{made['task_id']}"))
+            for tool, arguments in (("get_task", {"task_id": made["task_id"]}), ("wait_for_task", {"task_id": made["task_id"]}),
+                                    ("cancel_task", {"task_id": made["task_id"]})):
+                result, _ = await call(bob, tool, arguments)
+                assert result.is_error and "Runway has no task" in result.content[0].text, tool
+            assert len(fake.seen("GET", f"/v1/tasks/{made['task_id']}")) == gets           # Runway was never asked
+            assert not fake.seen("DELETE")
+            _, listed = await call(bob, "list_outputs")
+            assert path not in json.dumps(listed)
+            with pytest.raises(MCPError):
+                await bob.read_resource(made["outputs"][0]["uri"])
+        async with http_client(url, issuer.token("alice")) as alice:                     # a new token, the same person
+            result, task = await call(alice, "get_task", {"task_id": made["task_id"]})
+            assert task["status"] == "SUCCEEDED"
+    assert {r["key"] for r in fake.seen(prefix="/v1/") if "key" in r} == {KEY}
+    [saved] = out_dir.rglob("*.png")
+    assert saved.parent.parent.name == "accounts" and "alice" not in str(saved)
+
+
+def test_issuer_mode_refuses_tokens_that_are_not_for_this_server(fake, issuer, issuer_mode):
+    import jwt
+    stranger = rsa_key("stranger")
+    other = Issuer(fake, "/other-idp", kid="other")
+    with issuer_mode() as url:
+        assert modern_call(url, issuer.token(), "list_tasks", {}).status_code == 200
+        refused = {
+            "expired": issuer.token(exp=int(time.time()) - 120),
+            "for another resource": issuer.token(resource="https://other.example/mcp"),
+            "from another issuer": other.token(),
+            "another issuer's claim": issuer.token(iss=other.url),
+            "signed by a stranger": issuer.token(key=stranger),
+            "HMAC-signed": jwt.encode({"iss": issuer.url, "sub": "eve", "aud": f"{url}/mcp", "scope": "runway",
+                                       "exp": int(time.time()) + 300}, "k" * 32, algorithm="HS256",
+                                      headers={"kid": issuer.kid}),
+            "unsigned": jwt.encode({"iss": issuer.url, "sub": "eve", "aud": f"{url}/mcp",
+                                    "exp": int(time.time()) + 300}, None, algorithm="none"),
+            "no subject": issuer.token(subject=None),
+            "an ID token": issuer.token(typ="id+jwt"),
+            "a Runway key": KEY,
+        }
+        for why, token in refused.items():
+            response = modern_call(url, token, "list_tasks", {})
+            assert response.status_code == 401, why
+            assert f'resource_metadata="{url}/.well-known/oauth-protected-resource/mcp"' in challenge_of(response)
+        narrow = modern_call(url, issuer.token(scope="openid profile"), "list_tasks", {})
+        assert narrow.status_code == 403 and 'error="insufficient_scope"' in challenge_of(narrow)
+        assert 'scope="runway"' in challenge_of(narrow)
+        described = requests.get(f"{url}/.well-known/oauth-protected-resource/mcp", timeout=5).json()
+    assert described["authorization_servers"] == [issuer.url] and described["resource"] == f"{url}/mcp"
+    assert not fake.seen(prefix="/v1/")                                  # nothing reached Runway
+
+
+def test_issuer_mode_asks_for_the_issuers_keys_at_most_once_a_minute(fake, issuer, issuer_mode, monkeypatch):
+    with issuer_mode() as url:
+        assert modern_call(url, issuer.token(), "list_tasks", {}).status_code == 200
+        for n in range(5):                                              # forged key ids: no fetch for any
+            assert modern_call(url, issuer.token(f"eve{n}", kid=f"forged{n}"), "list_tasks", {}).status_code == 401
+        assert len(fake.seen("GET", "/idp/jwks")) == 1
+        rotated = Issuer(fake, kid="k2")                                # the issuer's new key, a minute later
+        monkeypatch.setattr(rm, "JWKS_REFETCH_S", 0.0)
+        assert modern_call(url, rotated.token(), "list_tasks", {}).status_code == 200
+    assert len(fake.seen("GET", "/idp/jwks")) == 2
+
+
+def test_issuer_mode_accepts_entra_style_scopes_and_plain_jwt_types(fake, issuer, issuer_mode):
+    with issuer_mode() as url:
+        assert modern_call(url, issuer.token(scope=None, scp=["runway"], typ="JWT"), "list_tasks", {}).status_code == 200
+        listed = issuer.token(aud=[f"{url}/mcp", "https://other.example"])
+        assert modern_call(url, listed, "list_tasks", {}).status_code == 200
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"RUNWAY_MCP_OAUTH": "keys", "RUNWAY_MCP_PUBLIC_URL": "http://mcp.example.com"}, "must be the server's public https"),
+    ({"RUNWAY_MCP_OAUTH": "keys", "RUNWAY_MCP_PUBLIC_URL": "https://mcp.example.com"}, "RUNWAY_MCP_STATE_SECRET"),
+    ({"RUNWAY_MCP_OAUTH_ISSUER": "http://idp.example.com", "RUNWAY_MCP_PUBLIC_URL": "https://mcp.example.com"},
+     "RUNWAY_MCP_OAUTH_ISSUER='http://idp.example.com' must be"),
+    ({"RUNWAY_MCP_OAUTH_ISSUER": "https://idp.example.com", "RUNWAY_MCP_OAUTH": "keys",
+      "RUNWAY_MCP_PUBLIC_URL": "https://mcp.example.com", "RUNWAY_MCP_STATE_SECRET": SECRET}, "choose one"),
+    ({"RUNWAY_MCP_OAUTH_ISSUER": "https://idp.example.com", "RUNWAY_MCP_PUBLIC_URL": "https://mcp.example.com",
+      "RUNWAY_MCP_KEYS_FROM_CLIENTS": "1"}, "unset RUNWAY_MCP_KEYS_FROM_CLIENTS"),
+    ({"RUNWAY_MCP_OAUTH_ISSUER": "https://idp.example.com", "RUNWAY_MCP_PUBLIC_URL": "https://mcp.example.com",
+      "RUNWAYML_API_SECRET": ""}, "set RUNWAYML_API_SECRET"),
+    ({"RUNWAY_MCP_OAUTH": "yes"}, "RUNWAY_MCP_OAUTH"),
+])
+def test_oauth_settings_that_cannot_work_stop_the_server_with_the_reason(main, serve, capsys, env, says):
+    serve(**env)
+    assert main("--transport", "http", "--port", "1") == 2
+    assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["keys", "issuer"])
+@pytest.mark.anyio
+async def test_oauth_writes_no_key_token_or_secret_anywhere(fake, serve, issuer, caplog, out_dir, mode):
+    """Runway echoes the key in an error and an output URL, while every request is logged (as `-v` logs, through the
+    server's formatter): neither the key, nor an access or refresh token, nor the state secret may appear in a log
+    line, a file or a result."""
+    caplog.set_level(logging.DEBUG)
+    caplog.handler.setFormatter(rm.RedactingFormatter("%(name)s %(message)s"))
+    fake.fail("POST", "/v1/text_to_image", 400, body={"error": f"Invalid header Authorization: Bearer {KEY}"})
+    fake.plan(polls=1, mime="image/png")
+    fake.echo_key = True
+    public = {"RUNWAY_MCP_PUBLIC_URL": shared_http().url}
+    if mode == "keys":
+        serve(RUNWAYML_API_SECRET="", RUNWAY_MCP_OAUTH="keys", RUNWAY_MCP_STATE_SECRET=SECRET, **public)
+    else:
+        serve(RUNWAY_MCP_OAUTH_ISSUER=issuer.url, RUNWAY_MCP_STATE_SECRET=SECRET, **public)
+    storage, results = Storage(), []
+    with http_in_process(serve.config) as url:
+        if mode == "issuer":
+            storage.tokens = rm.OAuthToken(access_token=issuer.token("alice"))
+        async with oauth_client(url, Person(typing_key(KEY)), storage) as client:
+            for arguments in ({"prompt": "a"}, {"prompt": "b"}):
+                results.append((await client.call_tool("generate_image", arguments)).model_dump_json())
+            results.append((await client.call_tool("get_account", {})).model_dump_json())
+        if mode == "keys":
+            results.append(refresh(url, {**storage.tokens.model_dump(), "client_id": storage.client.client_id}).text)
+    assert "SUCCEEDED" in results[1] and "[redacted]" in "".join(results)        # the echoed key was there to leak
+    written = "".join(p.read_text(errors="replace") for p in out_dir.rglob("*") if p.is_file())
+    everything = caplog.text + written + "".join(results)
+    secrets_ = [KEY, KEY[4:], SECRET, storage.tokens.access_token, storage.tokens.refresh_token]
+    assert not [s for s in secrets_ if s and s in everything]
+
+
+# An OpenID provider for the tests (npm oidc-provider, OpenID-certified), configured as an organisation's would be for
+# this server: open dynamic registration, PKCE, login and consent pages, and access tokens that are RFC 9068 JWTs for
+# the resources it knows. Prints {"issuer": ...} once it listens; stops on SIGTERM.
+IDENTITY_PROVIDER = r"""
+import * as http from "node:http";
+import * as crypto from "node:crypto";
+import Provider, {errors} from "oidc-provider";
+
+const resources = new Set(process.env.RESOURCES.split(","));
+const accessTtl = Number(process.env.ACCESS_TTL);
+const key = {...crypto.generateKeyPairSync("rsa", {modulusLength: 2048}).privateKey.export({format: "jwk"}),
+             kid: "test", use: "sig", alg: "RS256"};
+const server = http.createServer();
+server.listen(0, "127.0.0.1", () => {
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const provider = new Provider(issuer, {
+    jwks: {keys: [key]},
+    scopes: ["openid", "offline_access", "runway"],       // what clients may ask for: unlisted ones fail registration
+    cookies: {keys: [crypto.randomBytes(32).toString("hex")]},
+    findAccount: async (ctx, id) => ({accountId: id, claims: async () => ({sub: id})}),
+    pkce: {required: () => true},
+    ttl: {AccessToken: accessTtl, AuthorizationCode: 60, RefreshToken: 3600, Grant: 3600, Interaction: 600,
+          Session: 3600},
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed("refresh_token"),
+    features: {
+      devInteractions: {enabled: true}, registration: {enabled: true},
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (ctx, client, oneOf) => oneOf,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (ctx, resource) => {
+          if (!resources.has(resource)) throw new errors.InvalidTarget();
+          return {scope: "runway", audience: resource, accessTokenTTL: accessTtl, accessTokenFormat: "jwt",
+                  jwt: {sign: {alg: "RS256"}}};
+        },
+      },
+    },
+  });
+  server.on("request", provider.callback());
+  console.log(JSON.stringify({issuer}));
+});
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
+"""
+
+
+@contextlib.contextmanager
+def identity_provider(tmp_path, resources, access_ttl=3600):
+    """oidc-provider, started for a test: its issuer URL."""
+    (tmp_path / "idp.mjs").write_text(IDENTITY_PROVIDER)
+    (tmp_path / "node_modules").symlink_to(HERE / ".tools" / "node_modules")     # where its imports resolve
+    process = subprocess.Popen(["node", str(tmp_path / "idp.mjs")], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={
+                                   **os.environ, "RESOURCES": ",".join(resources), "ACCESS_TTL": str(access_ttl)})
+    try:
+        line = process.stdout.readline()
+        assert line, process.communicate(timeout=10)[1]
+        yield json.loads(line)["issuer"]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def logging_in_as(name):
+    """oidc-provider's own pages: a login form (any password), then a consent form."""
+    return lambda fields: {**fields, "login": name, "password": "anything"} if fields.get("prompt") == "login" else fields
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (NODE_TOOLS.parent / "oidc-provider").is_dir(), reason="oidc-provider is not in .tools (make "
+                    "test installs it with npm; is npm installed?)")
+@pytest.mark.anyio
+async def test_a_real_identity_provider_signs_people_in_and_refreshes(fake, serve, tmp_path, out_dir):
+    fake.plan(polls=1, mime="image/png")
+    fake.plan(polls=1, mime="image/png")
+    resource = f"{shared_http().url}/mcp"
+    with identity_provider(tmp_path, [resource, "https://other.example/mcp"], access_ttl=3) as issuer:
+        serve(RUNWAY_MCP_OAUTH_ISSUER=issuer, RUNWAY_MCP_PUBLIC_URL=shared_http().url)
+        with http_in_process(serve.config) as url:
+            alice, storage = Person(logging_in_as("alice")), Storage()
+            async with oauth_client(url, alice, storage) as client:
+                first, made = await call(client, "generate_image", {"prompt": "a fox"})
+                token = storage.tokens.access_token
+                await anyio.sleep(3.5)                                  # the access token expires: refreshed
+                second, _ = await call(client, "get_task", {"task_id": made["task_id"]})
+            assert not first.is_error and not second.is_error and storage.tokens.access_token != token
+            assert [page.status_code for page in alice.pages] == [200, 200]     # logged in and consented, once
+            async with oauth_client(url, Person(logging_in_as("bob"))) as bob:
+                theirs, _ = await call(bob, "get_task", {"task_id": made["task_id"]})
+                assert theirs.is_error and "Runway has no task" in theirs.content[0].text
+            await anyio.sleep(3.5)
+            assert modern_call(url, token, "list_tasks", {}).status_code == 401          # expired
+    assert {r["key"] for r in fake.seen(prefix="/v1/") if "key" in r} == {KEY}
+    assert len(list((out_dir / "accounts").iterdir())) == 1                           # alice's folder; bob made none
+
+
+# A person at the sign-in page, in headless Chromium: types their key, submits, and is sent to the client's callback
+# (answered here, as the client's own listener would). Prints {"callback": url, "title": ...}.
+SIGN_IN_BY_HAND = r"""
+import puppeteer from "puppeteer-core";
+const [chromium, start, key, callback] = process.argv.slice(2);
+const browser = await puppeteer.launch({executablePath: chromium, headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]});
+try {
+  const page = await browser.newPage();
+  await page.setRequestInterception(true);
+  let reached = null;
+  page.on("request", (request) => {
+    if (request.url().startsWith(callback)) {
+      reached = request.url();
+      request.respond({status: 200, contentType: "text/plain", body: "signed in"});
+    } else request.continue();
+  });
+  await page.goto(start);
+  const title = await page.title();
+  await page.type("#key", key);
+  await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+  console.log(JSON.stringify({callback: reached, title}));
+} finally {
+  await browser.close();
+}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+@needs_node_tool("esbuild")
+def test_a_person_signs_in_with_their_key_in_a_real_browser(fake, keys_mode, tmp_path):
+    fake.plan(polls=1, mime="image/png")
+    (tmp_path / "sign_in.mjs").write_text(SIGN_IN_BY_HAND)
+    (tmp_path / "node_modules").symlink_to(HERE / ".tools" / "node_modules")
+    with keys_mode() as url:
+        client_id = register(url).json()["client_id"]
+        verifier, challenge = pkce()
+        start = authorize(url, client_id, challenge).headers["location"]
+        done = subprocess.run(["node", str(tmp_path / "sign_in.mjs"), CHROMIUM, start, KEY3, CALLBACK],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen = json.loads(done.stdout)
+        assert seen["title"] == "Sign in to Runway" and seen["callback"].startswith(CALLBACK)
+        answer = dict(parse_qsl(urlsplit(seen["callback"]).query))
+        assert answer["state"] == "st" and answer["iss"] == url
+        tokens = requests.post(f"{url}/token", timeout=5, data={
+            "grant_type": "authorization_code", "code": answer["code"], "redirect_uri": CALLBACK,
+            "client_id": client_id, "code_verifier": verifier}).json()
+        made = modern_call(url, tokens["access_token"], "generate_image", {"prompt": "a fox"})
+        assert made.status_code == 200 and "SUCCEEDED" in made.text
+    assert [r["key"] for r in fake.seen("POST", "/v1/text_to_image")] == [KEY3]      # the key that was typed
 
 
 ##############################################################################
