@@ -51,7 +51,7 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, NotRequired
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, NotRequired, TextIO
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import anyio
@@ -4094,21 +4094,23 @@ def call_tool(config: Config, name: str, arguments: Mapping[str, Any] | None = N
     """Call one tool in this process, through exactly the path an MCP call takes: validation, dry run, budget,
     duplicate guard, the person's confirmation (`confirm(question)`; without it, a spend above
     RUNWAY_MCP_CONFIRM_ABOVE is refused), ledger, saving. Blocking; progress goes to `on_progress`."""
+    return anyio.run(_call_in_process, config, name, arguments, on_progress, confirm)
+
+
+async def _call_in_process(config: Config, name: str, arguments: Mapping[str, Any] | None,
+                           on_progress: Callable[[float, float | None, str | None], None] | None,
+                           confirm: Callable[[str], bool] | None) -> CallToolResult:
     from mcp.types import ElicitResult
 
     async def progress(value: float, total: float | None, message: str | None) -> None:
         on_progress(value, total, message)
 
     async def elicit(context: Any, params: Any) -> ElicitResult:
-        accepted = await anyio.to_thread.run_sync(confirm, params.message)
+        accepted = await anyio.to_thread.run_sync(confirm, params.message, abandon_on_cancel=True)
         return ElicitResult(action="accept", content={}) if accepted else ElicitResult(action="decline")
 
-    async def run() -> CallToolResult:
-        async with Client(create_server(config), mode="legacy",
-                          elicitation_callback=elicit if confirm else None) as client:
-            return await client.call_tool(name, dict(arguments or {}),
-                                          progress_callback=progress if on_progress else None)
-    return anyio.run(run)
+    async with Client(create_server(config), mode="legacy", elicitation_callback=elicit if confirm else None) as client:
+        return await client.call_tool(name, dict(arguments or {}), progress_callback=progress if on_progress else None)
 
 
 ##############################################################################
@@ -6639,11 +6641,292 @@ def _exit_promptly(grace: float = 0.5) -> None:
         os._exit(0)          # a worker blocked in a slow request would keep the process alive for its timeout
 
 
+# The terminal: `call TOOL key=value ...` and `tools`, to try a prompt without an MCP host. A call takes exactly
+# the path an MCP call takes (call_tool); what is the terminal's own is how it waits (until the task ends, unless
+# max_wait_s says otherwise), shows progress (stderr), asks for a confirmation (y/N) and exits.
+
+TERMINAL_WAIT_S = 7 * 24 * 3600          # "until the task ends", for a call from a terminal without max_wait_s
+EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_INTERRUPTED = 1, 2, 3, 130
+SHARED_ARGUMENTS = ("model", "options", "dry_run", "wait", "max_wait_s", "new")     # what INSTRUCTIONS explains
+
+
+class UsageError(Exception):
+    """A command line that names no tool, an unknown one, or arguments it does not take: exit status 2."""
+
+
+def _terminal_tools(config: Config) -> dict[str, Tool]:
+    exposed = exposed_tools(config.tools)[0]
+    return {t.name: t for t in _built_tools() if exposed is None or t.name in exposed}
+
+
+def _named_tool(tools: Mapping[str, Tool], name: str) -> Tool:
+    if name not in tools:
+        close = difflib.get_close_matches(name, tools, n=3)
+        raise UsageError(f"no tool named {name!r}" + (f"; did you mean {' or '.join(close)}?" if close else "") +
+                         " (runway-mcp tools lists them)")
+    return tools[name]
+
+
+def _takes_text_only(schema: dict) -> bool:
+    kinds = [s.get("type") for s in schema.get("anyOf", [schema])]
+    return "string" in kinds and set(kinds) <= {"string", "null"}
+
+
+def parse_arguments(tool: Tool, pairs: list[str]) -> dict[str, Any]:
+    """key=value pairs as the tool's arguments: a value is JSON where it parses (10, true, '["a.png"]') and a string
+    otherwise, and always a string for an argument that takes only text (prompt=42 is the prompt "42")."""
+    properties, arguments = tool.parameters.get("properties", {}), {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals:
+            raise UsageError(f"{pair!r} is not key=value; {tool.name} takes: {', '.join(properties)}")
+        if name not in properties:
+            close = difflib.get_close_matches(name, properties, n=1)
+            raise UsageError(f"{tool.name} takes no argument {name!r}" + (f"; did you mean {close[0]}?" if close else
+                             f"; it takes: {', '.join(properties)}"))
+        if _takes_text_only(properties[name]):
+            arguments[name] = value
+            continue
+        try:
+            arguments[name] = json.loads(value)
+        except ValueError:
+            arguments[name] = value
+    return arguments
+
+
+def _signature(tool: Tool, shown: Callable[[str], bool]) -> str:
+    schema = tool.parameters
+    required = [n for n in schema.get("properties", {}) if n in schema.get("required", []) and shown(n)]
+    optional = [n for n in schema.get("properties", {}) if n not in required and shown(n)]
+    return " ".join([*(f"{n}=..." for n in required), *(f"[{n}]" for n in optional)])
+
+
+def tools_text(config: Config) -> str:
+    """`runway-mcp tools`: each tool with its arguments, one line each (required first, [optional] after)."""
+    tools = _terminal_tools(config)
+    width = shutil.get_terminal_size((100, 24)).columns
+    pad = max(map(len, tools)) + 2
+    lines = []
+    for name, tool in tools.items():
+        generates = "dry_run" in tool.parameters.get("properties", {})
+        line = f"{name:<{pad}}{_signature(tool, lambda n: not generates or n not in SHARED_ARGUMENTS)}".rstrip()
+        lines.append(line if len(line) < width else line[:width - 2] + "…")
+    import textwrap
+    footer = textwrap.wrap(f"Generation tools also take {', '.join(SHARED_ARGUMENTS)}. runway-mcp call TOOL --help "
+                           "shows one tool's arguments, defaults and allowed values.", width - 1)
+    return "\n".join([*lines, "", *footer])
+
+
+def _allowed(schema: dict) -> str:
+    """What an argument's schema allows, in a few words: its values, range or kind."""
+    parts = []
+    for option in schema.get("anyOf", [schema]):
+        if "enum" in option:
+            parts.append(" | ".join(map(str, option["enum"])))
+        elif "const" in option:
+            parts.append(str(option["const"]))
+        elif option.get("type") not in (None, "null"):
+            bounds = [f"{k} {option[v]}" for k, v in ((">=", "minimum"), ("<=", "maximum")) if v in option]
+            parts.append(option["type"] + (f" ({', '.join(bounds)})" if bounds else ""))
+        elif "$ref" in option:
+            parts.append(option["$ref"].rsplit("/", 1)[-1])
+    return " or ".join(dict.fromkeys(parts))
+
+
+def _durations(durations: Any) -> str:
+    """2-10 s, 4, 6, 8 s, 4-15 s or auto."""
+    seconds = [d for d in durations if isinstance(d, int)]
+    runs = seconds and len(seconds) > 2 and seconds == list(range(seconds[0], seconds[-1] + 1))
+    shown = [f"{seconds[0]}-{seconds[-1]}"] if runs else list(map(str, seconds))
+    return ", ".join(shown) + " s" + "".join(f" or {d}" for d in durations if not isinstance(d, int))
+
+
+def _models_of(tool_name: str) -> list[str]:
+    """The catalog's models for a tool, one line each: price, ratios, durations (the default model first)."""
+    endpoints = {e: entry for e, entry in ENDPOINTS.items() if entry.tool == tool_name}
+    defaults = {entry.default for entry in endpoints.values()}
+    lines = []
+    for name, model in sorted(MODELS.items(), key=lambda item: item[0] not in defaults):
+        uses = [use for key, use in model.uses.items() if key.partition(":")[0] in endpoints]
+        if not uses:
+            continue
+        ratios = list(dict.fromkeys(r for use in uses for r in use.ratios or ()))
+        durations = next((use.durations for use in uses if use.durations), None) or model.durations
+        parts = [f"{name}{' (default)' if name in defaults else ''}", f"credits {model.credits}" if model.credits
+                 else "", f"ratios {', '.join(ratios)}" if ratios else "", _durations(durations) if durations else ""]
+        lines.append("  " + " · ".join(p for p in parts if p))
+    return lines
+
+
+def tool_help(tool: Tool) -> str:
+    """`runway-mcp call TOOL --help`: what the tool does, each argument with its default and allowed values, and the
+    catalog's models for it."""
+    schema = tool.parameters
+    lines = [f"runway-mcp call {tool.name} {_signature(tool, lambda n: True)}", "", tool.description.strip(), "",
+             "Arguments:"]
+    for name, argument in schema.get("properties", {}).items():
+        default = argument.get("default")
+        given = "required" if name in schema.get("required", []) else "optional" if default is None else (
+            f"default {json.dumps(default)}")
+        note = f" · {argument['description']}" if argument.get("description") else ""
+        lines.append(f"  {name}: {_allowed(argument)}; {given}{note}")
+    if models := _models_of(tool.name):
+        lines += ["", "Models (model=...; list_models shows more):", *models]
+    return "\n".join(lines)
+
+
+class TerminalProgress:
+    """Progress on stderr: one line rewritten in place in a terminal, plain lines (each change once) otherwise."""
+
+    def __init__(self, stream: TextIO):
+        self.stream, self.live, self.last = stream, stream.isatty(), ""
+
+    def __call__(self, value: float, total: float | None, message: str | None) -> None:
+        if not message or message == self.last:
+            return
+        self.last = message
+        self.stream.write(f"\r\033[K{message}" if self.live else f"{message}\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.live and self.last:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _asker(assume_yes: bool, progress: TerminalProgress) -> Callable[[str], bool]:
+    """The person's y/N on the terminal; with no terminal to ask, a refusal (unless --yes)."""
+    def confirm(question: str) -> bool:
+        if assume_yes:
+            return True
+        progress.clear()
+        if not sys.stdin.isatty():
+            print(f"{question} Not asked: stdin is not a terminal; pass --yes to accept.", file=sys.stderr)
+            return False
+        print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    return confirm
+
+
+def _run_interruptibly(config: Config, name: str, arguments: dict, progress: TerminalProgress,
+                       confirm: Callable[[str], bool]) -> CallToolResult | None:
+    """call_tool's path, stopped by Ctrl-C (as a host's cancel stops a call); None when it was. Signals reach the
+    main thread only: elsewhere (an embedder's thread) the call runs to its end."""
+    import signal
+
+    async def run() -> CallToolResult | None:
+        result = None
+        async with anyio.create_task_group() as group:
+            async def on_ctrl_c() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                    async for _ in signals:
+                        group.cancel_scope.cancel()
+            if threading.current_thread() is threading.main_thread():
+                group.start_soon(on_ctrl_c)
+            result = await _call_in_process(config, name, arguments, progress, confirm)
+            group.cancel_scope.cancel()
+        return result
+    return anyio.run(run)
+
+
+def _left_running(config: Config, arguments: dict, since: str) -> list[str]:
+    """The tasks an interrupted call created or was waiting on, from the ledger (where every create is recorded
+    first)."""
+    account = own_account(config)
+    with contextlib.suppress(OSError):
+        found = [t["task_id"] for t in ledger(account).tasks() if t.get("created_at", "") >= since]
+        waited = [arguments["task_id"]] if isinstance(arguments.get("task_id"), str) else []
+        return list(dict.fromkeys(waited + found[::-1]))
+    return []
+
+
+def _interrupted(config: Config, arguments: dict, since: str) -> int:
+    """Ctrl-C: say what goes on at Runway and how to resume it, or (RUNWAY_MCP_CANCEL_ON_ABORT) cancel it."""
+    task_ids = _left_running(config, arguments, since)
+    if not task_ids:
+        print("Stopped; no task was created.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if config.cancel_on_abort:
+        for task_id in task_ids:
+            _cancel_after_abort(own_account(config), task_id)
+            print(f"Stopped, and cancelled task {task_id} (RUNWAY_MCP_CANCEL_ON_ABORT).", file=sys.stderr)
+        return EXIT_FAILED
+    for task_id in task_ids:
+        print(f"Stopped waiting; task {task_id} goes on at Runway. Resume with: runway-mcp call wait_for_task "
+              f"task_id={task_id}", file=sys.stderr)
+    print(json.dumps({"task_ids": task_ids}))
+    return EXIT_RUNNING
+
+
+def _exit_status(result: CallToolResult) -> int:
+    if result.is_error:
+        return EXIT_FAILED
+    found = result.structured_content or {}
+    statuses = [found.get("status")] + [item.get("status") for item in found.get("items") or []]
+    return EXIT_RUNNING if any(s in ACTIVE for s in statuses) else 0
+
+
+def _print_result(result: CallToolResult, as_json: bool) -> None:
+    text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    if as_json:
+        print(json.dumps(result.structured_content or {"text": text, "is_error": result.is_error}, indent=2,
+                         ensure_ascii=False))
+    else:
+        print(text, file=sys.stderr if result.is_error and not result.structured_content else sys.stdout)
+
+
+def _call_command(config: Config, argv: list[str]) -> int:
+    """runway-mcp call TOOL [key=value ...] [--json] [--yes] [--help]."""
+    flags = {a for a in argv if a in ("--json", "--yes", "--help", "-h")}
+    words = [a for a in argv if a not in flags]
+    if not words:
+        raise UsageError("name a tool: runway-mcp call TOOL key=value ... (runway-mcp tools lists them)")
+    tool = _named_tool(_terminal_tools(config), words[0])
+    if flags & {"--help", "-h"}:
+        print(tool_help(tool))
+        return 0
+    arguments = parse_arguments(tool, words[1:])
+    waiting = dataclasses.replace(config, max_wait=TERMINAL_WAIT_S, cancel_on_abort=False)    # see _interrupted
+    progress, since = TerminalProgress(sys.stderr), _now()
+    result = _run_interruptibly(waiting, tool.name, arguments, progress, _asker("--yes" in flags, progress))
+    progress.clear()
+    if result is None:
+        return _interrupted(config, arguments, since)
+    _print_result(result, "--json" in flags)
+    return _exit_status(result)
+
+
+def _terminal(argv: list[str], environ: Mapping[str, str] | None) -> int:
+    """`call` and `tools`: warnings and problems of the configuration on stderr (-v: the server's log too)."""
+    verbose = "-v" in argv or "--verbose" in argv
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    config = load_config(environ)
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if verbose else logging.WARNING, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s", own_account(config)))
+    for message in config.problems + config.warnings:
+        log.warning("%s", message)
+    try:
+        if argv[0] == "tools":
+            print(tools_text(config))
+            return 0
+        return _call_command(config, argv[1:])
+    except UsageError as error:
+        print(f"runway-mcp: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def _main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """The command line: serve stdio (or HTTP), or --check, --print-config; the environment is read here alone."""
+    """The command line: serve stdio (or HTTP), or --check, --print-config, or call a tool from a terminal (`call`,
+    `tools`); the environment is read here alone."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["call"], ["tools"]):
+        return _terminal(argv, environ)
     parser = argparse.ArgumentParser(
         prog="runway_mcp.py", description="MCP server for the Runway API. Serves stdio unless told otherwise; "
-        "set RUNWAYML_API_SECRET (see README.md for every variable).")
+        "set RUNWAYML_API_SECRET (see README.md for every variable).", epilog="From a terminal: runway_mcp.py call "
+        "TOOL key=value ... [--json] [--yes] runs one tool (call TOOL --help describes it); runway_mcp.py tools "
+        "lists them.")
     parser.add_argument("--version", action="version", version=f"runway-mcp {__version__}")
     parser.add_argument("--check", action="store_true", help="verify the API key, print the credit balance, exit")
     parser.add_argument("--print-config", choices=HOSTS, metavar="HOST",

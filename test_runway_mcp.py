@@ -5819,11 +5819,15 @@ def test_cli_version_and_help(capsys):
 @pytest.fixture
 def main(serve, monkeypatch):
     """rm._main(*argv) in this process, in the environment serve(...) set last; the logging it sets up is put back
-    after."""
+    after. It runs in a thread of its own, as in a process of its own: no event loop of the tests' is running there."""
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)
-    return lambda *argv: rm._main(list(argv), environ=serve.env)
+
+    def run(*argv):
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            return thread.submit(rm._main, list(argv), serve.env).result()
+    return run
 
 
 def test_cli_check_prints_the_balance(main, fake, capsys):
@@ -5836,6 +5840,185 @@ def test_cli_check_fails_on_a_wrong_key(main, serve, capsys):
     assert main("--check") == 1
     stderr = capsys.readouterr().err
     assert "RUNWAYML_API_SECRET" in stderr and "f" * 128 not in stderr
+
+
+class Keyboard:
+    """stdin as a terminal where the person types `answer`."""
+
+    def __init__(self, answer):
+        self.answer, self.asked = answer, 0
+
+    def isatty(self):
+        return True
+
+    def readline(self):
+        self.asked += 1
+        return self.answer + "\n"
+
+
+def test_call_generates_an_image_saves_it_and_prints_where(main, fake, capsys, out_dir):
+    fake.plan(polls=3, mime="image/png")
+    assert main("call", "generate_image", "prompt=a red fox", "ratio=1920:1080") == 0
+    out, err = capsys.readouterr()
+    [saved] = out_dir.rglob("*.png")
+    assert out.startswith("SUCCEEDED") and saved.name in out and "RUNNING" in err     # progress on stderr
+    assert fake.bodies("text_to_image")[0]["promptText"] == "a red fox"
+    assert [t["tool"] for t in rm.ledger(rm.own_account(rm.load_config({"RUNWAY_MCP_OUTPUT_DIR": str(out_dir)})))
+            .tasks()] == ["generate_image"]
+
+
+def test_call_json_prints_the_structured_result(main, fake, capsys, out_dir):
+    fake.plan(polls=1, mime="image/png")
+    assert main("call", "generate_image", "prompt=a", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "SUCCEEDED" and (out_dir / result["outputs"][0]["path"]).is_file()
+
+
+def test_call_parses_values_as_json_except_for_text(main, fake, capsys):
+    assert main("call", "generate_video", "prompt=42", "duration=10", "seed=7", "dry_run=true",
+                'options={"outputFormat": "prores"}', "--json") == 0
+    body = json.loads(capsys.readouterr().out)["request"]["body"]
+    assert body["promptText"] == "42" and body["duration"] == 10 and body["seed"] == 7
+    assert body["outputFormat"] == "prores"
+    assert not fake.requests                                         # a dry run sends nothing
+
+
+def test_call_a_failed_task_exits_1_with_runways_reason(main, fake, capsys):
+    fake.plan(polls=1, outcome="FAILED", failure="The prompt was flagged")
+    assert main("call", "generate_image", "prompt=x") == 1
+    assert "The prompt was flagged" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["generate_image", "promt=x"], "generate_image takes no argument 'promt'; did you mean prompt?"),
+    (["generate_imag", "prompt=x"], "no tool named 'generate_imag'; did you mean generate_image"),
+    (["generate_image", "prompt"], "'prompt' is not key=value"),
+    ([], "name a tool"),
+])
+def test_call_usage_errors_exit_2_naming_the_close_match(main, fake, capsys, argv, says):
+    assert main("call", *argv) == 2
+    assert says in capsys.readouterr().err and not fake.requests
+
+
+def test_call_a_refusal_exits_1_with_the_reason_on_stderr(main, fake, capsys):
+    assert main("call", "generate_video", "prompt=x", "ratio=7:3") == 1
+    out, err = capsys.readouterr()
+    assert "ratio='7:3'" in err and not out and not fake.requests
+
+
+def test_call_a_video_past_max_wait_prints_a_handle_that_wait_for_task_resumes(main, fake, capsys):
+    fake.plan(polls=10**6, mime="video/mp4")
+    assert main("call", "generate_video", "prompt=a long take", "max_wait_s=0.05", "--json") == 3
+    handle = json.loads(capsys.readouterr().out)
+    assert handle["status"] == "RUNNING" and "wait_for_task" in handle["next"]
+    fake.finish(handle["task_id"])
+    assert main("call", "wait_for_task", f"task_id={handle['task_id']}") == 0
+    assert capsys.readouterr().out.startswith("SUCCEEDED")
+
+
+def test_call_waits_past_the_servers_bound(main, serve, fake, capsys):
+    serve(RUNWAY_MCP_MAX_WAIT="0.02")
+    fake.plan(polls=8, mime="video/mp4")                             # 8 polls of 10 ms: past the 20 ms bound
+    assert main("call", "generate_video", "prompt=x") == 0
+    assert capsys.readouterr().out.startswith("SUCCEEDED")
+
+
+@pytest.mark.parametrize("answer, created", [("y", 1), ("n", 0)])
+def test_call_asks_yes_or_no_before_a_spend_above_the_threshold(main, serve, fake, capsys, monkeypatch, answer,
+                                                                 created):
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="1")
+    fake.plan(polls=1, mime="image/png")
+    keyboard = Keyboard(answer)
+    monkeypatch.setattr(sys, "stdin", keyboard)
+    assert main("call", "generate_image", "prompt=x") == (0 if created else 1)
+    assert keyboard.asked == 1 and "[y/N]" in capsys.readouterr().err
+    assert len(fake.seen("POST", "/v1/text_to_image")) == created
+
+
+def test_call_without_a_terminal_to_ask_refuses_unless_yes(main, serve, fake, capsys, monkeypatch):
+    serve(RUNWAY_MCP_CONFIRM_ABOVE="1")
+    fake.plan(polls=1, mime="image/png")
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))
+    assert main("call", "generate_image", "prompt=x") == 1
+    assert "pass --yes" in capsys.readouterr().err and not fake.requests
+    assert main("call", "generate_image", "prompt=x", "--yes") == 0
+
+
+def test_tools_lists_every_tool_on_one_screen_and_help_shows_one(main, capsys):
+    assert main("tools") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) <= 40 and all(len(line) < 100 for line in lines)
+    assert [line.split()[0] for line in lines[:lines.index("")]] == list(rm.TOOLS)
+    assert main("call", "upscale_video", "--help") == 0
+    shown = capsys.readouterr().out
+    assert "video: string; required" in shown and "magnific_video_upscaler_creative (default)" in shown
+    assert main("call", "generate_speech", "--help") == 0
+    assert "language:" in capsys.readouterr().out
+
+
+def run_in_terminal_env(fake, out_dir, **extra):
+    return plain_env(**server_env(fake, out_dir, RUNWAY_MCP_POLL_INTERVAL="0.05", **extra))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_waiting_and_says_how_to_resume_or_cancels(fake, out_dir):
+    """Two calls at once, one with RUNWAY_MCP_CANCEL_ON_ABORT=1: Ctrl-C leaves the first's task running with the
+    command to resume it (exit 3), and cancels the second's (exit 1)."""
+    import signal
+    fake.plan(polls=10**6, mime="video/mp4")
+    fake.plan(polls=10**6, mime="video/mp4")
+    processes = {cancel: subprocess.Popen([sys.executable, SERVER, "call", "generate_video", f"prompt={cancel}"],
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          env=run_in_terminal_env(fake, out_dir / cancel,
+                                                                  RUNWAY_MCP_CANCEL_ON_ABORT=cancel))
+                 for cancel in ("0", "1")}
+    polled = lambda: collections.Counter(r["path"] for r in fake.seen("GET", "/v1/tasks/"))
+    while len(polled()) < 2 or min(polled().values()) < 3:            # both are waiting
+        assert all(p.poll() is None for p in processes.values()), [p.communicate() for p in processes.values()]
+        time.sleep(0.02)
+    for process in processes.values():
+        process.send_signal(signal.SIGINT)
+    (out, err), (_, cancelled) = (processes[c].communicate(timeout=20) for c in ("0", "1"))
+    left, gone = (next(t["id"] for t in fake.tasks.values() if t["body"]["promptText"] == c) for c in ("0", "1"))
+    assert processes["0"].returncode == 3 and processes["1"].returncode == 1, err + cancelled
+    assert f"runway-mcp call wait_for_task task_id={left}" in err and json.loads(out) == {"task_ids": [left]}
+    assert f"cancelled task {gone}" in cancelled
+    assert [r["path"] for r in fake.seen("DELETE")] == [f"/v1/tasks/{gone}"]
+    assert "Traceback" not in err + cancelled
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
+def test_a_call_in_a_real_terminal_shows_one_progress_line_then_the_path(fake, out_dir, tmp_path):
+    """As a person would run it: a terminal (tmux), the progress line rewritten in place, then the saved path."""
+    fake.plan(polls=40, mime="video/mp4")
+    env = run_in_terminal_env(fake, out_dir)
+    script = tmp_path / "run.sh"
+    script.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()) +
+                      f"{shlex.quote(sys.executable)} {shlex.quote(SERVER)} call generate_video prompt=waves\n"
+                      "echo EXIT=$?\nsleep 30\n")
+    session = f"runway-{uuid.uuid4().hex[:8]}"
+    tmux = ["tmux", "-L", session]
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "120", "-y", "20", "bash", str(script)],
+                   check=True, env={**os.environ, "TERM": "xterm"})
+    try:
+        panes = []
+        for _ in range(300):
+            pane = subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True,
+                                  text=True).stdout
+            if not panes or pane != panes[-1]:
+                panes.append(pane)
+            if "EXIT=" in pane:
+                break
+            time.sleep(0.02)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    progress = [p for p in panes if "RUNNING" in p]
+    assert len({p for p in progress}) >= 2                           # the line changed as Runway went on...
+    assert all(p.count("RUNNING") == 1 for p in progress)             # ...in place: never a second line of it
+    final = panes[-1]
+    [saved] = out_dir.rglob("*.mp4")
+    assert "EXIT=0" in final and saved.name in final and "RUNNING" not in final
 
 
 if __name__ == "__main__":
