@@ -1680,9 +1680,10 @@ def check_link(config: Config, url: str, what: str) -> None:
                           "unspecified address; not fetched")
 
 
-def fetch_link(config: Config, method: str, url: str, what: str, **kwargs: Any) -> "requests.Response":
+def fetch_link(config: Config, method: str, url: str, what: str, *, follow: bool = True,
+               **kwargs: Any) -> "requests.Response":
     """A link Runway handed back, fetched under check_link, following a GET's redirects hop by hop (never a
-    POST's: an upload goes where Runway said or nowhere)."""
+    POST's: an upload goes where Runway said or nowhere; nor with follow=False)."""
     import requests
     for _ in range(MAX_REDIRECTS + 1):
         check_link(config, url, what)
@@ -1694,7 +1695,8 @@ def fetch_link(config: Config, method: str, url: str, what: str, **kwargs: Any) 
                 raise RunwayError(f"{what} reached {_refused_address(error)}, a private, loopback or link-local "
                                   "address; not fetched") from None
             raise
-        if method != "GET" or response.status_code not in REDIRECTS or not response.headers.get("Location"):
+        if not follow or method != "GET" or response.status_code not in REDIRECTS or not response.headers.get(
+                "Location"):
             return response
         response.close()
         from urllib.parse import urljoin
@@ -2758,9 +2760,16 @@ def _unreadable(account: Account, error: OSError) -> str:
             "free space); nothing was sent")
 
 
+def budget_holder(account: Account) -> Account:
+    """Whose 24-hour window a spend counts in: the account's own, or, when accounts share the server's key (people
+    signed in through an identity provider), the server's: everyone's spending is on that one key."""
+    return own_account(account.config) if account.shared_key else account
+
+
 def check_budget(account: Account, estimate: Estimate, count: int = 1) -> str | None:
     """Why tasks estimated at `estimate` may not be created now under RUNWAY_MCP_BUDGET_CREDITS, or None. A ledger
     that cannot be read refuses: what was spent cannot be known."""
+    account = budget_holder(account)
     budget = account.config.budget_credits
     if budget is None:
         return None
@@ -2792,7 +2801,7 @@ def check_budget(account: Account, estimate: Estimate, count: int = 1) -> str | 
 def read_budget(account: Account) -> dict | None:
     """The budget as get_account shows it, or None when there is none. A ledger that cannot be read leaves
     nothing to spend (committed unknown)."""
-    limit = account.config.budget_credits
+    limit, account = account.config.budget_credits, budget_holder(account)
     if limit is None:
         return None
     try:
@@ -2934,6 +2943,7 @@ def reserve(account: Account, estimates: list[Estimate], tool_name: str) -> list
     budget refuses or the ledger cannot be read or written."""
     if account.config.budget_credits is None:
         return []
+    account = budget_holder(account)
     total = Estimate(None, estimates[0].source) if None in (e.credits for e in estimates) else priced(
         sum(e.credits for e in estimates), "the sum of the items' estimates")
     try:
@@ -2953,6 +2963,7 @@ def release(account: Account, reservation: str | None) -> None:
     """Give back credits reserved for a create that Runway certainly did not make."""
     if reservation is None:
         return
+    account = budget_holder(account)
     try:
         ledger(account).append(LedgerRecord(reservation=reservation, released=True))
     except OSError as error:                     # it keeps counting for 24 h: too much, never too little
@@ -3460,7 +3471,7 @@ def summary(result: TaskResult) -> str:
         return line + (f" · at most about {credits_text(result['estimated_credits'])}"
                        if result["estimated_credits"] is not None else "")
     status, task_id = result["status"], result["task_id"]
-    parts = [f"{status}: task {task_id}"]
+    parts = [f"{status}: task {task_id}" if task_id else status]
     if result["progress"] is not None and status != "SUCCEEDED":
         parts.append(f"{round(result['progress'] * 100)}%")
     saved = [o["path"] for o in result["outputs"] if o["path"]]
@@ -4593,7 +4604,35 @@ def _voice_line(voice: Voice) -> str:
     return " ".join(p for p in parts if p)
 
 
+# With RUNWAY_MCP_OAUTH_ISSUER everyone spends the server's key, whose voices Runway lists together: a person sees
+# only the voices they made here, kept by id in their folder (a cloned voice is someone's own).
+_VOICES_LOCK = threading.Lock()
+
+
+def _voices_file(account: Account) -> Path:
+    return account.output_dir / ".voices.json"
+
+
+def own_voices(account: Account) -> set[str] | None:
+    """The ids of the voices this account made, or None when every voice of its key is its own."""
+    if not account.shared_key:
+        return None
+    try:
+        ids = json.loads(_voices_file(account).read_text())
+    except (OSError, ValueError):
+        return set()
+    return {i for i in ids if isinstance(i, str)} if isinstance(ids, list) else set()
+
+
+def remember_voice(account: Account, voice_id: str) -> None:
+    """Note a voice as this account's (only where accounts share a key); OSError if that cannot be written."""
+    if account.shared_key:
+        with _VOICES_LOCK:
+            _write_atomically(_voices_file(account), json.dumps(sorted(own_voices(account) | {voice_id})).encode())
+
+
 def all_voices(account: Account) -> list[Voice]:
+    """The account's custom voices (see own_voices), up to VOICE_PAGES pages of Runway's list."""
     voices, cursor = [], None
     for _ in range(VOICE_PAGES):
         page = api(account, "GET", "/v1/voices?limit=100" + (f"&cursor={quote(cursor)}" if cursor else ""))
@@ -4601,7 +4640,8 @@ def all_voices(account: Account) -> list[Voice]:
         cursor = page.get("nextCursor")
         if not page.get("hasMore") or not isinstance(cursor, str):
             break
-    return voices
+    owned = own_voices(account)
+    return voices if owned is None else [v for v in voices if v["id"] in owned]
 
 
 @tool(READ_ONLY, "List voices", toolset="voices")
@@ -4665,6 +4705,10 @@ def create_voice(
             body = {"name": name, "from": source, **({"description": description} if description is not None else {})}
             created = {"status": "PROCESSING", **api(account, "POST", "/v1/voices", body=body, creating=True)}
             log.info("created voice %s", created.get("id"))
+            try:
+                remember_voice(account, str(created.get("id")))
+            except OSError as error:
+                notes.append(f"could not note the voice as yours ({error.strerror}): list_voices may not show it")
     return _voice_reply(account, _await_voice(account, created), notes)
 
 
@@ -5714,6 +5758,17 @@ class ClientKeys:
         await self.sessions.admit(self.app, principal, scope, receive, send)
 
 
+def _initializes(body: bytes | None) -> bool:
+    """Whether a JSON-RPC body (a message or a batch) holds an initialize, as the SDK would read it (escapes and
+    all); a body that is not JSON initializes nothing."""
+    try:
+        messages = json.loads(body or b"null")
+    except ValueError:
+        return False
+    return any(isinstance(m, dict) and m.get("method") == "initialize"
+               for m in (messages if isinstance(messages, list) else [messages]))
+
+
 class SessionCap:
     """At most SESSIONS_PER_ACCOUNT open MCP sessions per account (an idle one closes after SESSION_IDLE_S), so that
     no tenant can use up the server's; each request runs as its principal (see _as_principal)."""
@@ -5739,8 +5794,8 @@ class SessionCap:
             if session in held:
                 held[session] = now
             return None
-        if len(held) >= SESSIONS_PER_ACCOUNT and scope["method"] == "POST" and b'"initialize"' in (
-                await _read_body(scope, receive) or b""):
+        if len(held) >= SESSIONS_PER_ACCOUNT and scope["method"] == "POST" and _initializes(
+                await _read_body(scope, receive)):
             return (f"this account holds {len(held)} open MCP sessions, the most one may: end one (HTTP DELETE with "
                     f"its Mcp-Session-Id) or let one sit idle for {SESSION_IDLE_S / 60:g} minutes")
         return None
@@ -5972,6 +6027,8 @@ ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt", "jwt"}     # RFC 9068's, a
 CLIENT_DOCUMENT_MAX = 5 * 1024          # a client ID metadata document, at most
 CLIENT_DOCUMENTS_KEPT = 1000
 CLIENT_DOCUMENT_S = (300.0, 86400.0)    # kept for its max-age, within these bounds
+CLIENT_DOCUMENT_DEADLINE_S = 5.0        # a document not whole by then is no document (however slowly it drips)
+CLIENT_DOCUMENTS_FETCHED = 4            # fetched at once, at most; a sign-in waits 2 s for a turn, then is refused
 SIGN_IN_BODY_MAX = 16 * 1024
 
 
@@ -6043,6 +6100,18 @@ class Sealed:
         return payload if isinstance(payload, dict) and payload.get("exp", 0) > time.time() else None
 
 
+def _read_within(response: Any, most: int, deadline: float) -> bytes:
+    """Up to `most` bytes of a streamed response, whatever has come by `deadline` (monotonic): a body that drips a
+    byte at a time cannot hold a thread for longer (each read returns what has arrived, or waits one read timeout)."""
+    body = b""
+    while len(body) < most and time.monotonic() < deadline:
+        chunk = response.raw.read1(most - len(body))
+        if not chunk:
+            return body
+        body += chunk
+    raise ValueError("not whole in time")
+
+
 def _digest(value: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(value.encode()).digest()[:16]).rstrip(b"=").decode()
 
@@ -6061,8 +6130,11 @@ class TokenVerdicts:
         return found[0] if found and found[1] > time.time() else None
 
     def keep(self, token: str, principal: Principal) -> None:
+        """Keep a good token's principal until it expires, an hour at most (so that a key the issuer withdraws is
+        noticed on its next check)."""
+        until = min(float(principal.expires_at or 0), time.time() + ACCESS_TTL_S)
         with self._lock:
-            self._kept[_digest(token)] = (principal, float(principal.expires_at or 0))
+            self._kept[_digest(token)] = (principal, until)
             self._kept.move_to_end(_digest(token))
             while len(self._kept) > VERIFIED_MAX:
                 self._kept.popitem(last=False)
@@ -6110,6 +6182,8 @@ class IssuerTokens:
         except RunwayError as error:
             log.warning("cannot check access tokens: %s", error)
             return None
+        if not str(claims["sub"]).strip():
+            return None                         # no one in particular: not an account
         account = issuer_account(self.config, claims["iss"], str(claims["sub"]))
         granted = claims.get("scope", claims.get("scp", ""))          # a string (RFC 9068); Entra: `scp`, maybe a list
         scopes = granted.split() if isinstance(granted, str) else [str(s) for s in granted or []]
@@ -6120,14 +6194,17 @@ class IssuerTokens:
 
     def _signing_key(self, kid: str) -> Any:
         """The issuer's key named `kid`: its published keys are fetched again for an unknown one, but at most once
-        per JWKS_REFETCH_S, so that forged tokens cannot make this server hammer the issuer."""
-        with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched >= JWKS_REFETCH_S:
+        per JWKS_REFETCH_S and by one thread at a time, so that forged tokens cannot make this server hammer the
+        issuer, and a slow issuer delays no token whose key is known (nor waits on another's fetch)."""
+        if kid not in self._keys and time.monotonic() - self._fetched >= JWKS_REFETCH_S and self._lock.acquire(
+                blocking=False):
+            try:
                 self._fetched = time.monotonic()
                 self._keys = self._published_keys()
-            if not kid and len(self._keys) == 1:
-                return next(iter(self._keys.values()))
-            return self._keys.get(kid)
+            finally:
+                self._lock.release()
+        keys = self._keys
+        return next(iter(keys.values())) if not kid and len(keys) == 1 else keys.get(kid)
 
     def _published_keys(self) -> dict[str, Any]:
         """kid -> key, from the issuer's metadata (whose `issuer` must be the one configured) and its jwks_uri."""
@@ -6153,6 +6230,10 @@ class IssuerTokens:
         return {key.key_id or "": key for key in keys if key.public_key_use in (None, "sig")}
 
 
+class RunwayUnavailable(Exception):
+    """A credential that cannot be judged now, because Runway cannot be asked about its key: 503, not 401."""
+
+
 class KeyCode(AuthorizationCode):
     key: str = Field(exclude=True)
 
@@ -6173,6 +6254,7 @@ class KeyAuthority:
         self.issuer, self.resource = config.public_url, resource_of(config)
         self.new_keys = Buckets(*NEW_KEYS)
         self.checking = anyio.CapacityLimiter(CHECKING_MAX)
+        self.fetching = anyio.CapacityLimiter(CLIENT_DOCUMENTS_FETCHED)
         self._documents: collections.OrderedDict[str, tuple[OAuthClientInformationFull | None, float]] = \
             collections.OrderedDict()
 
@@ -6180,7 +6262,10 @@ class KeyAuthority:
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         if client_id.startswith(("https://", "http://")):
-            return await anyio.to_thread.run_sync(self._client_document, client_id)
+            client = None
+            with anyio.move_on_after(2):        # waiting for a turn; a fetch, once begun, ends by its own deadline
+                client = await anyio.to_thread.run_sync(self._client_document, client_id, limiter=self.fetching)
+            return client
         registered = self.sealed.open("client", client_id)
         if registered is None:
             return None
@@ -6195,16 +6280,18 @@ class KeyAuthority:
         client_info.client_id = self.sealed.seal("client", registered, CLIENT_TTL_S)
 
     def _client_document(self, url: str) -> OAuthClientInformationFull | None:
-        """A client ID metadata document: fetched (https, a public address, no redirects, at most 5 KB) and kept for
-        its max-age. Its client_id must be its own URL; it may use no client secret."""
+        """A client ID metadata document: fetched (https, a public address, no redirects, at most 5 KB, whole within
+        CLIENT_DOCUMENT_DEADLINE_S) and kept for its max-age. Its client_id must be its own URL; it may use no client
+        secret, and its redirect URIs are held to what registration allows."""
         now = time.monotonic()
         if (kept := self._documents.get(url)) and kept[1] > now:
             return kept[0]
         client, max_age = None, CLIENT_DOCUMENT_S[0]
         try:
-            response = fetch_link(self.config, "GET", url, "the client's metadata document", timeout=(5.0, 5.0),
-                                  stream=True, attempts=1)
-            body = response.raw.read(CLIENT_DOCUMENT_MAX + 1, decode_content=True)
+            response = fetch_link(self.config, "GET", url, "the client's metadata document", timeout=(3.0, 2.0),
+                                  stream=True, attempts=1, follow=False)
+            with response:
+                body = _read_within(response, CLIENT_DOCUMENT_MAX + 1, now + CLIENT_DOCUMENT_DEADLINE_S)
             if response.status_code == 200 and len(body) <= CLIENT_DOCUMENT_MAX:
                 client = self._client_of(url, json.loads(body))
             if found := re.search(r"max-age=(\d+)", response.headers.get("Cache-Control", "")):
@@ -6218,6 +6305,8 @@ class KeyAuthority:
 
     def _client_of(self, url: str, document: Any) -> OAuthClientInformationFull | None:
         if not (isinstance(document, dict) and document.get("client_id") == url and document.get("redirect_uris")):
+            return None
+        if not all(isinstance(uri, str) and _public(uri) for uri in document["redirect_uris"]):
             return None
         if document.get("token_endpoint_auth_method", "none") != "none":
             return None
@@ -6264,7 +6353,7 @@ class KeyAuthority:
 
     async def exchange_refresh_token(self, client: OAuthClientInformationFull, refresh_token: KeyRefresh,
                                      scopes: list[str]) -> OAuthToken:
-        if not await self._works(refresh_token.key):
+        if await self._works(refresh_token.key) is False:          # Runway refused it (not: could not be asked)
             raise TokenError("invalid_grant", "Runway no longer accepts the key this sign-in stands for: sign in again")
         return self._tokens(client, refresh_token.key, scopes or refresh_token.scopes)
 
@@ -6274,8 +6363,14 @@ class KeyAuthority:
                           refresh_token=self.sealed.seal("refresh", grant, REFRESH_TTL_S), scope=" ".join(scopes))
 
     async def load_access_token(self, token: str) -> Principal | None:
+        """The principal of an access token this server issued for a key Runway still accepts; None otherwise, and
+        RunwayUnavailable when Runway cannot be asked (a passing outage must not sign everyone out)."""
         grant = self.sealed.open("access", token)
-        if not grant or not await self._works(grant["key"]):
+        if not grant:
+            return None
+        if (works := await self._works(grant["key"])) is None:
+            raise RunwayUnavailable("Runway could not be asked whether your key works; try again shortly")
+        if not works:
             return None
         account = client_account(self.config, grant["key"])
         return Principal(token=token, client_id=grant["client"], scopes=grant["scopes"], expires_at=grant["exp"],
@@ -6284,12 +6379,13 @@ class KeyAuthority:
     async def revoke_token(self, token: Any) -> None:
         """Sealed tokens cannot be revoked one by one (nothing is stored); no revocation endpoint is offered."""
 
-    async def _works(self, key: str) -> bool:
+    async def _works(self, key: str) -> bool | None:
+        """Runway's verdict on the key: kept, or asked now; None when it could not be asked."""
         verdict = self.verdicts.known(key)
         if verdict is None:
             with anyio.move_on_after(5):
                 verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key, limiter=self.checking)
-        return bool(verdict)
+        return verdict
 
 
 # The sign-in page of RUNWAY_MCP_OAUTH=keys: the client's name and where the person will be sent, one field for
@@ -6320,6 +6416,18 @@ and never stored or shown here; revoking it there signs you out within minutes.<
 """
 
 
+async def _small_form(request: Any) -> dict[str, str] | None:
+    """A form's fields, or None when its body passes SIGN_IN_BODY_MAX (it is not read further)."""
+    if int(request.headers.get("content-length") or 0) > SIGN_IN_BODY_MAX:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > SIGN_IN_BODY_MAX:
+            return None
+    return {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
+
+
 class SignIn:
     """GET and POST /sign-in (RUNWAY_MCP_OAUTH=keys)."""
 
@@ -6334,9 +6442,10 @@ class SignIn:
         return self._page(sealed, request.cookies.get("runway_mcp_csrf", ""), 200, "")
 
     async def submit(self, request: Any) -> Any:
-        from starlette.responses import RedirectResponse
-        body = await request.body()
-        form = {k: v[0] for k, v in parse_qs(body[:SIGN_IN_BODY_MAX].decode("latin-1")).items()}
+        from starlette.responses import PlainTextResponse, RedirectResponse
+        form = await _small_form(request)
+        if form is None:
+            return PlainTextResponse("too large for a sign-in form", status_code=413, headers=SIGN_IN_HEADERS)
         sealed, key, cookie = form.get("request", ""), form.get("key", "").strip(), request.cookies.get(
             "runway_mcp_csrf", "")
         asked = self.authority.sealed.open("sign-in", sealed)
@@ -6421,7 +6530,10 @@ class SignedIn:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         token = None if _open(scope) else _bearer(scope)
-        principal = await self.verify(token) if token else None
+        try:
+            principal = await self.verify(token) if token else None
+        except RunwayUnavailable as error:
+            return await _refuse(send, 503, str(error), {"retry-after": "10"})
         if not isinstance(principal, Principal) or principal.account is None:
             return await self.app(scope, receive, send)
         await self.sessions.admit(self.app, principal, scope, receive, send)

@@ -1176,6 +1176,7 @@ class FakeRunway:
             self.revoked: set[str] = set()                  # keys Runway has revoked: 401 from now on
             self.redirects: dict[str, str] = {}             # output file name -> where its link redirects
             self.documents: dict[str, tuple[int, dict, bytes]] = {}     # path -> a page served to anyone (OAuth)
+            self.dripping = 0                                   # "drip" documents being sent now
 
     # Scripting ------------------------------------------------------------------------------------
     def plan(self, **kwargs):
@@ -1403,6 +1404,23 @@ class _Handler(BaseHTTPRequestHandler):
         if status == "hang":
             time.sleep(float(headers.get("seconds", 3)))
             self.close_connection = True
+            return
+        if status == "drip":                        # a body that comes a byte at a time, `seconds` apart
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with self.fake.lock:
+                self.fake.dripping += 1
+            try:
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(float(headers["seconds"]))
+            except OSError:
+                pass                                # the client hung up
+            finally:
+                with self.fake.lock:
+                    self.fake.dripping -= 1
             return
         if status == "garbage":
             status, body = 200, b"<html>not json"
@@ -4025,6 +4043,12 @@ async def test_an_account_holds_a_bounded_number_of_sessions(over_http_in_proces
         assert all(r.status_code == 200 for r in opened)
         refused = opening(KEY)
         assert refused.status_code == 429 and "3 open MCP sessions" in refused.json()["error"]
+        escaped = json.dumps(INITIALIZE).replace('"initialize"', '"\\u0069nitialize"')     # the same to a JSON reader
+        assert requests.post(f"{url}/mcp", data=escaped, timeout=5, headers={
+            **MCP_HEADERS, "Authorization": f"Bearer {KEY}"}).status_code == 429
+        batched = json.dumps([INITIALIZE])
+        assert requests.post(f"{url}/mcp", data=batched, timeout=5, headers={
+            **MCP_HEADERS, "Authorization": f"Bearer {KEY}"}).status_code == 429
         assert opening(KEY2).status_code == 200                         # another account is not affected
         ended = requests.delete(f"{url}/mcp", timeout=5, headers={
             **MCP_HEADERS, "Authorization": f"Bearer {KEY}", "Mcp-Session-Id": opened[0].headers["Mcp-Session-Id"],
@@ -5107,6 +5131,75 @@ async def test_keys_mode_refreshes_until_runway_revokes_the_key(fake, keys_mode,
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
 
 
+def test_keys_mode_a_slow_client_document_is_given_up_and_stalls_no_one(fake, keys_mode, monkeypatch):
+    """Documents that drip a byte at a time: each sign-in naming one is refused after the fetch's deadline, only a
+    few are fetched at once, and a signed-in person's calls go on meanwhile."""
+    monkeypatch.setattr(rm, "CLIENT_DOCUMENT_DEADLINE_S", 0.5)
+    quick = f"{fake.url}/apps/quick.json"
+    fake.documents["/apps/quick.json"] = (200, {}, json.dumps({"client_id": quick, "redirect_uris": [CALLBACK]}).encode())
+    for n in range(8):
+        client_id = f"{fake.url}/apps/slow{n}.json"
+        fake.documents[f"/apps/slow{n}.json"] = ("drip", {"seconds": "0.05"}, json.dumps(
+            {"client_id": client_id, "redirect_uris": [CALLBACK]}).encode())           # 10 s to come whole
+    with keys_mode() as url:
+        tokens = sign_in(url, KEY2)
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(9) as pool:
+            signing_in = [pool.submit(authorize, url, f"{fake.url}/apps/slow{n}.json", pkce()[1]) for n in range(8)]
+            time.sleep(0.2)
+            call_started = time.monotonic()
+            assert modern_call(url, tokens["access_token"], "list_tasks", {}).status_code == 200
+            assert time.monotonic() - call_started < 1
+            assert [f.result().status_code for f in signing_in] == [400] * 8
+        assert time.monotonic() - started < 4
+        assert authorize(url, quick, pkce()[1]).status_code == 302         # no fetch is still stuck on a slow one
+    for _ in range(100):
+        if not fake.dripping:
+            break
+        time.sleep(0.02)
+    assert fake.dripping == 0                                             # every slow connection was let go
+
+
+def test_keys_mode_client_documents_are_not_followed_elsewhere_nor_send_people_anywhere(fake, keys_mode):
+    client_id = f"{fake.url}/apps/client.json"
+    fake.documents["/apps/client.json"] = (200, {}, json.dumps({"client_id": client_id,
+                                                                "redirect_uris": [CALLBACK]}).encode())
+    fake.documents["/apps/moved.json"] = (302, {"Location": client_id}, b"")
+    insecure = f"{fake.url}/apps/insecure.json"
+    fake.documents["/apps/insecure.json"] = (200, {}, json.dumps({"client_id": insecure, "redirect_uris": [
+        "http://apps.example.com/callback"]}).encode())
+    with keys_mode() as url:
+        assert authorize(url, f"{fake.url}/apps/moved.json", pkce()[1]).status_code == 400
+        assert authorize(url, insecure, pkce()[1], redirect="http://apps.example.com/callback").status_code == 400
+        assert authorize(url, client_id, pkce()[1]).status_code == 302
+    assert not fake.seen("GET", "/apps/client.json")[1:]                  # the redirect was not followed
+
+
+def test_keys_mode_sign_in_reads_no_more_than_a_form(fake, keys_mode):
+    with keys_mode() as url:
+        browser, page, _ = sign_in_page(url)
+        answer = submit(browser, page, KEY2, padding="x" * 100_000)
+        assert answer.status_code == 413
+        form = "&".join(f"{k}={v}" for k, v in Forms(page.text).forms[0]["fields"].items())
+        chunked = browser.post(page.url.split("?")[0], data=iter([form.encode(), b"&padding=" + b"x" * 100_000]),
+                               headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=5)
+        assert chunked.status_code == 413                                 # no Content-Length to go by
+    assert not fake.seen("GET", "/v1/organization")
+
+
+@pytest.mark.anyio
+async def test_keys_mode_a_runway_outage_signs_nobody_out(fake, keys_mode, monkeypatch):
+    clock, verdicts = FakeClock(), rm.KeyVerdicts.__init__
+    monkeypatch.setattr(rm.KeyVerdicts, "__init__", lambda self, config: verdicts(self, config, clock))
+    with keys_mode() as url:
+        tokens = sign_in(url, KEY2)
+        clock.sleep(rm.KEY_TRUSTED_S)                                  # the verdict must be asked again...
+        fake.fail("GET", "/v1/organization", 503, times=100)           # ...and Runway is down
+        busy = modern_call(url, tokens["access_token"], "list_tasks", {})
+        assert busy.status_code == 503 and busy.headers["retry-after"] and "try again" in busy.text
+        assert refresh(url, tokens).status_code == 200                 # not invalid_grant: the key was not refused
+
+
 def test_keys_mode_publishes_what_claude_and_chatgpt_look_for(fake, keys_mode):
     with keys_mode() as url:
         metadata = requests.get(f"{url}/.well-known/oauth-authorization-server", timeout=5).json()
@@ -5250,6 +5343,7 @@ def test_issuer_mode_refuses_tokens_that_are_not_for_this_server(fake, issuer, i
             "unsigned": jwt.encode({"iss": issuer.url, "sub": "eve", "aud": f"{url}/mcp",
                                     "exp": int(time.time()) + 300}, None, algorithm="none"),
             "no subject": issuer.token(subject=None),
+            "an empty subject": issuer.token(subject=""),
             "an ID token": issuer.token(typ="id+jwt"),
             "a Runway key": KEY,
         }
@@ -5263,6 +5357,57 @@ def test_issuer_mode_refuses_tokens_that_are_not_for_this_server(fake, issuer, i
         described = requests.get(f"{url}/.well-known/oauth-protected-resource/mcp", timeout=5).json()
     assert described["authorization_servers"] == [issuer.url] and described["resource"] == f"{url}/mcp"
     assert not fake.seen(prefix="/v1/")                                  # nothing reached Runway
+
+
+@pytest.mark.anyio
+async def test_issuer_mode_keeps_one_budget_for_the_one_key_everyone_spends(fake, issuer, issuer_mode):
+    fake.plan(polls=1, mime="image/png")
+    fake.plan(polls=1, mime="image/png")
+    with issuer_mode(RUNWAY_MCP_BUDGET_CREDITS="10") as url:
+        async with http_client(url, issuer.token("alice")) as alice:
+            assert not (await call(alice, "generate_image", {"prompt": "a fox"}))[0].is_error
+        async with http_client(url, issuer.token("bob")) as bob:
+            result, _ = await call(bob, "generate_image", {"prompt": "a hen"})
+            assert result.is_error and "over budget" in result.content[0].text
+            _, account = await call(bob, "get_account")
+            assert account["budget"]["remaining"] <= 2
+    assert len(fake.seen("POST", "/v1/text_to_image")) == 1
+
+
+@pytest.mark.anyio
+async def test_issuer_mode_shows_each_person_only_the_voices_they_made(fake, issuer, issuer_mode):
+    design = {"name": "Narrator", "description": "warm", "prompt": "a warm, low narrator's voice, unhurried"}
+    with issuer_mode() as url:
+        async with http_client(url, issuer.token("alice")) as alice:
+            _, made = await call(alice, "create_voice", design)
+            _, listed = await call(alice, "list_voices")
+            assert [v["id"] for v in listed["voices"]] == [made["id"]]
+        async with http_client(url, issuer.token("bob")) as bob:
+            _, listed = await call(bob, "list_voices")
+            assert listed["voices"] == []
+            _, theirs = await call(bob, "create_voice", design)        # not alice's, returned as a duplicate
+            assert theirs["id"] != made["id"] and not theirs["notes"]
+    assert len(fake.bodies("voices")) == 2
+
+
+def test_issuer_mode_a_slow_issuer_delays_no_token_whose_key_is_known(fake, issuer, issuer_mode, monkeypatch):
+    fetched = rm.IssuerTokens._published_keys
+
+    def slowly(self):
+        if fake.seen("GET", "/idp/jwks"):
+            time.sleep(1.5)                                             # the issuer hangs, from the second fetch
+        return fetched(self)
+    monkeypatch.setattr(rm.IssuerTokens, "_published_keys", slowly)
+    with issuer_mode() as url:
+        assert modern_call(url, issuer.token("alice"), "list_tasks", {}).status_code == 200
+        monkeypatch.setattr(rm, "JWKS_REFETCH_S", 0.0)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            forged = pool.submit(modern_call, url, issuer.token("eve", kid="forged"), "list_tasks", {})
+            time.sleep(0.2)
+            started = time.monotonic()
+            assert modern_call(url, issuer.token("bob"), "list_tasks", {}).status_code == 200
+            assert time.monotonic() - started < 1
+            assert forged.result().status_code == 401
 
 
 def test_issuer_mode_asks_for_the_issuers_keys_at_most_once_a_minute(fake, issuer, issuer_mode, monkeypatch):
