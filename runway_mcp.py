@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -3217,8 +3217,14 @@ def create_tasks(account: Account, plans: list[Plan], consent: Consent) -> Made:
     return Made(tasks)
 
 
+# The tasks a call creates, for whoever started it in this context and must know them if it stops waiting (the
+# terminal's Ctrl-C); the ledger, shared with other processes, cannot say which were this call's.
+CREATED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("runway_mcp_created", default=None)
+
+
 def _create(account: Account, plan: Plan, reservation: str | None) -> dict:
-    """Upload what needs uploading, then create the task and record it in the ledger before anything waits."""
+    """Upload what needs uploading, then create the task and record it in the ledger (and in CREATED) before
+    anything waits."""
     body = _replace(plan.body, Media, lambda m: media_uri(account, m, plan.local[m], plan.notes))   # data:, uploads
     created = create_task(account, plan.endpoint, body)
     task_id, routing = created["id"], created.get("routing") or {}
@@ -3240,6 +3246,8 @@ def _create(account: Account, plan: Plan, reservation: str | None) -> dict:
             log.exception("could not record task %s in the ledger", task_id)
         plan.notes.append(f"could not record the task in {ledger(account).path} "
                           f"({getattr(error, 'strerror', None) or type(error).__name__}); keep this task_id")
+    if (noted := CREATED.get()) is not None:
+        noted.append(task_id)
     return {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
 
 
@@ -6738,8 +6746,9 @@ def _serve_http(config: Config, host: str, port: int) -> int:
     return 0
 
 
-def _exit_promptly(grace: float = 0.5) -> None:
-    """After stdin closes: give worker threads `grace` seconds to finish, then exit regardless.
+def _exit_promptly(grace: float = 0.5, status: int = 0) -> None:
+    """After stdin closes (or Ctrl-C stops a call from a terminal): give worker threads `grace` seconds to finish,
+    then exit with `status` regardless.
 
     The SDK has already abandoned their calls; one may still be inside a slow request (a poll read
     times out after up to 10 s, a download after 60 s), and hosts expect the process gone in a second.
@@ -6750,7 +6759,9 @@ def _exit_promptly(grace: float = 0.5) -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
         logging.shutdown()
-        os._exit(0)          # a worker blocked in a slow request would keep the process alive for its timeout
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)     # a worker blocked in a slow request would keep the process alive for its timeout
 
 
 # The terminal: `call TOOL key=value ...` and `tools`, to try a prompt without an MCP host. A call takes exactly
@@ -6773,7 +6784,7 @@ def _terminal_tools(config: Config) -> dict[str, Tool]:
 
 def _named_tool(tools: Mapping[str, Tool], name: str) -> Tool:
     if name not in tools:
-        close = difflib.get_close_matches(name, tools, n=3)
+        close = difflib.get_close_matches(name, tools, n=3) or [t for t in tools if name and name in t][:3]
         raise UsageError(f"no tool named {name!r}" + (f"; did you mean {' or '.join(close)}?" if close else "") +
                          " (runway-mcp tools lists them)")
     return tools[name]
@@ -6784,25 +6795,45 @@ def _takes_text_only(schema: dict) -> bool:
     return "string" in kinds and set(kinds) <= {"string", "null"}
 
 
+def _takes_structure_only(schema: dict) -> bool:
+    return {s.get("type") for s in schema.get("anyOf", [schema])} - {"null"} <= {"object", "array"}
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number here")
+
+
 def parse_arguments(tool: Tool, pairs: list[str]) -> dict[str, Any]:
     """key=value pairs as the tool's arguments: a value is JSON where it parses (10, true, '["a.png"]') and a string
-    otherwise, and always a string for an argument that takes only text (prompt=42 is the prompt "42")."""
+    otherwise, and always a string for an argument that takes only text (prompt=42 is the prompt "42"). UsageError
+    for what cannot be meant: an unknown or repeated name, a required one missing, an object that is not JSON."""
     properties, arguments = tool.parameters.get("properties", {}), {}
     for pair in pairs:
         name, equals, value = pair.partition("=")
         if not equals:
-            raise UsageError(f"{pair!r} is not key=value; {tool.name} takes: {', '.join(properties)}")
+            flag = pair.lstrip("-").replace("-", "_")
+            hint = (f"; for {flag} write {flag}=true" if flag in properties else
+                    f"; did you mean {close[0]}?" if (close := difflib.get_close_matches(pair, ["--json", "--yes",
+                                                                                              "--help"], n=1)) else "")
+            raise UsageError(f"{pair!r} is not key=value{hint} (runway-mcp call {tool.name} --help)")
         if name not in properties:
             close = difflib.get_close_matches(name, properties, n=1)
             raise UsageError(f"{tool.name} takes no argument {name!r}" + (f"; did you mean {close[0]}?" if close else
                              f"; it takes: {', '.join(properties)}"))
+        if name in arguments:
+            raise UsageError(f"{name} is given twice: give it once")
         if _takes_text_only(properties[name]):
             arguments[name] = value
             continue
         try:
-            arguments[name] = json.loads(value)
-        except ValueError:
+            arguments[name] = json.loads(value, parse_constant=_no_constant)        # NaN and Infinity are not values
+        except ValueError as error:
+            if _takes_structure_only(properties[name]):
+                raise UsageError(f"{name} must be JSON here ({error}), e.g. {name}='{{\"key\": \"value\"}}'") from None
             arguments[name] = value
+    if missing := [n for n in tool.parameters.get("required", []) if n not in arguments]:
+        raise UsageError(f"{tool.name} needs {', '.join(f'{n}=...' for n in missing)} (runway-mcp call {tool.name} "
+                         "--help)")
     return arguments
 
 
@@ -6815,17 +6846,17 @@ def _signature(tool: Tool, shown: Callable[[str], bool]) -> str:
 
 def tools_text(config: Config) -> str:
     """`runway-mcp tools`: each tool with its arguments, one line each (required first, [optional] after)."""
+    import textwrap
     tools = _terminal_tools(config)
-    width = shutil.get_terminal_size((100, 24)).columns
+    width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 10_000   # a pipe: whole lines
     pad = max(map(len, tools)) + 2
     lines = []
     for name, tool in tools.items():
         generates = "dry_run" in tool.parameters.get("properties", {})
         line = f"{name:<{pad}}{_signature(tool, lambda n: not generates or n not in SHARED_ARGUMENTS)}".rstrip()
-        lines.append(line if len(line) < width else line[:width - 2] + "…")
-    import textwrap
+        lines += textwrap.wrap(line, width - 1, subsequent_indent=" " * pad) or [line]
     footer = textwrap.wrap(f"Generation tools also take {', '.join(SHARED_ARGUMENTS)}. runway-mcp call TOOL --help "
-                           "shows one tool's arguments, defaults and allowed values.", width - 1)
+                           "shows one tool's arguments, defaults and allowed values.", min(width, 120) - 1)
     return "\n".join([*lines, "", *footer])
 
 
@@ -6863,6 +6894,7 @@ def _models_of(tool_name: str) -> list[str]:
         if not uses:
             continue
         ratios = list(dict.fromkeys(r for use in uses for r in use.ratios or ()))
+        ratios = ratios if len(ratios) <= 6 else [*ratios[:5], f"… ({len(ratios)} in all)"]
         durations = next((use.durations for use in uses if use.durations), None) or model.durations
         parts = [f"{name}{' (default)' if name in defaults else ''}", f"credits {model.credits}" if model.credits
                  else "", f"ratios {', '.join(ratios)}" if ratios else "", _durations(durations) if durations else ""]
@@ -6887,17 +6919,25 @@ def tool_help(tool: Tool) -> str:
     return "\n".join(lines)
 
 
-class TerminalProgress:
-    """Progress on stderr: one line rewritten in place in a terminal, plain lines (each change once) otherwise."""
+PROGRESS_LINE_S = 30.0                  # in a log, a line when the status or percentage changes, or this often
 
-    def __init__(self, stream: TextIO):
-        self.stream, self.live, self.last = stream, stream.isatty(), ""
+
+class TerminalProgress:
+    """Progress on stderr: one line rewritten in place in a terminal; in a file or pipe (or with -v, whose log
+    lines would break into it), a plain line when the status or percentage changes, or every PROGRESS_LINE_S."""
+
+    def __init__(self, stream: TextIO, live: bool):
+        self.stream, self.live, self.last, self.logged = stream, live, "", (None, 0.0)
 
     def __call__(self, value: float, total: float | None, message: str | None) -> None:
         if not message or message == self.last:
             return
-        self.last = message
-        self.stream.write(f"\r\033[K{message}" if self.live else f"{message}\n")
+        self.last, (stage, at) = message, self.logged
+        if self.live:
+            self.stream.write(f"\r\033[K{message}")
+        elif message.split(" · ")[0] != stage or time.monotonic() - at >= PROGRESS_LINE_S:
+            self.logged = (message.split(" · ")[0], time.monotonic())
+            self.stream.write(f"{message}\n")
         self.stream.flush()
 
     def clear(self) -> None:
@@ -6915,19 +6955,35 @@ def _asker(assume_yes: bool, progress: TerminalProgress) -> Callable[[str], bool
         if not sys.stdin.isatty():
             print(f"{question} Not asked: stdin is not a terminal; pass --yes to accept.", file=sys.stderr)
             return False
-        print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
-        return sys.stdin.readline().strip().lower() in ("y", "yes")
+        with _prompt_stream() as prompt:
+            print(f"{question} [y/N] ", end="", file=prompt, flush=True)
+            return sys.stdin.readline().strip().lower() in ("y", "yes")
     return confirm
 
 
+@contextlib.contextmanager
+def _prompt_stream() -> Iterator[TextIO]:
+    """Where a question is seen: stderr, or the terminal itself when stderr goes to a file."""
+    if sys.stderr.isatty():
+        yield sys.stderr
+        return
+    try:
+        with open("/dev/tty", "w") as terminal:
+            yield terminal
+    except OSError:
+        yield sys.stderr
+
+
 def _run_interruptibly(config: Config, name: str, arguments: dict, progress: TerminalProgress,
-                       confirm: Callable[[str], bool]) -> CallToolResult | None:
-    """call_tool's path, stopped by Ctrl-C (as a host's cancel stops a call); None when it was. Signals reach the
-    main thread only: elsewhere (an embedder's thread) the call runs to its end."""
+                       confirm: Callable[[str], bool], created: list[str]) -> CallToolResult | None:
+    """call_tool's path, stopped by Ctrl-C (as a host's cancel stops a call); None when it was, with the tasks it
+    created in `created`. Signals reach the main thread only: elsewhere (an embedder's thread) the call runs to its
+    end."""
     import signal
 
     async def run() -> CallToolResult | None:
         result = None
+        CREATED.set(created)
         async with anyio.create_task_group() as group:
             async def on_ctrl_c() -> None:
                 with anyio.open_signal_receiver(signal.SIGINT) as signals:
@@ -6941,28 +6997,23 @@ def _run_interruptibly(config: Config, name: str, arguments: dict, progress: Ter
     return anyio.run(run)
 
 
-def _left_running(config: Config, arguments: dict, since: str) -> list[str]:
-    """The tasks an interrupted call created or was waiting on, from the ledger (where every create is recorded
-    first)."""
-    account = own_account(config)
-    with contextlib.suppress(OSError):
-        found = [t["task_id"] for t in ledger(account).tasks() if t.get("created_at", "") >= since]
-        waited = [arguments["task_id"]] if isinstance(arguments.get("task_id"), str) else []
-        return list(dict.fromkeys(waited + found[::-1]))
-    return []
-
-
-def _interrupted(config: Config, arguments: dict, since: str) -> int:
-    """Ctrl-C: say what goes on at Runway and how to resume it, or (RUNWAY_MCP_CANCEL_ON_ABORT) cancel it."""
-    task_ids = _left_running(config, arguments, since)
+def _interrupted(config: Config, arguments: dict, created: list[str]) -> int:
+    """Ctrl-C: say what goes on at Runway and how to resume it, or (RUNWAY_MCP_CANCEL_ON_ABORT) cancel what this
+    call created."""
+    waited = [arguments["task_id"]] if isinstance(arguments.get("task_id"), str) else []
+    task_ids = list(dict.fromkeys(waited + created))
+    if sys.stderr.isatty():
+        print(file=sys.stderr)                  # off the line ^C was echoed on
     if not task_ids:
         print("Stopped; no task was created.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if config.cancel_on_abort:
-        for task_id in task_ids:
+    if config.cancel_on_abort and created:
+        for task_id in created:
             _cancel_after_abort(own_account(config), task_id)
             print(f"Stopped, and cancelled task {task_id} (RUNWAY_MCP_CANCEL_ON_ABORT).", file=sys.stderr)
-        return EXIT_FAILED
+        task_ids = waited
+        if not task_ids:
+            return EXIT_FAILED
     for task_id in task_ids:
         print(f"Stopped waiting; task {task_id} goes on at Runway. Resume with: runway-mcp call wait_for_task "
               f"task_id={task_id}", file=sys.stderr)
@@ -6975,35 +7026,57 @@ def _exit_status(result: CallToolResult) -> int:
         return EXIT_FAILED
     found = result.structured_content or {}
     statuses = [found.get("status")] + [item.get("status") for item in found.get("items") or []]
+    if any(s in ("FAILED", "CANCELLED") for s in statuses):
+        return EXIT_FAILED
     return EXIT_RUNNING if any(s in ACTIVE for s in statuses) else 0
+
+
+def _emit(text: str, stream: TextIO) -> None:
+    """Print, unless the reader has gone (`| head`): then nothing more is printed, and the exit status stays."""
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())      # Python's own flush at exit fails no more
 
 
 def _print_result(result: CallToolResult, as_json: bool) -> None:
     text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
     if as_json:
-        print(json.dumps(result.structured_content or {"text": text, "is_error": result.is_error}, indent=2,
-                         ensure_ascii=False))
+        _emit(json.dumps(result.structured_content or {"text": text, "is_error": result.is_error}, indent=2,
+                         ensure_ascii=False), sys.stdout)
     else:
-        print(text, file=sys.stderr if result.is_error and not result.structured_content else sys.stdout)
+        _emit(text, sys.stderr if result.is_error and not result.structured_content else sys.stdout)
 
 
-def _call_command(config: Config, argv: list[str]) -> int:
+CALL_USAGE = """usage: runway-mcp call TOOL [key=value ...] [--json] [--yes] [-v]
+       runway-mcp call TOOL --help     (one tool: its arguments, defaults, allowed values and models)
+       runway-mcp tools                (every tool, with its arguments)
+Values are JSON where they parse, else text. --json prints the structured result; --yes accepts a confirmation.
+Exit status: 0 done, 1 failed or refused, 2 usage error, 3 still running (resume with call wait_for_task)."""
+
+
+def _call_command(config: Config, argv: list[str], verbose: bool = False) -> int:
     """runway-mcp call TOOL [key=value ...] [--json] [--yes] [--help]."""
     flags = {a for a in argv if a in ("--json", "--yes", "--help", "-h")}
     words = [a for a in argv if a not in flags]
+    if not words and flags & {"--help", "-h"}:
+        _emit(CALL_USAGE, sys.stdout)
+        return 0
     if not words:
         raise UsageError("name a tool: runway-mcp call TOOL key=value ... (runway-mcp tools lists them)")
     tool = _named_tool(_terminal_tools(config), words[0])
     if flags & {"--help", "-h"}:
-        print(tool_help(tool))
+        _emit(tool_help(tool), sys.stdout)
         return 0
     arguments = parse_arguments(tool, words[1:])
     waiting = dataclasses.replace(config, max_wait=TERMINAL_WAIT_S, cancel_on_abort=False)    # see _interrupted
-    progress, since = TerminalProgress(sys.stderr), _now()
-    result = _run_interruptibly(waiting, tool.name, arguments, progress, _asker("--yes" in flags, progress))
+    progress, created = TerminalProgress(sys.stderr, live=sys.stderr.isatty() and not verbose), []
+    result = _run_interruptibly(waiting, tool.name, arguments, progress, _asker("--yes" in flags, progress), created)
     progress.clear()
     if result is None:
-        return _interrupted(config, arguments, since)
+        status = _interrupted(config, arguments, created)
+        _exit_promptly(status=status)           # a question still waiting for its answer must not hold the exit
+        return status
     _print_result(result, "--json" in flags)
     return _exit_status(result)
 
@@ -7020,9 +7093,9 @@ def _terminal(argv: list[str], environ: Mapping[str, str] | None) -> int:
         log.warning("%s", message)
     try:
         if argv[0] == "tools":
-            print(tools_text(config))
+            _emit(tools_text(config), sys.stdout)
             return 0
-        return _call_command(config, argv[1:])
+        return _call_command(config, argv[1:], verbose)
     except UsageError as error:
         print(f"runway-mcp: {error}", file=sys.stderr)
         return EXIT_USAGE
