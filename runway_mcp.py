@@ -167,6 +167,17 @@ def _number(env: Mapping[str, str], name: str, default: Any, low: float, high: f
     return value
 
 
+def _guard(env: Mapping[str, str], name: str, problems: list[str]) -> float | None:
+    """A spending guard (the budget, the confirmation threshold): one that cannot be read is a problem, which stops
+    every call that needs Runway, not a warning that would lift the guard by leaving it unset."""
+    raw = env.get(name, "").strip()
+    value = _number(env, name, None, 0, 1e9, [])
+    if raw and value is None:
+        problems.append(f"{name}={raw!r} is not a number of credits (0 to 1e9): nothing is sent to Runway until it is "
+                        "fixed or unset")
+    return value
+
+
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     return default if not raw else raw not in {"0", "false", "no", "off"}
@@ -265,8 +276,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         allowed_hosts=hosts,
         cancel_on_abort=_flag(env, "RUNWAY_MCP_CANCEL_ON_ABORT", DEFAULTS.cancel_on_abort),
         tools=_names(env.get("RUNWAY_MCP_TOOLS", "")),
-        budget_credits=_number(env, "RUNWAY_MCP_BUDGET_CREDITS", DEFAULTS.budget_credits, 0, 1e9, warnings),
-        confirm_above=_number(env, "RUNWAY_MCP_CONFIRM_ABOVE", DEFAULTS.confirm_above, 0, 1e9, warnings),
+        budget_credits=_guard(env, "RUNWAY_MCP_BUDGET_CREDITS", problems),
+        confirm_above=_guard(env, "RUNWAY_MCP_CONFIRM_ABOVE", problems),
         dedupe_s=_number(env, "RUNWAY_MCP_DEDUPE_S", DEFAULTS.dedupe_s, 0, 7 * 24 * 3600, warnings),
         keys_from_clients=_flag(env, "RUNWAY_MCP_KEYS_FROM_CLIENTS", DEFAULTS.keys_from_clients),
         rate_limit=_rate(env.get("RUNWAY_MCP_RATE_LIMIT", ""), warnings),

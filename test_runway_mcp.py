@@ -105,6 +105,13 @@ def test_config_falls_back_on_bad_numbers_and_says_so(value):
     assert config.max_wait == 45 and "RUNWAY_MCP_MAX_WAIT" in config.warnings[0] and config.problems == ()
 
 
+@pytest.mark.parametrize("name", ["RUNWAY_MCP_BUDGET_CREDITS", "RUNWAY_MCP_CONFIRM_ABOVE"])
+@pytest.mark.parametrize("value", ["ten", "-5", "nan"])
+def test_a_spending_guard_that_cannot_be_read_stops_spending_rather_than_lifting(name, value):
+    config = rm.load_config({name: value})
+    assert len(config.problems) == 1 and name in config.problems[0] and "nothing is sent" in config.problems[0]
+
+
 def test_config_warns_about_a_malformed_key_without_echoing_it():
     config = rm.load_config({"RUNWAYML_API_SECRET": "sk-not-a-runway-key-123"})
     assert config.warnings and "sk-not-a-runway-key-123" not in " ".join(config.warnings)
