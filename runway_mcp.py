@@ -32,6 +32,7 @@ import errno
 import functools
 import hashlib
 import hmac
+import html
 import inspect
 import json
 import logging
@@ -6494,7 +6495,6 @@ class SignIn:
         return hmac.new(self.authority.sealed.csrf_key, f"{cookie}|{sealed}".encode(), hashlib.sha256).hexdigest()
 
     def _page(self, sealed: str | None, cookie: str, status: int, error: str) -> Any:
-        import html
         from starlette.responses import HTMLResponse
         asked = self.authority.sealed.open("sign-in", sealed) if sealed else None
         if asked is None:
@@ -6538,6 +6538,51 @@ class ChallengeScope:
                      and b"scope=" not in v else v) for k, v in message.get("headers") or []]}
             await send(message)
         await self.app(scope, receive, named)
+
+
+AUTHORIZE_ERROR_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign-in request refused</title></head><body>
+<h1>This sign-in request cannot be served</h1>
+<p>{reason}</p>
+<p>Go back to <strong>{host}</strong> and connect again; if this persists, the app asks for something this server
+does not offer.</p>
+</body></html>
+"""
+
+
+class ErrorsStayHere:
+    """/authorize answers an error in a registered client's request with a page of its own, not a redirect to the
+    client: registration is open, so a redirect would let anyone make this server send people to any site."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] != "/authorize":
+            return await self.app(scope, receive, send)
+        replaced = False
+
+        async def kept(message: dict) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                location = dict(message.get("headers") or []).get(b"location", b"").decode("latin-1")
+                found = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+                if "error" in found:
+                    replaced = True
+                    return await _page(send, 400, AUTHORIZE_ERROR_PAGE.format(
+                        reason=html.escape(found.get("error_description") or found["error"]),
+                        host=html.escape(urlsplit(location).hostname or "the app")))
+            if not (replaced and message["type"] == "http.response.body"):
+                await send(message)
+        await self.app(scope, receive, kept)
+
+
+async def _page(send: Callable, status: int, page: str) -> None:
+    body = page.encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+        *((k.encode(), v.encode()) for k, v in SIGN_IN_HEADERS.items())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class SignedIn:
@@ -6650,7 +6695,7 @@ def http_app(config: Config, host: str = "127.0.0.1") -> HttpApp:
     served = server.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
                                         max_request_body_size=MAX_BODY, stateless_http=config.stateless, **idle)
     add_sign_in(served, config, options)
-    app: Callable = BodyReplay(served)
+    app: Callable = BodyReplay(ErrorsStayHere(served) if config.oauth_keys else served)
     paid = frozenset(name for name, definition in TOOLS.items() if definition.annotations is PAID)
     if config.rate_limit:
         app = RateLimit(app, *config.rate_limit, paid=paid)

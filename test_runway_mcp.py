@@ -5230,10 +5230,14 @@ def test_keys_mode_authorize_holds_to_the_registration_pkce_and_resource(fake, k
         elsewhere = authorize(url, client_id, challenge, redirect="http://127.0.0.1:9/elsewhere")
         assert elsewhere.status_code == 400 and "location" not in elsewhere.headers
         assert authorize(url, "forged-client-id", challenge).status_code == 400
-        another_server = query_of(authorize(url, client_id, challenge, resource="https://other.example/mcp"))
-        assert another_server["error"] == "invalid_target"
-        plain = query_of(authorize(url, client_id, challenge, code_challenge_method="plain"))
-        assert plain["error"] == "invalid_request"
+        for wrong in ({"resource": "https://other.example/mcp"}, {"code_challenge_method": "plain"},
+                      {"scope": "admin"}):
+            refused = authorize(url, client_id, challenge, **wrong)        # a page here, never a redirect
+            assert refused.status_code == 400 and "location" not in refused.headers, wrong
+            assert "cannot be served" in refused.text and "127.0.0.1" in refused.text
+        anyone = register(url, "https://evil.example/landing").json()["client_id"]
+        lured = authorize(url, anyone, challenge, redirect="https://evil.example/landing", resource="x")
+        assert lured.status_code == 400 and "location" not in lured.headers
         browser, page, verifier = sign_in_page(url, client_id)
         code = query_of(submit(browser, page, KEY2))["code"]
         guessed = requests.post(f"{url}/token", timeout=5, data={
