@@ -1913,6 +1913,7 @@ class LedgerRecord(TypedDict, total=False):
     runway: list[str]                   #   the tool's result is rebuilt when they end
     pending: dict                       #   the tool's answer when the Runway tasks were created (notes, estimates)
     ttl_ms: int
+    final: list[dict]                   #   Runway's last word on them, once the MCP task is completed or failed
 
 
 class Ledger:
@@ -1967,6 +1968,14 @@ class Ledger:
             self._catch_up()
             return LedgerRecord(**self._mcp_tasks.get(mcp_task, {}))
 
+    def followers(self, task_id: str) -> list[str]:
+        """The MCP tasks not yet ended that follow a Runway task (the duplicate guard can give one to two calls);
+        OSError if the ledger cannot be read."""
+        with self._lock:
+            self._catch_up()
+            return [m for m, r in self._mcp_tasks.items() if task_id in (r.get("runway") or []) and r.get("status")
+                    not in MCP_TASK_ENDED]
+
     def find(self, task_id: str) -> LedgerRecord:
         """What the ledger knows of one task, or {}: a hint for display and waiting, so a ledger that cannot be
         read counts as knowing nothing (list_tasks and the budget say why)."""
@@ -2008,6 +2017,9 @@ class Ledger:
                 self._reserved.setdefault(record["reservation"], {}).update(record)
             if isinstance(record.get("mcp_task"), str) and "task_id" not in record:
                 self._mcp_tasks.setdefault(record["mcp_task"], {}).update(record)
+
+
+MCP_TASK_ENDED = ("completed", "failed", "cancelled")
 
 
 # One Ledger per file in this process, however many servers and calls use it (each reads incrementally); the
@@ -5260,6 +5272,7 @@ class Tasks(Extension):
         self.config, self.watch = config, RunwayWatch()
         self._finished: collections.OrderedDict[str, dict] = collections.OrderedDict()  # task id -> its result
         self._saving: dict[str, threading.Thread] = {}
+        self._cancelling = KeyedLocks()
 
     def methods(self) -> list[MethodBinding]:
         modern = frozenset(MODERN_PROTOCOL_VERSIONS)
@@ -5292,8 +5305,8 @@ class Tasks(Extension):
 
     def _handle(self, record: LedgerRecord, status: str, message: str) -> dict:
         return {"taskId": record["mcp_task"], "status": status, "statusMessage": message,
-                "createdAt": record["created_at"], "lastUpdatedAt": _iso(time.time()), "ttlMs": record["ttl_ms"],
-                "pollIntervalMs": max(100, round(self.config.poll_interval * 1000))}
+                "createdAt": record["created_at"], "lastUpdatedAt": _iso(max(time.time(), _created_at(record) or 0)),
+                "ttlMs": record["ttl_ms"], "pollIntervalMs": max(100, round(self.config.poll_interval * 1000))}
 
     async def _record(self, task_id: str) -> tuple[Account, LedgerRecord]:
         """The caller's account and its MCP task; -32602 for a task it does not have (another account's too)."""
@@ -5302,8 +5315,7 @@ class Tasks(Extension):
             record = await anyio.to_thread.run_sync(ledger(account).find_mcp_task, task_id)
         except OSError as error:
             raise MCPError(INTERNAL_ERROR, f"cannot read the task ledger ({error.strerror})") from None
-        created = datetime.fromisoformat(record.get("created_at", "").replace("Z", "+00:00")).timestamp() if record \
-            else None
+        created = _created_at(record) if record else None
         if created is None or not isinstance(record.get("runway"), list):
             raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: no task {task_id[:64]!r} here")
         if (time.time() - created) * 1000 > record.get("ttl_ms", TASK_TTL_MS):
@@ -5317,7 +5329,11 @@ class Tasks(Extension):
             return self._handle(record, "cancelled", "cancelled")
         if (ended := self._ended(record)) is not None:
             return ended
-        elapsed = time.time() - datetime.fromisoformat(record["created_at"].replace("Z", "+00:00")).timestamp()
+        elapsed = max(0.0, time.time() - (_created_at(record) or 0))   # another instance's clock may be ahead
+        if record.get("status") in ("completed", "failed") and isinstance(record.get("final"), list):
+            # It ended on another instance, or before a restart: its result again, from the files already saved.
+            await anyio.to_thread.run_sync(self._finish, account, record, record["final"], elapsed, False)
+            return self._ended(record)
         polls = [Poll(self.watch.state(account, task_id)) for task_id in record["runway"]]
         if any(poll.task.get("status") not in TERMINAL for poll in polls):
             message = progress_message(polls[0], elapsed) if len(polls) == 1 else batch_message(polls, elapsed)
@@ -5342,19 +5358,34 @@ class Tasks(Extension):
             return {**self._handle(record, "failed", ended["error"]["message"]), **ended}
         return {**self._handle(record, "completed", "done"), "result": ended}
 
-    def _finish(self, account: Account, record: LedgerRecord, tasks: list[dict], elapsed: float) -> None:
-        """Save the outputs and build the result the tool would have returned had it waited (a worker thread)."""
+    def _finish(self, account: Account, record: LedgerRecord, tasks: list[dict], elapsed: float,
+                record_it: bool = True) -> None:
+        """Save the outputs and build the result the tool would have returned had it waited (a worker thread); the
+        outcome goes in the ledger, so that every instance, and this one after a restart or once it has forgotten
+        the result, answers completed (or failed) from then on."""
         try:
-            ended = finished_result(account, record, tasks, elapsed).model_dump(by_alias=True, mode="json",
-                                                                              exclude_none=True)
-        except Exception:                           # a fault here, not in Runway's work: the task failed
-            log.exception("could not finish MCP task %s", record["mcp_task"])
-            ended = {"error": {"code": INTERNAL_ERROR, "message": f"{record['tool']} could not finish; "
-                               f"get_task({', '.join(map(repr, record['runway']))}) shows the Runway task"}}
-        self._finished[record["mcp_task"]] = ended
-        while len(self._finished) > FINISHED_KEPT:
-            self._finished.popitem(last=False)
-        self._saving.pop(record["mcp_task"], None)
+            try:
+                ended = finished_result(account, record, tasks, elapsed).model_dump(by_alias=True, mode="json",
+                                                                                  exclude_none=True)
+            except Exception:                       # a fault here, not in Runway's work: the task failed
+                log.exception("could not finish MCP task %s", record["mcp_task"])
+                ended = {"error": {"code": INTERNAL_ERROR, "message": f"{record['tool']} could not finish; "
+                                   f"get_task({', '.join(map(repr, record['runway']))}) shows the Runway task"}}
+            if record_it:
+                self._record_outcome(account, record, "failed" if "error" in ended else "completed", tasks)
+            self._finished[record["mcp_task"]] = ended
+            while len(self._finished) > FINISHED_KEPT:
+                self._finished.popitem(last=False)
+        finally:
+            self._saving.pop(record["mcp_task"], None)
+
+    @staticmethod
+    def _record_outcome(account: Account, record: LedgerRecord, status: str, tasks: list[dict]) -> None:
+        try:
+            ledger(account).append(LedgerRecord(mcp_task=record["mcp_task"], status=status,
+                                                final=redact(tasks, account, paths=False)))
+        except OSError as error:                    # this instance still answers from memory
+            log.warning("could not record how MCP task %s ended: %s", record["mcp_task"], error.strerror)
 
     async def update(self, ctx: Any, params: UpdateTaskParams) -> dict:
         _require_tasks(ctx)
@@ -5362,24 +5393,44 @@ class Tasks(Extension):
         return {}
 
     async def cancel(self, ctx: Any, params: TaskIdParams) -> dict:
-        """Cancel the Runway tasks still running. One that has ended is left alone: Runway's DELETE of a finished
-        task deletes its outputs, and a task that ended before the cancel arrived keeps its result."""
         _require_tasks(ctx)
         account, record = await self._record(params.task_id)
-        if record.get("status") == "cancelled" or self._ended(record) is not None:
-            return {}
-        if await anyio.to_thread.run_sync(lambda: any(is_workflow_run(account, task) for task in record["runway"])):
-            raise MCPError(INVALID_REQUEST, "a published workflow's run cannot be cancelled: Runway has no way to "
-                                            "stop one; it runs to the end")
-        running = [task_id for task_id in record["runway"]
-                   if (await anyio.to_thread.run_sync(self.watch.now, account, task_id)).get("status") in ACTIVE]
-        for task_id in running:
-            with contextlib.suppress(RunwayError):
-                await anyio.to_thread.run_sync(cancel, account, task_id)
-        if running:
-            await anyio.to_thread.run_sync(ledger(account).append, LedgerRecord(mcp_task=params.task_id,
-                                                                                  status="cancelled"))
+        await anyio.to_thread.run_sync(self._cancel, account, record["mcp_task"])
         return {}
+
+    def _cancel(self, account: Account, mcp_task: str) -> None:
+        """Cancel the Runway tasks still running, one cancel of an MCP task at a time. Runway's DELETE of a task
+        that has ended deletes its outputs, so a task is cancelled only when Runway itself has just said that it
+        runs (never on a guess, the ledger's or a failed check's); a task that ended before the cancel keeps its
+        result; one that another MCP task of the account also follows is left to it; a workflow run cannot be
+        cancelled. A Runway that cannot be asked, or a DELETE that fails, is an error, and nothing is recorded."""
+        with self._cancelling.hold([mcp_task]):
+            record = ledger(account).find_mcp_task(mcp_task)
+            if record.get("status") in MCP_TASK_ENDED or mcp_task in self._finished:
+                return
+            runway = [task_id for task_id in record["runway"] if not is_workflow_run(account, task_id)]
+            if not runway:
+                raise MCPError(INVALID_REQUEST, "a published workflow's run cannot be cancelled: Runway has no way "
+                                                "to stop one; it runs to the end")
+            failures = [failure for task_id in runway if (failure := self._cancel_one(account, mcp_task, task_id))]
+            if failures:
+                raise MCPError(INTERNAL_ERROR, "; ".join(failures) + ": the task goes on; cancel again to retry")
+            ledger(account).append(LedgerRecord(mcp_task=mcp_task, status="cancelled"))
+
+    @staticmethod
+    def _cancel_one(account: Account, mcp_task: str, task_id: str) -> str | None:
+        """Cancel one Runway task if it is still running and followed by this MCP task alone; why not, or None."""
+        if ledger(account).find(task_id).get("status") in TERMINAL or set(ledger(account).followers(task_id)) - {
+                mcp_task}:
+            return None
+        try:
+            if fetch_task(account, task_id, attempts=1).get("status") in ACTIVE:
+                cancel(account, task_id)
+        except RunwayError as error:
+            if error.status == 404:
+                return None                         # gone already
+            return f"task {task_id} could not be cancelled ({error})"
+        return None
 
 
 def started_message(tool_name: str, pending: dict) -> str:

@@ -4676,6 +4676,98 @@ def test_tasks_cancel_cancels_the_runway_task_and_leaves_a_finished_one_alone(mo
             "resultType": "complete"}
 
 
+def test_a_cancel_never_deletes_a_task_that_has_ended_even_when_runway_cannot_be_asked(modern, fake, serve):
+    """Runway's DELETE of a finished task deletes its outputs: a cancel sends one only on Runway's own word, just
+    given, that the task runs; not on a check that failed, nor on another instance that has forgotten the end."""
+    fake.plan(polls=1, mime="image/png")
+    with modern() as client:
+        task = client.call("generate_image", {"prompt": "a fox"})["taskId"]
+        [runway_task] = fake.tasks
+        fake.finish(runway_task)                                     # it has ended; nobody has asked yet
+        fake.fail("GET", "/v1/tasks/", 429)
+        failed = client.task("cancel", task)["error"]
+        assert failed["code"] == -32603 and "could not be cancelled" in failed["message"]
+        assert client.until_done(task)["status"] == "completed"
+        with http_in_process(serve.config) as other:                 # an instance that never saw it end
+            fake.fail("GET", "/v1/tasks/", 500)
+            assert Modern(other).task("cancel", task)["result"] == {"resultType": "complete"}
+            assert Modern(other).task("get", task)["result"]["status"] == "completed"
+    assert fake.seen("DELETE") == []
+
+
+def test_a_cancel_whose_delete_fails_is_an_error_and_the_task_goes_on(modern, fake):
+    fake.plan(polls=3, mime="video/mp4")
+    with modern() as client:
+        task = client.call("generate_video", {"prompt": "a storm"})["taskId"]
+        fake.fail("DELETE", "/v1/tasks/", 400)
+        failed = client.task("cancel", task)["error"]
+        assert failed["code"] == -32603 and "the task goes on" in failed["message"]
+        assert client.until_done(task)["status"] == "completed"      # not recorded as cancelled
+
+
+def test_a_storm_of_cancels_costs_runway_one_check_and_one_delete(modern, fake, monkeypatch):
+    fake.plan(polls=10**6, mime="video/mp4")
+    fetched = rm.fetch_task
+    monkeypatch.setattr(rm, "fetch_task", lambda *args, **kwargs: time.sleep(0.05) or fetched(*args, **kwargs))
+    with modern() as client:                                         # (a slower Runway: the cancels overlap)
+        task = client.call("generate_video", {"prompt": "a storm"})["taskId"]
+        gets = len(fake.seen("GET", "/v1/tasks/"))
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: client.task("cancel", task)["result"], range(24)))
+        assert answers == [{"resultType": "complete"}] * 24
+        assert len(fake.seen("DELETE")) == 1 and len(fake.seen("GET", "/v1/tasks/")) - gets == 1
+        assert client.task("get", task)["result"]["status"] == "cancelled"
+
+
+def test_a_completed_task_stays_completed_however_many_have_ended_since(modern, fake, monkeypatch):
+    monkeypatch.setattr(rm, "FINISHED_KEPT", 2)
+    for _ in range(4):
+        fake.plan(polls=1, mime="image/png")
+    with modern() as client:
+        tasks = [client.call("generate_image", {"prompt": f"a fox {n}"})["taskId"] for n in range(4)]
+        first = [client.until_done(task) for task in tasks]
+        gets = len(fake.seen("GET"))
+        again = [client.task("get", task)["result"] for task in tasks]       # two were forgotten here
+    assert [got["status"] for got in again] == ["completed"] * 4
+    assert all(same_result(one["result"], other["result"]) for one, other in zip(first, again))
+    assert len(fake.seen("GET")) == gets                                     # from the ledger and the saved files
+
+
+def test_a_batch_with_a_workflow_run_cancels_what_can_be_cancelled(modern, fake):
+    fake.plan(polls=10**6, mime="video/mp4")
+    fake.plan(polls=10**6)
+    with modern() as client:
+        batch = client.call("generate_batch", {"requests": [
+            {"tool": "generate_video", "arguments": {"prompt": "a storm"}},
+            {"tool": "run_workflow", "arguments": {"workflow_id": WORKFLOW_ID}}]})["taskId"]
+        assert client.task("cancel", batch)["result"] == {"resultType": "complete"}
+    video = next(t for t, task in fake.tasks.items() if task["endpoint"] == "text_to_video")
+    assert [r["path"] for r in fake.seen("DELETE")] == [f"/v1/tasks/{video}"]
+
+
+def test_a_cancel_leaves_a_runway_task_that_another_call_follows(modern, fake):
+    """The duplicate guard gives two identical calls one Runway task: cancelling one call leaves it to the other."""
+    fake.plan(polls=4, mime="video/mp4")
+    with modern() as client:
+        first = client.call("generate_video", {"prompt": "a storm"})["taskId"]
+        second = client.call("generate_video", {"prompt": "a storm"})["taskId"]
+        assert client.task("cancel", first)["result"] == {"resultType": "complete"}
+        assert client.task("get", first)["result"]["status"] == "cancelled"
+        done = client.until_done(second)
+    assert fake.seen("DELETE") == [] and done["result"]["structuredContent"]["status"] == "SUCCEEDED"
+
+
+def test_a_task_made_by_an_instance_whose_clock_is_ahead_reads_sensibly(modern, fake, out_dir):
+    fake.plan(polls=10**6, mime="video/mp4")
+    with modern() as client:
+        task = client.call("generate_video", {"prompt": "a storm"})["taskId"]
+        ahead = rm._iso(time.time() + 120)
+        rm.ledger(rm.own_account(rm.load_config({"RUNWAY_MCP_OUTPUT_DIR": str(out_dir)}))).append(
+            rm.LedgerRecord(mcp_task=task, created_at=ahead))
+        got = client.task("get", task)["result"]
+    assert "-" not in got["statusMessage"] and got["lastUpdatedAt"] >= got["createdAt"]
+
+
 def test_a_workflow_run_cannot_be_cancelled_and_says_so(modern, fake):
     fake.plan(polls=20)
     with modern() as client:
