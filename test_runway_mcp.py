@@ -5230,6 +5230,7 @@ async def test_keys_mode_refreshes_until_runway_revokes_the_key(fake, keys_mode,
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
 
 
+@pytest.mark.slow                       # it waits out slow peers on purpose
 def test_keys_mode_a_slow_client_document_is_given_up_and_stalls_no_one(fake, keys_mode, monkeypatch):
     """Documents that drip a byte at a time: each sign-in naming one is refused after the fetch's deadline, only a
     few are fetched at once, and a signed-in person's calls go on meanwhile."""
@@ -5493,6 +5494,7 @@ async def test_issuer_mode_shows_each_person_only_the_voices_they_made(fake, iss
     assert len(fake.bodies("voices")) == 2
 
 
+@pytest.mark.slow                       # it waits out slow peers on purpose
 def test_issuer_mode_a_slow_issuer_delays_no_token_whose_key_is_known(fake, issuer, issuer_mode, monkeypatch):
     fetched = rm.IssuerTokens._published_keys
 
