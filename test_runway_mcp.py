@@ -5316,6 +5316,19 @@ def test_keys_mode_publishes_what_claude_and_chatgpt_look_for(fake, keys_mode):
     assert insecure.status_code == 400 and insecure.json()["error"] == "invalid_redirect_uri"
 
 
+def test_keys_mode_a_client_registered_with_a_secret_must_show_it(fake, keys_mode):
+    """Hosts that register as confidential clients get a secret, sealed into their id with the rest: /token
+    takes their code only with it."""
+    with keys_mode() as url:
+        registered = register(url, token_endpoint_auth_method="client_secret_post").json()
+        browser, page, verifier = sign_in_page(url, registered["client_id"])
+        exchange = {"grant_type": "authorization_code", "code": query_of(submit(browser, page, KEY2))["code"],
+                    "redirect_uri": CALLBACK, "client_id": registered["client_id"], "code_verifier": verifier}
+        wrong = requests.post(f"{url}/token", data={**exchange, "client_secret": "guessed"}, timeout=5)
+        right = requests.post(f"{url}/token", data={**exchange, "client_secret": registered["client_secret"]},
+                              timeout=5)
+    assert wrong.status_code == 401 and right.status_code == 200 and right.json()["access_token"]
+
 def test_keys_mode_authorize_holds_to_the_registration_pkce_and_resource(fake, keys_mode):
     with keys_mode() as url:
         client_id = register(url).json()["client_id"]
