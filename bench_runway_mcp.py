@@ -458,7 +458,7 @@ def bench_context(fake) -> list[tuple]:
     largest, name = max(details)
     rows.append((f"Context: list_models(model=...), largest ({name})", f"{largest / 1000:.1f} KB", "", "",
                  "<= 2 KB", largest <= 2000))
-    for group in t.rm.TOOLSETS:
+    for group in t.rm.toolsets():
         subset = listed_tools(fake, group)
         rows.append((f"Context: RUNWAY_MCP_TOOLS={group} ({len(subset)} tools)",
                      f"{model_facing(subset) / 1000:.1f} KB", "", "", "", True))

@@ -6093,6 +6093,17 @@ def main(serve, monkeypatch):
     return run
 
 
+def test_the_benchmark_uses_only_what_the_module_and_the_tests_have():
+    """make bench is not part of make test: a name it takes from runway_mcp (t.rm.X) or from the tests (t.X) that
+    no longer exists would break it unseen."""
+    tree = ast.parse((HERE / "bench_runway_mcp.py").read_text())
+    used = {(node.value.attr if isinstance(node.value, ast.Attribute) else node.value.id, node.attr)
+            for node in ast.walk(tree) if isinstance(node, ast.Attribute) and (
+                isinstance(node.value, ast.Name) and node.value.id == "t" or
+                isinstance(node.value, ast.Attribute) and node.value.attr == "rm")}
+    module = {"t": sys.modules[__name__], "rm": rm}
+    assert [f"{owner}.{name}" for owner, name in sorted(used) if not hasattr(module[owner], name)] == []
+
 def test_cli_check_prints_the_balance(main, fake, capsys):
     assert main("--check") == 0
     assert "1000" in capsys.readouterr().out and fake.seen("GET", "/v1/organization")
