@@ -5300,6 +5300,17 @@ async def test_keys_mode_a_runway_outage_signs_nobody_out(fake, keys_mode, monke
         assert refresh(url, tokens).status_code == 200                 # not invalid_grant: the key was not refused
 
 
+def test_keys_mode_limits_a_person_however_many_tokens_they_hold(fake, keys_mode):
+    """The rate limit counts the account a token stands for: signing in again, or refreshing, gains nothing."""
+    for _ in range(3):
+        fake.plan(polls=1, mime="image/png")
+    with keys_mode(RUNWAY_MCP_RATE_LIMIT="2/min") as url:
+        first, second = sign_in(url, KEY2), sign_in(url, KEY2)
+        renewed = refresh(url, first).json()
+        made = [modern_call(url, tokens["access_token"], "generate_image", {"prompt": f"a fox {n}"}).status_code
+                for n, tokens in enumerate((first, second, renewed))]
+    assert made == [200, 200, 429] and len(fake.seen("POST", "/v1/text_to_image")) == 2
+
 def test_keys_mode_publishes_what_claude_and_chatgpt_look_for(fake, keys_mode):
     with keys_mode() as url:
         metadata = requests.get(f"{url}/.well-known/oauth-authorization-server", timeout=5).json()
