@@ -3771,14 +3771,14 @@ def http_client(url, token=None, **headers):
     return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode="legacy")
 
 
-def modern_call(url, key, tool, arguments, **meta):
+def modern_call(url, key, tool, arguments, *, headers=None, **meta):
     """One 2026-07-28 tools/call as a raw HTTP request (no session, no initialize), with `meta` in its _meta."""
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments,
             "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                       "io.modelcontextprotocol/clientCapabilities": {}, **meta}}}
     return requests.post(f"{url}/mcp", json=body, timeout=10, headers={
         **MCP_HEADERS, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": tool,
-        **({"Authorization": f"Bearer {key}"} if key else {})})
+        **({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})})
 
 
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -5301,13 +5301,15 @@ async def test_keys_mode_a_runway_outage_signs_nobody_out(fake, keys_mode, monke
 
 
 def test_keys_mode_limits_a_person_however_many_tokens_they_hold(fake, keys_mode):
-    """The rate limit counts the account a token stands for: signing in again, or refreshing, gains nothing."""
+    """The rate limit counts the account a token stands for: signing in again, or refreshing, gains nothing (each
+    call from another address, so that only the account's count can refuse)."""
     for _ in range(3):
         fake.plan(polls=1, mime="image/png")
     with keys_mode(RUNWAY_MCP_RATE_LIMIT="2/min") as url:
         first, second = sign_in(url, KEY2), sign_in(url, KEY2)
         renewed = refresh(url, first).json()
-        made = [modern_call(url, tokens["access_token"], "generate_image", {"prompt": f"a fox {n}"}).status_code
+        made = [modern_call(url, tokens["access_token"], "generate_image", {"prompt": f"a fox {n}"},
+                            headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code
                 for n, tokens in enumerate((first, second, renewed))]
     assert made == [200, 200, 429] and len(fake.seen("POST", "/v1/text_to_image")) == 2
 
