@@ -5894,6 +5894,10 @@ def test_the_file_alone_installs_what_it_needs_with_uv(tmp_path):
     alone.chmod(0o755)                                          # its #! line runs it with uv too
     tools, _ = tools_of_process([str(alone)], plain_env(PATH=f"{Path(UV).parent}{os.pathsep}/usr/bin:/bin"))
     assert "generate_image" in tools
+    tried = subprocess.run([UV, "run", "--script", str(alone), "call", "generate_image", "prompt=a fox", "dry_run=true"],
+                           capture_output=True, text=True, timeout=120,
+                           env=plain_env(RUNWAY_MCP_OUTPUT_DIR=str(tmp_path / "out")))
+    assert tried.returncode == 0 and tried.stdout.startswith("DRY_RUN: POST /v1/text_to_image"), tried.stderr
 
 
 @pytest.mark.slow
@@ -5941,6 +5945,8 @@ def test_the_wheel_holds_one_module_and_installs_the_runway_mcp_command(tmp_path
     assert "generate_image" in tools
     version = subprocess.run([str(command), "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.strip() == f"runway-mcp {rm.__version__}"
+    listed = subprocess.run([str(command), "tools"], capture_output=True, text=True, check=True, env=plain_env())
+    assert listed.stdout.startswith("generate_image")                  # the terminal command, as installed
 
 
 HOST_SUBSTITUTION = """
