@@ -1916,6 +1916,9 @@ class LedgerRecord(TypedDict, total=False):
     final: list[dict]                   #   Runway's last word on them, once the MCP task is completed or failed
 
 
+MCP_TASK_ENDED = ("completed", "failed", "cancelled")     # an MCP task's statuses from which it never moves
+
+
 class Ledger:
     """tasks.jsonl in the output directory: one JSON line per task event, newest last.
 
@@ -2017,9 +2020,6 @@ class Ledger:
                 self._reserved.setdefault(record["reservation"], {}).update(record)
             if isinstance(record.get("mcp_task"), str) and "task_id" not in record:
                 self._mcp_tasks.setdefault(record["mcp_task"], {}).update(record)
-
-
-MCP_TASK_ENDED = ("completed", "failed", "cancelled")
 
 
 # One Ledger per file in this process, however many servers and calls use it (each reads incrementally); the
@@ -5263,6 +5263,9 @@ class RunwayWatch:
             return known or {"id": task_id, "status": "PENDING"}
 
 
+STOPPED, ENDED = "stopped", "ended"         # what a cancel found a Runway task to be
+
+
 class Tasks(Extension):
     """The tasks extension for one server: the tools/call interceptor, and tasks/get, tasks/update, tasks/cancel."""
 
@@ -5330,9 +5333,13 @@ class Tasks(Extension):
         if (ended := self._ended(record)) is not None:
             return ended
         elapsed = max(0.0, time.time() - (_created_at(record) or 0))   # another instance's clock may be ahead
-        if record.get("status") in ("completed", "failed") and isinstance(record.get("final"), list):
-            # It ended on another instance, or before a restart: its result again, from the files already saved.
-            await anyio.to_thread.run_sync(self._finish, account, record, record["final"], elapsed, False)
+        if record.get("status") == "failed":        # on another instance, or before a restart: as it ended
+            self._remember(record["mcp_task"], {"error": {"code": INTERNAL_ERROR, "message": record.get("failure", "")}})
+            return self._ended(record)
+        if record.get("status") == "completed" and isinstance(record.get("final"), list):
+            # Its result again, from Runway's last word and the files already saved; nothing is asked or fetched.
+            self._remember(record["mcp_task"], await anyio.to_thread.run_sync(
+                self._result, account, record, record["final"], elapsed))
             return self._ended(record)
         polls = [Poll(self.watch.state(account, task_id)) for task_id in record["runway"]]
         if any(poll.task.get("status") not in TERMINAL for poll in polls):
@@ -5358,32 +5365,39 @@ class Tasks(Extension):
             return {**self._handle(record, "failed", ended["error"]["message"]), **ended}
         return {**self._handle(record, "completed", "done"), "result": ended}
 
-    def _finish(self, account: Account, record: LedgerRecord, tasks: list[dict], elapsed: float,
-                record_it: bool = True) -> None:
-        """Save the outputs and build the result the tool would have returned had it waited (a worker thread); the
-        outcome goes in the ledger, so that every instance, and this one after a restart or once it has forgotten
+    def _finish(self, account: Account, record: LedgerRecord, tasks: list[dict], elapsed: float) -> None:
+        """Save the outputs and build the result the tool would have returned had it waited (a worker thread), and
+        record how the task ended, so that every instance, and this one after a restart or once it has forgotten
         the result, answers completed (or failed) from then on."""
         try:
-            try:
-                ended = finished_result(account, record, tasks, elapsed).model_dump(by_alias=True, mode="json",
-                                                                                  exclude_none=True)
-            except Exception:                       # a fault here, not in Runway's work: the task failed
-                log.exception("could not finish MCP task %s", record["mcp_task"])
-                ended = {"error": {"code": INTERNAL_ERROR, "message": f"{record['tool']} could not finish; "
-                                   f"get_task({', '.join(map(repr, record['runway']))}) shows the Runway task"}}
-            if record_it:
-                self._record_outcome(account, record, "failed" if "error" in ended else "completed", tasks)
-            self._finished[record["mcp_task"]] = ended
-            while len(self._finished) > FINISHED_KEPT:
-                self._finished.popitem(last=False)
+            ended = self._result(account, record, tasks, elapsed)
+            self._record_outcome(account, record, ended, tasks)
+            self._remember(record["mcp_task"], ended)
         finally:
             self._saving.pop(record["mcp_task"], None)
 
     @staticmethod
-    def _record_outcome(account: Account, record: LedgerRecord, status: str, tasks: list[dict]) -> None:
+    def _result(account: Account, record: LedgerRecord, tasks: list[dict], elapsed: float) -> dict:
+        """The tool's result as JSON, or an error when the server itself broke while building it."""
         try:
-            ledger(account).append(LedgerRecord(mcp_task=record["mcp_task"], status=status,
-                                                final=redact(tasks, account, paths=False)))
+            return finished_result(account, record, tasks, elapsed).model_dump(by_alias=True, mode="json",
+                                                                             exclude_none=True)
+        except Exception:                           # a fault here, not in Runway's work: the task failed
+            log.exception("could not finish MCP task %s", record["mcp_task"])
+            return {"error": {"code": INTERNAL_ERROR, "message": f"{record['tool']} could not finish; get_task("
+                              f"{', '.join(map(repr, record['runway']))}) shows the Runway task"}}
+
+    def _remember(self, mcp_task: str, ended: dict) -> None:
+        self._finished[mcp_task] = ended
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
+
+    @staticmethod
+    def _record_outcome(account: Account, record: LedgerRecord, ended: dict, tasks: list[dict]) -> None:
+        outcome = (LedgerRecord(status="failed", failure=ended["error"]["message"]) if "error" in ended else
+                   LedgerRecord(status="completed", final=redact(tasks, account, paths=False)))
+        try:
+            ledger(account).append(LedgerRecord(mcp_task=record["mcp_task"], **outcome))
         except OSError as error:                    # this instance still answers from memory
             log.warning("could not record how MCP task %s ended: %s", record["mcp_task"], error.strerror)
 
@@ -5405,32 +5419,41 @@ class Tasks(Extension):
         result; one that another MCP task of the account also follows is left to it; a workflow run cannot be
         cancelled. A Runway that cannot be asked, or a DELETE that fails, is an error, and nothing is recorded."""
         with self._cancelling.hold([mcp_task]):
-            record = ledger(account).find_mcp_task(mcp_task)
-            if record.get("status") in MCP_TASK_ENDED or mcp_task in self._finished:
-                return
-            runway = [task_id for task_id in record["runway"] if not is_workflow_run(account, task_id)]
-            if not runway:
-                raise MCPError(INVALID_REQUEST, "a published workflow's run cannot be cancelled: Runway has no way "
-                                                "to stop one; it runs to the end")
-            failures = [failure for task_id in runway if (failure := self._cancel_one(account, mcp_task, task_id))]
-            if failures:
-                raise MCPError(INTERNAL_ERROR, "; ".join(failures) + ": the task goes on; cancel again to retry")
+            try:
+                self._cancel_held(account, mcp_task)
+            except OSError as error:
+                raise MCPError(INTERNAL_ERROR, f"cannot read or write the task ledger ({error.strerror}); nothing "
+                                               "more was cancelled") from None
+
+    def _cancel_held(self, account: Account, mcp_task: str) -> None:
+        record = ledger(account).find_mcp_task(mcp_task)
+        if record.get("status") in MCP_TASK_ENDED or mcp_task in self._finished:
+            return
+        runway = [task_id for task_id in record["runway"] if not is_workflow_run(account, task_id)]
+        if not runway:
+            raise MCPError(INVALID_REQUEST, "a published workflow's run cannot be cancelled: Runway has no way to "
+                                            "stop one; it runs to the end")
+        outcomes = [self._cancel_one(account, mcp_task, task_id) for task_id in runway]
+        if failures := [o for o in outcomes if o not in (STOPPED, ENDED)]:
+            raise MCPError(INTERNAL_ERROR, "; ".join(failures) + ": the task goes on; cancel again to retry")
+        if STOPPED in outcomes:                     # a task that had ended already keeps its result
             ledger(account).append(LedgerRecord(mcp_task=mcp_task, status="cancelled"))
 
     @staticmethod
-    def _cancel_one(account: Account, mcp_task: str, task_id: str) -> str | None:
-        """Cancel one Runway task if it is still running and followed by this MCP task alone; why not, or None."""
-        if ledger(account).find(task_id).get("status") in TERMINAL or set(ledger(account).followers(task_id)) - {
-                mcp_task}:
-            return None
+    def _cancel_one(account: Account, mcp_task: str, task_id: str) -> str:
+        """Cancel one Runway task if it still runs: STOPPED (or left to another MCP task of the account that follows
+        it too), ENDED (it had ended, or is gone), or why it could not be."""
+        if ledger(account).find(task_id).get("status") in TERMINAL:
+            return ENDED
+        if set(ledger(account).followers(task_id)) - {mcp_task}:
+            return STOPPED                          # for this MCP task; the other goes on with it
         try:
-            if fetch_task(account, task_id, attempts=1).get("status") in ACTIVE:
-                cancel(account, task_id)
+            if fetch_task(account, task_id, attempts=1).get("status") not in ACTIVE:
+                return ENDED
+            cancel(account, task_id)
         except RunwayError as error:
-            if error.status == 404:
-                return None                         # gone already
-            return f"task {task_id} could not be cancelled ({error})"
-        return None
+            return ENDED if error.status == 404 else f"task {task_id} could not be cancelled ({error})"
+        return STOPPED
 
 
 def started_message(tool_name: str, pending: dict) -> str:

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from unittest.mock import ANY
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
@@ -4645,7 +4646,7 @@ def test_a_failed_runway_task_is_a_completed_task_with_an_error_result(modern, f
     assert done["result"]["structuredContent"]["failure"] == "The output was flagged by moderation"
 
 
-def test_a_fault_of_the_server_while_finishing_is_a_failed_task(modern, fake, monkeypatch):
+def test_a_fault_of_the_server_while_finishing_is_a_failed_task(modern, fake, monkeypatch, serve):
     def broken(*args):
         raise ValueError("a bug")
     monkeypatch.setattr(rm, "finished_result", broken)
@@ -4653,6 +4654,9 @@ def test_a_fault_of_the_server_while_finishing_is_a_failed_task(modern, fake, mo
     with modern() as client:
         handle = client.call("generate_image", {"prompt": "a fox"})
         done = client.until_done(handle["taskId"])
+        monkeypatch.undo()                                           # fixed, or another instance without the bug:
+        with http_in_process(serve.config) as other:                 # the task stays as it ended
+            assert Modern(other).task("get", handle["taskId"])["result"] == {**done, "lastUpdatedAt": ANY}
     [runway_task] = fake.tasks
     assert done["status"] == "failed" and done["error"]["code"] == -32603 and "result" not in done
     assert done["error"]["message"] == f"generate_image could not finish; get_task('{runway_task}') shows the Runway task"
@@ -4680,10 +4684,15 @@ def test_a_cancel_never_deletes_a_task_that_has_ended_even_when_runway_cannot_be
     """Runway's DELETE of a finished task deletes its outputs: a cancel sends one only on Runway's own word, just
     given, that the task runs; not on a check that failed, nor on another instance that has forgotten the end."""
     fake.plan(polls=1, mime="image/png")
+    fake.plan(polls=1, mime="image/png")
     with modern() as client:
+        ended = client.call("generate_image", {"prompt": "a hen"})["taskId"]
+        fake.finish(next(iter(fake.tasks)))                          # it has ended; nobody has asked yet
+        assert client.task("cancel", ended)["result"] == {"resultType": "complete"}
+        assert client.until_done(ended)["status"] == "completed"     # its result, not "cancelled"
         task = client.call("generate_image", {"prompt": "a fox"})["taskId"]
-        [runway_task] = fake.tasks
-        fake.finish(runway_task)                                     # it has ended; nobody has asked yet
+        [_, runway_task] = fake.tasks
+        fake.finish(runway_task)
         fake.fail("GET", "/v1/tasks/", 429)
         failed = client.task("cancel", task)["error"]
         assert failed["code"] == -32603 and "could not be cancelled" in failed["message"]
