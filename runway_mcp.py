@@ -1914,6 +1914,7 @@ class LedgerRecord(TypedDict, total=False):
     pending: dict                       #   the tool's answer when the Runway tasks were created (notes, estimates)
     ttl_ms: int
     final: list[dict]                   #   Runway's last word on them, once the MCP task is completed or failed
+    voice: str                          # a custom voice this account made (a line of its own)
 
 
 MCP_TASK_ENDED = ("completed", "failed", "cancelled")     # an MCP task's statuses from which it never moves
@@ -1937,6 +1938,7 @@ class Ledger:
         self._tasks: dict[str, LedgerRecord] = {}   # task id -> its latest state, in order of creation
         self._reserved: dict[str, LedgerRecord] = {}    # reservation -> its state; settled once a task names it
         self._mcp_tasks: dict[str, LedgerRecord] = {}   # MCP task id -> its state
+        self._voices: set[str] = set()          # custom voices made by this ledger's account
 
     def append(self, record: LedgerRecord) -> None:
         """Write one line; OSError if it cannot be written."""
@@ -1971,6 +1973,13 @@ class Ledger:
             self._catch_up()
             return LedgerRecord(**self._mcp_tasks.get(mcp_task, {}))
 
+    def voices(self) -> set[str]:
+        """The custom voices this ledger's account made (noted where accounts share a key); OSError if the ledger
+        cannot be read."""
+        with self._lock:
+            self._catch_up()
+            return set(self._voices)
+
     def followers(self, task_id: str) -> list[str]:
         """The MCP tasks not yet ended that follow a Runway task (the duplicate guard can give one to two calls);
         OSError if the ledger cannot be read."""
@@ -1996,10 +2005,12 @@ class Ledger:
             info = self.path.stat()
         except FileNotFoundError:
             self._source, self._read_to, self._tasks, self._reserved, self._mcp_tasks = (), 0, {}, {}, {}
+            self._voices = set()
             return
         source = (self.path, info.st_dev, info.st_ino)
         if source != self._source or info.st_size < self._read_to:
             self._source, self._read_to, self._tasks, self._reserved, self._mcp_tasks = source, 0, {}, {}, {}
+            self._voices = set()
         if info.st_size == self._read_to:
             return
         with open(self.path, "rb") as f:            # OSError: a directory, no permission, a failing disk
@@ -2020,6 +2031,8 @@ class Ledger:
                 self._reserved.setdefault(record["reservation"], {}).update(record)
             if isinstance(record.get("mcp_task"), str) and "task_id" not in record:
                 self._mcp_tasks.setdefault(record["mcp_task"], {}).update(record)
+            if isinstance(record.get("voice"), str):
+                self._voices.add(record["voice"])
 
 
 # One Ledger per file in this process, however many servers and calls use it (each reads incrementally); the
@@ -4637,30 +4650,23 @@ def _voice_line(voice: Voice) -> str:
 
 
 # With RUNWAY_MCP_OAUTH_ISSUER everyone spends the server's key, whose voices Runway lists together: a person sees
-# only the voices they made here, kept by id in their folder (a cloned voice is someone's own).
-_VOICES_LOCK = threading.Lock()
-
-
-def _voices_file(account: Account) -> Path:
-    return account.output_dir / ".voices.json"
-
-
+# only the voices they made here, each noted in their ledger (a cloned voice is someone's own).
 def own_voices(account: Account) -> set[str] | None:
-    """The ids of the voices this account made, or None when every voice of its key is its own."""
+    """The ids of the voices this account made, or None when every voice of its key is its own; RunwayError when
+    its ledger cannot be read (then no voice is shown as its own)."""
     if not account.shared_key:
         return None
     try:
-        ids = json.loads(_voices_file(account).read_text())
-    except (OSError, ValueError):
-        return set()
-    return {i for i in ids if isinstance(i, str)} if isinstance(ids, list) else set()
+        return ledger(account).voices()
+    except OSError as error:
+        raise RunwayError(f"your voices cannot be told apart from others' now: the task ledger cannot be read "
+                          f"({error.strerror}); try again later") from None
 
 
 def remember_voice(account: Account, voice_id: str) -> None:
     """Note a voice as this account's (only where accounts share a key); OSError if that cannot be written."""
     if account.shared_key:
-        with _VOICES_LOCK:
-            _write_atomically(_voices_file(account), json.dumps(sorted(own_voices(account) | {voice_id})).encode())
+        ledger(account).append(LedgerRecord(voice=voice_id))
 
 
 def all_voices(account: Account) -> list[Voice]:
@@ -4738,7 +4744,7 @@ def create_voice(
             created = {"status": "PROCESSING", **api(account, "POST", "/v1/voices", body=body, creating=True)}
             log.info("created voice %s", created.get("id"))
             try:
-                remember_voice(account, str(created.get("id")))
+                remember_voice(account, str(created["id"]))
             except OSError as error:
                 notes.append(f"could not note the voice as yours ({error.strerror}): list_voices may not show it")
     return _voice_reply(account, _await_voice(account, created), notes)
@@ -6234,6 +6240,11 @@ class TokenVerdicts:
                 self._kept.popitem(last=False)
 
 
+class CannotJudge(Exception):
+    """A credential that cannot be judged now (Runway cannot be asked about its key, the identity provider about
+    its signing keys): 503, not 401, so that a passing outage signs nobody out."""
+
+
 def issuer_account(config: Config, issuer: str, subject: str) -> Account:
     """A person signed in through the identity provider: the server's key, a folder of their own, named by a keyed
     hash of who they are (issuer and subject) so that the name tells nobody without the secret who it is."""
@@ -6251,6 +6262,7 @@ class IssuerTokens:
         self.config, self.resource, self.verdicts = config, resource_of(config), TokenVerdicts()
         self._keys: dict[str, Any] = {}
         self._fetched = -JWKS_REFETCH_S         # when the issuer's keys were last fetched (monotonic)
+        self._unreadable = ""                   # why the last fetch failed, until one succeeds
         self._lock = threading.Lock()
 
     async def verify_token(self, token: str) -> Principal | None:
@@ -6273,9 +6285,6 @@ class IssuerTokens:
                                 options={"require": ["exp", "iss", "aud", "sub"]})
         except (jwt.PyJWTError, ValueError, TypeError):
             return None
-        except RunwayError as error:
-            log.warning("cannot check access tokens: %s", error)
-            return None
         if not str(claims["sub"]).strip():
             return None                         # no one in particular: not an account
         account = issuer_account(self.config, claims["iss"], str(claims["sub"]))
@@ -6294,11 +6303,17 @@ class IssuerTokens:
                 blocking=False):
             try:
                 self._fetched = time.monotonic()
-                self._keys = self._published_keys()
+                self._keys, self._unreadable = self._published_keys(), ""
+            except RunwayError as error:
+                log.warning("cannot check access tokens: %s", error)
+                self._unreadable = str(error)
             finally:
                 self._lock.release()
         keys = self._keys
-        return next(iter(keys.values())) if not kid and len(keys) == 1 else keys.get(kid)
+        key = next(iter(keys.values())) if not kid and len(keys) == 1 else keys.get(kid)
+        if key is None and self._unreadable:        # not a forged key id: one the issuer could not be asked about
+            raise CannotJudge("the identity provider's signing keys cannot be read now; try again shortly")
+        return key
 
     def _published_keys(self) -> dict[str, Any]:
         """kid -> key, from the issuer's metadata (whose `issuer` must be the one configured) and its jwks_uri."""
@@ -6322,10 +6337,6 @@ class IssuerTokens:
         except (requests.RequestException, ValueError, jwt.PyJWTError) as error:
             raise RunwayError(f"the issuer's keys at {metadata['jwks_uri']} could not be read ({error})") from None
         return {key.key_id or "": key for key in keys if key.public_key_use in (None, "sig")}
-
-
-class RunwayUnavailable(Exception):
-    """A credential that cannot be judged now, because Runway cannot be asked about its key: 503, not 401."""
 
 
 class KeyCode(AuthorizationCode):
@@ -6458,12 +6469,12 @@ class KeyAuthority:
 
     async def load_access_token(self, token: str) -> Principal | None:
         """The principal of an access token this server issued for a key Runway still accepts; None otherwise, and
-        RunwayUnavailable when Runway cannot be asked (a passing outage must not sign everyone out)."""
+        CannotJudge when Runway cannot be asked (a passing outage must not sign everyone out)."""
         grant = self.sealed.open("access", token)
         if not grant:
             return None
         if (works := await self._works(grant["key"])) is None:
-            raise RunwayUnavailable("Runway could not be asked whether your key works; try again shortly")
+            raise CannotJudge("Runway could not be asked whether your key works; try again shortly")
         if not works:
             return None
         account = client_account(self.config, grant["key"])
@@ -6670,7 +6681,7 @@ class SignedIn:
         token = None if _open(scope) else _bearer(scope)
         try:
             principal = await self.verify(token) if token else None
-        except RunwayUnavailable as error:
+        except CannotJudge as error:
             return await _refuse(send, 503, str(error), {"retry-after": "10"})
         if not isinstance(principal, Principal) or principal.account is None:
             return await self.app(scope, receive, send)

@@ -5550,6 +5550,17 @@ def test_issuer_mode_a_slow_issuer_delays_no_token_whose_key_is_known(fake, issu
             assert forged.result().status_code == 401
 
 
+def test_issuer_mode_an_issuer_outage_signs_nobody_out(fake, issuer, issuer_mode, monkeypatch):
+    """When the identity provider cannot be asked for its keys, a token is not judged bad: 503, and the client
+    keeps its tokens (a 401 would send the person through sign-in again)."""
+    published = fake.documents.pop("/idp/jwks")
+    with issuer_mode() as url:
+        down = modern_call(url, issuer.token(), "list_tasks", {})
+        assert down.status_code == 503 and down.headers["retry-after"] and "try again" in down.text
+        fake.documents["/idp/jwks"] = published
+        monkeypatch.setattr(rm, "JWKS_REFETCH_S", 0.0)
+        assert modern_call(url, issuer.token(), "list_tasks", {}).status_code == 200
+
 def test_issuer_mode_asks_for_the_issuers_keys_at_most_once_a_minute(fake, issuer, issuer_mode, monkeypatch):
     with issuer_mode() as url:
         assert modern_call(url, issuer.token(), "list_tasks", {}).status_code == 200
