@@ -1775,8 +1775,9 @@ def _require_api(account: Account) -> str:
     if config.problems:
         raise RunwayError(config.problems[0])
     if hosted_mode(config) and config.transport == "http" and not account.hosted:
-        raise RunwayError("this server works only for a signed-in person (or, with RUNWAY_MCP_KEYS_FROM_CLIENTS, the "
-                          "key each request brings): sign in, or send your key as Authorization: Bearer <key>")
+        raise RunwayError("this server spends only the key each request brings (RUNWAY_MCP_KEYS_FROM_CLIENTS): send "
+                          "yours as Authorization: Bearer <key>" if config.keys_from_clients else
+                          "this server works only for a person signed in with OAuth: connect with an OAuth client")
     if not account.key:
         raise RunwayError("No Runway API key: set RUNWAYML_API_SECRET in the MCP server's environment "
                           "(create a key at https://dev.runwayml.com), then restart the server")
@@ -3384,18 +3385,23 @@ def wait(account: Account, task_id: str, max_wait_s: float | None, on_poll: OnPo
         raise
 
 
-def _cancel_after_abort(account: Account, task_id: str) -> None:
-    """RUNWAY_MCP_CANCEL_ON_ABORT: cancel the Runway task of a call the client gave up on."""
+def _cancel_after_abort(account: Account, task_id: str) -> bool:
+    """RUNWAY_MCP_CANCEL_ON_ABORT: cancel the Runway task of a call the client gave up on; whether it was."""
     _local.stop = None                       # this one request still goes out
     if is_workflow_run(account, task_id):
-        return                               # a workflow run cannot be cancelled
+        return False                         # a workflow run cannot be cancelled
     try:
         cancel(account, task_id)
+    except RunwayError as error:
+        log.warning("could not cancel task %s after the client's cancel: %s", task_id, error)
+        return False
+    log.info("cancelled task %s (RUNWAY_MCP_CANCEL_ON_ABORT)", task_id)
+    try:
         ledger(account).append(LedgerRecord(task_id=task_id, status="CANCELLED",
                                             note="cancelled because the client cancelled the call"))
-        log.info("cancelled task %s (RUNWAY_MCP_CANCEL_ON_ABORT)", task_id)
-    except (RunwayError, OSError) as error:
-        log.warning("could not cancel task %s after the client's cancel: %s", task_id, error)
+    except OSError as error:
+        log.warning("could not record the cancel of task %s: %s", task_id, error.strerror)
+    return True
 
 
 def save_outputs(account: Account, task: dict, notes: list[str]) -> list[Output]:
@@ -5816,48 +5822,6 @@ class KeyVerdicts:
         return True
 
 
-class ClientKeys:
-    """RUNWAY_MCP_KEYS_FROM_CLIENTS: every request but /healthz brings a Runway key (`Authorization: Bearer key_...`)
-    that Runway accepts, and runs as that key's account: its calls spend that key alone, its files and ledger are
-    its own, and its MCP sessions and confirmations answer it alone (the SDK binds them to the principal set here;
-    an account holds at most SESSIONS_PER_ACCOUNT sessions). The key is never logged or stored; a keyed hash names
-    the account."""
-
-    def __init__(self, app: Callable, config: Config):
-        self.app, self.config, self.verdicts = app, config, KeyVerdicts(config)
-        self.new_keys = Buckets(*NEW_KEYS)
-        self.checking = anyio.CapacityLimiter(CHECKING_MAX)
-        self.sessions = SessionCap()
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if _open(scope):
-            return await self.app(scope, receive, send)
-        key = _bearer(scope)
-        if key is None or not KEY_PATTERN.fullmatch(key):
-            return await _refuse(send, 401, "send your Runway API key as Authorization: Bearer key_... (create one at "
-                                            "https://dev.runwayml.com)", CHALLENGE)
-        verdict = self.verdicts.known(key)
-        if verdict is None:
-            if wait := self.new_keys.take(_by_address(scope)):
-                return await _refuse(send, 429, f"too many new keys from this address; retry in {math.ceil(wait)} s",
-                                     {"retry-after": str(math.ceil(wait))})
-            with anyio.move_on_after(2):        # waiting for one of the CHECKING_MAX threads, not for Runway
-                verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key, limiter=self.checking)
-        if verdict is None:
-            return await _refuse(send, 503, "Runway could not be asked whether your key works; try again shortly",
-                                 {"retry-after": "10"})
-        if not verdict:
-            return await _refuse(send, 401, "Runway refused your key (wrong, revoked or for another environment): "
-                                            "send a working one as Authorization: Bearer key_...", CHALLENGE)
-        try:
-            caller = client_account(self.config, key)
-        except OSError as error:
-            log.error("cannot name client accounts: %s", error)
-            return await _refuse(send, 500, "the server cannot open its accounts; its operator has been told")
-        principal = Principal(token=caller.id, client_id=caller.id, subject=caller.id, scopes=[], account=caller)
-        await self.sessions.admit(self.app, principal, scope, receive, send)
-
-
 def _initializes(body: bytes | None) -> bool:
     """Whether a JSON-RPC body (a message or a batch) holds an initialize, as the SDK would read it (escapes and
     all); a body that is not JSON initializes nothing."""
@@ -5911,6 +5875,48 @@ class SessionCap:
                     self.sessions.get(caller.id, {}).pop(_header(scope, b"mcp-session-id") or "", None)
             await send(message)
         return watched
+
+
+class ClientKeys:
+    """RUNWAY_MCP_KEYS_FROM_CLIENTS: every request but /healthz brings a Runway key (`Authorization: Bearer key_...`)
+    that Runway accepts, and runs as that key's account: its calls spend that key alone, its files and ledger are
+    its own, and its MCP sessions and confirmations answer it alone (the SDK binds them to the principal set here;
+    an account holds at most SESSIONS_PER_ACCOUNT sessions). The key is never logged or stored; a keyed hash names
+    the account."""
+
+    def __init__(self, app: Callable, config: Config):
+        self.app, self.config, self.verdicts = app, config, KeyVerdicts(config)
+        self.new_keys = Buckets(*NEW_KEYS)
+        self.checking = anyio.CapacityLimiter(CHECKING_MAX)
+        self.sessions = SessionCap()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if _open(scope):
+            return await self.app(scope, receive, send)
+        key = _bearer(scope)
+        if key is None or not KEY_PATTERN.fullmatch(key):
+            return await _refuse(send, 401, "send your Runway API key as Authorization: Bearer key_... (create one at "
+                                            "https://dev.runwayml.com)", CHALLENGE)
+        verdict = self.verdicts.known(key)
+        if verdict is None:
+            if wait := self.new_keys.take(_by_address(scope)):
+                return await _refuse(send, 429, f"too many new keys from this address; retry in {math.ceil(wait)} s",
+                                     {"retry-after": str(math.ceil(wait))})
+            with anyio.move_on_after(2):        # waiting for one of the CHECKING_MAX threads, not for Runway
+                verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key, limiter=self.checking)
+        if verdict is None:
+            return await _refuse(send, 503, "Runway could not be asked whether your key works; try again shortly",
+                                 {"retry-after": "10"})
+        if not verdict:
+            return await _refuse(send, 401, "Runway refused your key (wrong, revoked or for another environment): "
+                                            "send a working one as Authorization: Bearer key_...", CHALLENGE)
+        try:
+            caller = client_account(self.config, key)
+        except OSError as error:
+            log.error("cannot name client accounts: %s", error)
+            return await _refuse(send, 500, "the server cannot open its accounts; its operator has been told")
+        principal = Principal(token=caller.id, client_id=caller.id, subject=caller.id, scopes=[], account=caller)
+        await self.sessions.admit(self.app, principal, scope, receive, send)
 
 
 def client_account(config: Config, key: str) -> Account:
@@ -6128,7 +6134,8 @@ CLIENT_DOCUMENT_MAX = 5 * 1024          # a client ID metadata document, at most
 CLIENT_DOCUMENTS_KEPT = 1000
 CLIENT_DOCUMENT_S = (300.0, 86400.0)    # kept for its max-age, within these bounds
 CLIENT_DOCUMENT_DEADLINE_S = 5.0        # a document not whole by then is no document (however slowly it drips)
-CLIENT_DOCUMENTS_FETCHED = 4            # fetched at once, at most; a sign-in waits 2 s for a turn, then is refused
+CLIENT_DOCUMENTS_FETCHED = 4            # fetched at once, at most
+CLIENT_DOCUMENT_TURN_S = 2.0            # a sign-in waits this long for a turn to fetch, then is refused
 SIGN_IN_BODY_MAX = 16 * 1024
 
 
@@ -6362,13 +6369,14 @@ class KeyAuthority:
         self.fetching = anyio.CapacityLimiter(CLIENT_DOCUMENTS_FETCHED)
         self._documents: collections.OrderedDict[str, tuple[OAuthClientInformationFull | None, float]] = \
             collections.OrderedDict()
+        self._documents_lock = threading.Lock()     # CLIENT_DOCUMENTS_FETCHED threads keep documents at once
 
     # Clients ----------------------------------------------------------------------------------------
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         if client_id.startswith(("https://", "http://")):
             client = None
-            with anyio.move_on_after(2):        # waiting for a turn; a fetch, once begun, ends by its own deadline
+            with anyio.move_on_after(CLIENT_DOCUMENT_TURN_S):      # a fetch, once begun, ends by its own deadline
                 client = await anyio.to_thread.run_sync(self._client_document, client_id, limiter=self.fetching)
             return client
         registered = self.sealed.open("client", client_id)
@@ -6389,7 +6397,9 @@ class KeyAuthority:
         CLIENT_DOCUMENT_DEADLINE_S) and kept for its max-age. Its client_id must be its own URL; it may use no client
         secret, and its redirect URIs are held to what registration allows."""
         now = time.monotonic()
-        if (kept := self._documents.get(url)) and kept[1] > now:
+        with self._documents_lock:
+            kept = self._documents.get(url)
+        if kept and kept[1] > now:
             return kept[0]
         client, max_age = None, CLIENT_DOCUMENT_S[0]
         try:
@@ -6403,9 +6413,10 @@ class KeyAuthority:
                 max_age = min(max(float(found[1]), CLIENT_DOCUMENT_S[0]), CLIENT_DOCUMENT_S[1])
         except (RunwayError, OSError, ValueError, ValidationError) as error:
             log.info("client metadata document %s refused: %s", url[:200], error)
-        self._documents[url] = (client, now + max_age)
-        while len(self._documents) > CLIENT_DOCUMENTS_KEPT:
-            self._documents.popitem(last=False)
+        with self._documents_lock:
+            self._documents[url] = (client, now + max_age)
+            while len(self._documents) > CLIENT_DOCUMENTS_KEPT:
+                self._documents.popitem(last=False)
         return client
 
     def _client_of(self, url: str, document: Any) -> OAuthClientInformationFull | None:
@@ -6654,7 +6665,7 @@ class ErrorsStayHere:
                 found = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
                 if "error" in found:
                     replaced = True
-                    return await _page(send, 400, AUTHORIZE_ERROR_PAGE.format(
+                    return await _send_html(send, 400, AUTHORIZE_ERROR_PAGE.format(
                         reason=html.escape(found.get("error_description") or found["error"]),
                         host=html.escape(urlsplit(location).hostname or "the app")))
             if not (replaced and message["type"] == "http.response.body"):
@@ -6662,7 +6673,7 @@ class ErrorsStayHere:
         await self.app(scope, receive, kept)
 
 
-async def _page(send: Callable, status: int, page: str) -> None:
+async def _send_html(send: Callable, status: int, page: str) -> None:
     body = page.encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
@@ -6903,6 +6914,16 @@ def _exit_promptly(grace: float = 0.5, status: int = 0) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)     # a worker blocked in a slow request would keep the process alive for its timeout
+
+
+def _configure_logging(config: Config, level: int, line: str) -> None:
+    """Log to stderr, every line through the redacting formatter; the configuration's problems and warnings
+    first."""
+    logging.basicConfig(stream=sys.stderr, level=level, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(RedactingFormatter(line, own_account(config)))
+    for message in config.problems + config.warnings:
+        log.warning("%s", message)
 
 
 # The terminal: `call TOOL key=value ...` and `tools`, to try a prompt without an MCP host. A call takes exactly
@@ -7149,10 +7170,10 @@ def _interrupted(config: Config, arguments: dict, created: list[str]) -> int:
         print("Stopped; no task was created.", file=sys.stderr)
         return EXIT_INTERRUPTED
     if config.cancel_on_abort and created:
-        for task_id in created:
-            _cancel_after_abort(own_account(config), task_id)
+        cancelled = [task_id for task_id in created if _cancel_after_abort(own_account(config), task_id)]
+        for task_id in cancelled:
             print(f"Stopped, and cancelled task {task_id} (RUNWAY_MCP_CANCEL_ON_ABORT).", file=sys.stderr)
-        task_ids = waited
+        task_ids = [task_id for task_id in task_ids if task_id not in cancelled]     # it could not be: it goes on
         if not task_ids:
             return EXIT_FAILED
     for task_id in task_ids:
@@ -7227,11 +7248,7 @@ def _terminal(argv: list[str], environ: Mapping[str, str] | None) -> int:
     verbose = "-v" in argv or "--verbose" in argv
     argv = [a for a in argv if a not in ("-v", "--verbose")]
     config = load_config(environ)
-    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if verbose else logging.WARNING, force=True)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s", own_account(config)))
-    for message in config.problems + config.warnings:
-        log.warning("%s", message)
+    _configure_logging(config, logging.DEBUG if verbose else logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
         if argv[0] == "tools":
             _emit(tools_text(config), sys.stdout)
@@ -7266,12 +7283,8 @@ def _main(argv: list[str] | None = None, environ: Mapping[str, str] | None = Non
     args = parser.parse_args(argv)
 
     config = dataclasses.replace(load_config(environ), transport=args.transport)
-    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO, force=True)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                                own_account(config)))
-    for message in config.problems + config.warnings:
-        log.warning("%s", message)
+    _configure_logging(config, logging.DEBUG if args.verbose else logging.INFO,
+                       "%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.check:
         return _check(config)
     if args.print_config:

@@ -4750,6 +4750,7 @@ def test_a_batch_with_a_workflow_run_cancels_what_can_be_cancelled(modern, fake)
             {"tool": "generate_video", "arguments": {"prompt": "a storm"}},
             {"tool": "run_workflow", "arguments": {"workflow_id": WORKFLOW_ID}}]})["taskId"]
         assert client.task("cancel", batch)["result"] == {"resultType": "complete"}
+        assert client.task("get", batch)["result"]["status"] == "cancelled"   # the workflow run goes on regardless
     video = next(t for t, task in fake.tasks.items() if task["endpoint"] == "text_to_video")
     assert [r["path"] for r in fake.seen("DELETE")] == [f"/v1/tasks/{video}"]
 
@@ -5591,7 +5592,7 @@ def test_issuer_mode_accepts_entra_style_scopes_and_plain_jwt_types(fake, issuer
       "RUNWAY_MCP_KEYS_FROM_CLIENTS": "1"}, "unset RUNWAY_MCP_KEYS_FROM_CLIENTS"),
     ({"RUNWAY_MCP_OAUTH_ISSUER": "https://idp.example.com", "RUNWAY_MCP_PUBLIC_URL": "https://mcp.example.com",
       "RUNWAYML_API_SECRET": ""}, "set RUNWAYML_API_SECRET"),
-    ({"RUNWAY_MCP_OAUTH": "yes"}, "RUNWAY_MCP_OAUTH"),
+    ({"RUNWAY_MCP_OAUTH": "yes"}, "RUNWAY_MCP_OAUTH='yes' is not a sign-in mode"),
 ])
 def test_oauth_settings_that_cannot_work_stop_the_server_with_the_reason(main, serve, capsys, env, says):
     serve(**env)
@@ -6280,6 +6281,7 @@ def test_call_asks_yes_or_no_before_a_spend_above_the_threshold(main, serve, fak
     fake.plan(polls=1, mime="image/png")
     keyboard = Keyboard(answer)
     monkeypatch.setattr(sys, "stdin", keyboard)
+    monkeypatch.setattr(rm, "_prompt_stream", lambda: contextlib.nullcontext(sys.stderr))   # not the real terminal
     assert main("call", "generate_image", "prompt=x") == (0 if created else 1)
     assert keyboard.asked == 1 and "[y/N]" in capsys.readouterr().err
     assert len(fake.seen("POST", "/v1/text_to_image")) == created
@@ -6323,8 +6325,10 @@ def test_ctrl_c_stops_waiting_and_says_how_to_resume_or_cancels(fake, out_dir):
                                           env=run_in_terminal_env(fake, out_dir, RUNWAY_MCP_CANCEL_ON_ABORT=cancel))
                  for cancel in ("0", "1")}
     polled = lambda: collections.Counter(r["path"] for r in fake.seen("GET", "/v1/tasks/"))
+    deadline = time.monotonic() + 30
     while len(polled()) < 2 or min(polled().values()) < 3:            # both are waiting
         assert all(p.poll() is None for p in processes.values()), [p.communicate() for p in processes.values()]
+        assert time.monotonic() < deadline, "the calls never got to waiting"
         time.sleep(0.02)
     for process in processes.values():
         process.send_signal(signal.SIGINT)
