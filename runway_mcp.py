@@ -6150,9 +6150,13 @@ def _public(url: str) -> bool:
         parts.scheme == "https" or parts.scheme == "http" and _is_loopback(parts.hostname))
 
 
-def oauth_problems(config: Config) -> list[str]:
-    """Why the OAuth settings cannot work, one line each (an HTTP server with any of these does not start)."""
-    problems = [problem for problem in config.problems if problem.startswith("RUNWAY_MCP_OAUTH=")]
+def http_problems(config: Config) -> list[str]:
+    """Why the HTTP credentials configured cannot work, one line each (an HTTP server with any of these does not
+    start): two that want the Authorization header, or OAuth settings that cannot work."""
+    problems = [problem for problem in config.problems if problem.startswith("RUNWAY_MCP_OAUTH=")]   # _oauth_mode's
+    if config.keys_from_clients and config.http_token:
+        problems.append("RUNWAY_MCP_KEYS_FROM_CLIENTS and RUNWAY_MCP_HTTP_TOKEN both want the Authorization header: "
+                        "with client keys, each client's Runway key is its credential; unset RUNWAY_MCP_HTTP_TOKEN")
     if not (config.oauth_issuer or config.oauth_keys):
         return problems
     if config.oauth_issuer and config.oauth_keys:
@@ -6699,37 +6703,39 @@ class SignedIn:
         await self.sessions.admit(self.app, principal, scope, receive, send)
 
 
-def oauth_options(config: Config) -> dict:
-    """What the SDK's MCPServer takes to be a resource server (RUNWAY_MCP_OAUTH_ISSUER) or its own authorization
-    server too (RUNWAY_MCP_OAUTH=keys); {} without OAuth."""
+class SignInSetup(NamedTuple):
+    """How people sign in over HTTP, as the parts of the app need it (see oauth_setup)."""
+
+    server: dict[str, Any]                  # for MCPServer: token_verifier or auth_server_provider, and auth
+    verify: Callable[[str], Any] | None     # checks an access token for the layers outside the SDK (SignedIn)
+    authority: KeyAuthority | None          # RUNWAY_MCP_OAUTH=keys: the authorization server, for its sign-in page
+
+
+def oauth_setup(config: Config) -> SignInSetup:
+    """The SDK's resource server (RUNWAY_MCP_OAUTH_ISSUER), or its authorization server too (RUNWAY_MCP_OAUTH=keys);
+    nothing without OAuth."""
     from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions
     resource, scopes = resource_of(config), [config.oauth_scope]
     if config.oauth_issuer:
-        return {"token_verifier": IssuerTokens(config), "auth": AuthSettings(
+        tokens = IssuerTokens(config)
+        return SignInSetup({"token_verifier": tokens, "auth": AuthSettings(
             issuer_url=config.oauth_issuer, resource_server_url=resource, required_scopes=scopes,
-            validate_token_resource=True)}
+            validate_token_resource=True)}, tokens.verify_token, None)
     if config.oauth_keys:
+        authority = KeyAuthority(config, KeyVerdicts(config))
         registration = ClientRegistrationOptions(enabled=True, valid_scopes=scopes, default_scopes=scopes)
-        return {"auth_server_provider": KeyAuthority(config, KeyVerdicts(config)), "auth": AuthSettings(
+        return SignInSetup({"auth_server_provider": authority, "auth": AuthSettings(
             issuer_url=config.public_url, resource_server_url=resource, required_scopes=scopes,
-            client_registration_options=registration, validate_token_resource=True)}
-    return {}
+            client_registration_options=registration, validate_token_resource=True)}, authority.load_access_token,
+            authority)
+    return SignInSetup({}, None, None)
 
 
-def verifier_of(options: dict) -> Callable[[str], Any] | None:
-    """What checks an access token for the layers outside the SDK (see SignedIn), or None without OAuth."""
-    if isinstance(provider := options.get("auth_server_provider"), KeyAuthority):
-        return provider.load_access_token
-    return options["token_verifier"].verify_token if "token_verifier" in options else None
-
-
-def add_sign_in(app: Any, config: Config, options: dict) -> None:
+def add_sign_in(app: Any, config: Config, authority: KeyAuthority) -> None:
     """RUNWAY_MCP_OAUTH=keys: the sign-in page, and this server's authorization metadata ahead of the SDK's (the
     first route that matches a path serves it)."""
     from starlette.responses import JSONResponse
     from starlette.routing import Route
-    if not isinstance(authority := options.get("auth_server_provider"), KeyAuthority):
-        return
     sign_in, metadata = SignIn(authority), authorization_metadata(config)
 
     async def served_metadata(request: Any) -> Any:
@@ -6766,18 +6772,19 @@ async def _healthz(request: Any) -> Any:
 
 def http_app(config: Config, host: str = "127.0.0.1") -> HttpApp:
     """A server for `config` over streamable HTTP at /mcp (DNS-rebinding protection on), inside these layers,
-    outermost first: CORS (answers a browser's preflight, which carries no credentials), a rate limit per address,
-    the credential (RUNWAY_MCP_HTTP_TOKEN, each client's own Runway key, or an OAuth access token), a rate limit per
-    client, then MCP. /healthz passes every layer. `host` is the address it will be bound to. RunwayError when the
-    OAuth settings cannot work (see oauth_problems)."""
+    outermost first: CORS (answers a browser's preflight, which carries no credentials), with OAuth the scope named
+    in every challenge, a rate limit per address, the credential (RUNWAY_MCP_HTTP_TOKEN, each client's own Runway
+    key, or an OAuth access token), a rate limit per client, the body kept for the layers that read it, with
+    RUNWAY_MCP_OAUTH=keys sign-in errors kept on this server, then MCP (and the sign-in routes). /healthz passes
+    every layer. `host` is the address it will be bound to. RunwayError when the credentials configured cannot work
+    (see http_problems)."""
     from mcp.server.transport_security import TransportSecuritySettings
-    if problems := oauth_problems(config):
+    if problems := http_problems(config):
         raise RunwayError("; ".join(problems))
-    config = dataclasses.replace(config, transport="http")
-    config = dataclasses.replace(config, output_dir=Path(config.output_dir).expanduser().resolve())
-    options = oauth_options(config)
-    server = _new_server(config, **options)
-    config = server.config                      # as the server settled it (an absolute output folder)
+    config = dataclasses.replace(config, transport="http", output_dir=Path(config.output_dir).expanduser().resolve())
+    oauth = oauth_setup(config)
+    server = _new_server(config, **oauth.server)
+    config = server.config                      # as the server keeps it
     server.custom_route("/healthz", methods=["GET"])(_healthz)
     names = ["127.0.0.1", "localhost", "[::1]", *config.allowed_hosts]
     if not _is_loopback(host) and host not in ("0.0.0.0", "::", ""):
@@ -6790,8 +6797,9 @@ def http_app(config: Config, host: str = "127.0.0.1") -> HttpApp:
     idle = {"session_idle_timeout": SESSION_IDLE_S} if hosted_mode(config) else {}
     served = server.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security,
                                         max_request_body_size=MAX_BODY, stateless_http=config.stateless, **idle)
-    add_sign_in(served, config, options)
-    app: Callable = BodyReplay(ErrorsStayHere(served) if config.oauth_keys else served)
+    if oauth.authority:
+        add_sign_in(served, config, oauth.authority)
+    app: Callable = BodyReplay(ErrorsStayHere(served) if oauth.authority else served)
     paid = frozenset(name for name, definition in TOOLS.items() if definition.annotations is PAID)
     if config.rate_limit:
         app = RateLimit(app, *config.rate_limit, paid=paid)
@@ -6799,11 +6807,11 @@ def http_app(config: Config, host: str = "127.0.0.1") -> HttpApp:
         app = ClientKeys(app, config)
     elif config.http_token:
         app = BearerToken(app, config.http_token)
-    elif verify := verifier_of(options):
-        app = SignedIn(app, verify)
+    elif oauth.verify:
+        app = SignedIn(app, oauth.verify)
     if config.rate_limit:                       # before any credential, from the headers alone
         app = AddressLimit(app, *config.rate_limit)
-    if options:
+    if oauth.verify:
         app = ChallengeScope(app, config.oauth_scope)
     if config.allowed_origins:                  # web MCP clients connect from pages on other origins
         from starlette.middleware.cors import CORSMiddleware
@@ -6872,11 +6880,7 @@ HOST_HINTS = {
 
 def _serve_http(config: Config, host: str, port: int) -> int:
     import uvicorn  # only the HTTP transport needs it
-    if config.keys_from_clients and config.http_token:
-        log.error("RUNWAY_MCP_KEYS_FROM_CLIENTS and RUNWAY_MCP_HTTP_TOKEN both want the Authorization header: with "
-                  "client keys, each client's Runway key is its credential; unset RUNWAY_MCP_HTTP_TOKEN")
-        return 2
-    if problems := oauth_problems(config):
+    if problems := http_problems(config):
         for problem in problems:
             log.error("%s", problem)
         return 2
