@@ -5810,6 +5810,15 @@ class KeyVerdicts:
                         self._verdicts.popitem(last=False)
             return verdict
 
+    async def judge(self, key: str, limiter: anyio.CapacityLimiter, within: float) -> bool | None:
+        """Runway's verdict on `key`: kept, or asked now in a worker thread of `limiter`'s, waiting `within` seconds
+        at most (a turn included); None when it could not be asked in time."""
+        verdict = self.known(key)
+        if verdict is None:
+            with anyio.move_on_after(within):
+                verdict = await anyio.to_thread.run_sync(self.verify, key, limiter=limiter)
+        return verdict
+
     def _ask(self, key: str) -> bool | None:
         asking = Account(self.config, key, self.config.output_dir, "unverified", hosted=True)   # touches no disk
         try:
@@ -5902,8 +5911,7 @@ class ClientKeys:
             if wait := self.new_keys.take(_by_address(scope)):
                 return await _refuse(send, 429, f"too many new keys from this address; retry in {math.ceil(wait)} s",
                                      {"retry-after": str(math.ceil(wait))})
-            with anyio.move_on_after(2):        # waiting for one of the CHECKING_MAX threads, not for Runway
-                verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key, limiter=self.checking)
+            verdict = await self.verdicts.judge(key, self.checking, 2)   # a request waits little for a turn
         if verdict is None:
             return await _refuse(send, 503, "Runway could not be asked whether your key works; try again shortly",
                                  {"retry-after": "10"})
@@ -6501,11 +6509,7 @@ class KeyAuthority:
 
     async def _works(self, key: str) -> bool | None:
         """Runway's verdict on the key: kept, or asked now; None when it could not be asked."""
-        verdict = self.verdicts.known(key)
-        if verdict is None:
-            with anyio.move_on_after(5):
-                verdict = await anyio.to_thread.run_sync(self.verdicts.verify, key, limiter=self.checking)
-        return verdict
+        return await self.verdicts.judge(key, self.checking, 5)
 
 
 # The sign-in page of RUNWAY_MCP_OAUTH=keys: the client's name and where the person will be sent, one field for
@@ -6577,10 +6581,7 @@ class SignIn:
                                                    "by 128 hexadecimal characters.")
         if self.authority.verdicts.known(key) is None and self.authority.new_keys.take(_by_address(request.scope)):
             return self._page(sealed, cookie, 429, "Too many keys tried from here: wait a minute and try again.")
-        verdict = None
-        with anyio.move_on_after(10):
-            verdict = await anyio.to_thread.run_sync(self.authority.verdicts.verify, key,
-                                                     limiter=self.authority.checking)
+        verdict = await self.authority.verdicts.judge(key, self.authority.checking, 10)    # a person waits longer
         if verdict is None:
             return self._page(sealed, cookie, 503, "Runway could not be asked whether this key works: try again in a "
                                                    "moment.")
