@@ -5931,9 +5931,13 @@ def client_account(config: Config, key: str) -> Account:
     """The account of a key an HTTP client sent (and Runway accepted): its outputs, ledger and caches below
     accounts/<its name>. The name is a keyed hash, so that nobody without the server's secret can tell from a
     name whose key it is, or guess the folder of a key they know."""
-    secret = _accounts_secret(config.output_dir)
-    name = hmac.new(secret, f"{config.base_url} {key}".encode(), hashlib.sha256).hexdigest()[:32]   # 128 bits
+    name = account_name(config, f"{config.base_url} {key}")
     return Account(config, key, config.output_dir / "accounts" / name, name, hosted=True)
+
+
+def account_name(config: Config, who: str) -> str:
+    """128 bits of HMAC-SHA-256 of who an account is, under the output folder's secret (see _accounts_secret)."""
+    return hmac.new(_accounts_secret(config.output_dir), who.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 _SECRETS_LOCK = threading.Lock()
@@ -6267,8 +6271,7 @@ class CannotJudge(Exception):
 def issuer_account(config: Config, issuer: str, subject: str) -> Account:
     """A person signed in through the identity provider: the server's key, a folder of their own, named by a keyed
     hash of who they are (issuer and subject) so that the name tells nobody without the secret who it is."""
-    secret = _accounts_secret(config.output_dir)
-    name = hmac.new(secret, f"oauth {issuer} {subject}".encode(), hashlib.sha256).hexdigest()[:32]
+    name = account_name(config, f"oauth {issuer} {subject}")
     return Account(config, config.api_key, config.output_dir / "accounts" / name, name, hosted=True, shared_key=True)
 
 
