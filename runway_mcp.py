@@ -2997,6 +2997,19 @@ def reserve(account: Account, estimates: list[Estimate], tool_name: str) -> list
     return reservations
 
 
+def note_charge(account: Account, reservation: str | None, **charge: float | None) -> None:
+    """Where accounts share the server's key, their reservations are in the server's ledger (budget_holder), where
+    no task line settles them: carry Runway's estimate, then its final cost, to the reservation, so that the one
+    budget counts what Runway charges, not only the estimate made before asking."""
+    known = {name: value for name, value in charge.items() if value is not None}
+    if not (account.shared_key and reservation and known):
+        return
+    try:
+        ledger(budget_holder(account)).append(LedgerRecord(reservation=reservation, **known))
+    except OSError as error:                     # it counts at its earlier figure
+        log.warning("could not note the charge of reservation %s: %s", reservation, error.strerror)
+
+
 def release(account: Account, reservation: str | None) -> None:
     """Give back credits reserved for a create that Runway certainly did not make."""
     if reservation is None:
@@ -3284,6 +3297,7 @@ def _create(account: Account, plan: Plan, reservation: str | None) -> dict:
             log.exception("could not record task %s in the ledger", task_id)
         plan.notes.append(f"could not record the task in {ledger(account).path} "
                           f"({getattr(error, 'strerror', None) or type(error).__name__}); keep this task_id")
+    note_charge(account, reservation, estimated_credits=estimated)
     if (noted := CREATED.get()) is not None:
         noted.append(task_id)
     return {"id": task_id, "status": "PENDING", "estimatedCost": created.get("estimatedCost")}
@@ -3505,6 +3519,7 @@ def record_status(account: Account, result: TaskResult) -> None:
     known, outputs = ledger(account).find(result["task_id"]), [o["path"] or o["url"] for o in result["outputs"]]
     if known.get("status") == result["status"] and known.get("outputs", []) == outputs:
         return
+    note_charge(account, known.get("reservation"), cost_credits=result["cost_credits"])
     try:
         ledger(account).append(LedgerRecord(
             task_id=result["task_id"], status=result["status"], progress=result["progress"],

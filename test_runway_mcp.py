@@ -5515,6 +5515,17 @@ async def test_issuer_mode_keeps_one_budget_for_the_one_key_everyone_spends(fake
 
 
 @pytest.mark.anyio
+async def test_issuer_mode_the_one_budget_counts_what_runway_charges(fake, issuer, issuer_mode):
+    """The catalog prices gen4_image at 8 credits, the fake charges 50: the server's one budget counts the 50."""
+    fake.plan(polls=1, mime="image/png")
+    with issuer_mode(RUNWAY_MCP_BUDGET_CREDITS="55") as url:
+        async with http_client(url, issuer.token("alice")) as alice:
+            assert (await call(alice, "generate_image", {"prompt": "a fox"}))[1]["cost_credits"] == 50
+        async with http_client(url, issuer.token("bob")) as bob:
+            result, _ = await call(bob, "generate_image", {"prompt": "a hen"})
+    assert result.is_error and "50 committed" in result.content[0].text
+
+@pytest.mark.anyio
 async def test_issuer_mode_shows_each_person_only_the_voices_they_made(fake, issuer, issuer_mode):
     design = {"name": "Narrator", "description": "warm", "prompt": "a warm, low narrator's voice, unhurried"}
     with issuer_mode() as url:
