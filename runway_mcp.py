@@ -6962,6 +6962,10 @@ class UsageError(Exception):
     """A command line that names no tool, an unknown one, or arguments it does not take: exit status 2."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C stopped a call (what goes on at Runway has been said); args[0] is the exit status."""
+
+
 def _terminal_tools(config: Config) -> dict[str, Tool]:
     exposed = exposed_tools(config.tools)[0]
     return {t.name: t for t in _built_tools() if exposed is None or t.name in exposed}
@@ -7259,9 +7263,7 @@ def _call_command(config: Config, argv: list[str], verbose: bool = False) -> int
     result = _run_interruptibly(waiting, tool.name, arguments, progress, _asker("--yes" in flags, progress), created)
     progress.clear()
     if result is None:
-        status = _interrupted(config, arguments, created)
-        _exit_promptly(status=status)           # a question still waiting for its answer must not hold the exit
-        return status
+        raise Interrupted(_interrupted(config, arguments, created))
     _print_result(result, "--json" in flags)
     return _exit_status(result)
 
@@ -7280,6 +7282,9 @@ def _terminal(argv: list[str], environ: Mapping[str, str] | None) -> int:
     except UsageError as error:
         print(f"runway-mcp: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Interrupted as stopped:
+        _exit_promptly(status=stopped.args[0])  # a question still waiting for its answer must not hold the exit
+        return stopped.args[0]
 
 
 def _main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
