@@ -5796,10 +5796,12 @@ SESSION_IDLE_S = 600.0              # in hosted mode an idle session closes afte
 
 class KeyVerdicts:
     """Runway's answer, per client key, to GET /v1/organization: True (it works), False (401/403), or None (it
-    could not be asked). Kept in a bounded table under a hash of the key; one question per key at a time."""
+    could not be asked). Kept in a bounded table under a hash of the key; one question per key at a time, at most
+    CHECKING_MAX at once; keys never seen before are limited per address (`new_keys`, NEW_KEYS)."""
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic):
         self.config, self.clock = config, clock
+        self.new_keys, self.checking = Buckets(*NEW_KEYS), anyio.CapacityLimiter(CHECKING_MAX)
         self._lock = threading.Lock()
         self._verdicts: collections.OrderedDict[str, tuple[bool, float]] = collections.OrderedDict()
         self._asking = KeyedLocks()
@@ -5825,13 +5827,13 @@ class KeyVerdicts:
                         self._verdicts.popitem(last=False)
             return verdict
 
-    async def judge(self, key: str, limiter: anyio.CapacityLimiter, within: float) -> bool | None:
-        """Runway's verdict on `key`: kept, or asked now in a worker thread of `limiter`'s, waiting `within` seconds
-        at most (a turn included); None when it could not be asked in time."""
+    async def judge(self, key: str, within: float) -> bool | None:
+        """Runway's verdict on `key`: kept, or asked now in a worker thread, waiting `within` seconds at most (a
+        turn included); None when it could not be asked in time."""
         verdict = self.known(key)
         if verdict is None:
             with anyio.move_on_after(within):
-                verdict = await anyio.to_thread.run_sync(self.verify, key, limiter=limiter)
+                verdict = await anyio.to_thread.run_sync(self.verify, key, limiter=self.checking)
         return verdict
 
     def _ask(self, key: str) -> bool | None:
@@ -5910,8 +5912,6 @@ class ClientKeys:
 
     def __init__(self, app: Callable, config: Config):
         self.app, self.config, self.verdicts = app, config, KeyVerdicts(config)
-        self.new_keys = Buckets(*NEW_KEYS)
-        self.checking = anyio.CapacityLimiter(CHECKING_MAX)
         self.sessions = SessionCap()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -5923,10 +5923,10 @@ class ClientKeys:
                                             "https://dev.runwayml.com)", CHALLENGE)
         verdict = self.verdicts.known(key)
         if verdict is None:
-            if wait := self.new_keys.take(_by_address(scope)):
+            if wait := self.verdicts.new_keys.take(_by_address(scope)):
                 return await _refuse(send, 429, f"too many new keys from this address; retry in {math.ceil(wait)} s",
                                      {"retry-after": str(math.ceil(wait))})
-            verdict = await self.verdicts.judge(key, self.checking, 2)   # a request waits little for a turn
+            verdict = await self.verdicts.judge(key, 2)          # a request waits little for a turn
         if verdict is None:
             return await _refuse(send, 503, "Runway could not be asked whether your key works; try again shortly",
                                  {"retry-after": "10"})
@@ -6394,8 +6394,6 @@ class KeyAuthority:
     def __init__(self, config: Config, verdicts: KeyVerdicts):
         self.config, self.verdicts, self.sealed = config, verdicts, Sealed(config.state_secret)
         self.issuer, self.resource = config.public_url, resource_of(config)
-        self.new_keys = Buckets(*NEW_KEYS)
-        self.checking = anyio.CapacityLimiter(CHECKING_MAX)
         self.fetching = anyio.CapacityLimiter(CLIENT_DOCUMENTS_FETCHED)
         self._documents: collections.OrderedDict[str, tuple[OAuthClientInformationFull | None, float]] = \
             collections.OrderedDict()
@@ -6527,7 +6525,7 @@ class KeyAuthority:
 
     async def _works(self, key: str) -> bool | None:
         """Runway's verdict on the key: kept, or asked now; None when it could not be asked."""
-        return await self.verdicts.judge(key, self.checking, 5)
+        return await self.verdicts.judge(key, 5)
 
 
 # The sign-in page of RUNWAY_MCP_OAUTH=keys: the client's name and where the person will be sent, one field for
@@ -6578,10 +6576,10 @@ class SignIn:
 
     async def page(self, request: Any) -> Any:
         sealed = request.query_params.get("request", "")
-        if not self.authority.sealed.open("sign-in", sealed):
-            return self._page(None, "", 400, "This sign-in link has expired or is not one of this server's: start "
-                                             "again from your app.")
-        return self._page(sealed, request.cookies.get("runway_mcp_csrf", ""), 200, "")
+        if not (asked := self.authority.sealed.open("sign-in", sealed)):
+            return self._gone(400, "This sign-in link has expired or is not one of this server's: start again from "
+                                   "your app.")
+        return self._page(sealed, asked, request.cookies.get("runway_mcp_csrf", ""), 200, "")
 
     async def submit(self, request: Any) -> Any:
         from starlette.responses import PlainTextResponse, RedirectResponse
@@ -6592,20 +6590,20 @@ class SignIn:
             "runway_mcp_csrf", "")
         asked = self.authority.sealed.open("sign-in", sealed)
         if not asked or not cookie or not hmac.compare_digest(form.get("csrf", ""), self._csrf(cookie, sealed)):
-            return self._page(None, "", 403, "This form has expired or did not come from this page: start again "
-                                             "from your app.")
+            return self._gone(403, "This form has expired or did not come from this page: start again from your app.")
         if not KEY_PATTERN.fullmatch(key):
-            return self._page(sealed, cookie, 400, "That is not a Runway API key: it starts with key_ and is followed "
-                                                   "by 128 hexadecimal characters.")
-        if self.authority.verdicts.known(key) is None and self.authority.new_keys.take(_by_address(request.scope)):
-            return self._page(sealed, cookie, 429, "Too many keys tried from here: wait a minute and try again.")
-        verdict = await self.authority.verdicts.judge(key, self.authority.checking, 10)    # a person waits longer
+            return self._page(sealed, asked, cookie, 400, "That is not a Runway API key: it starts with key_ and is "
+                                                          "followed by 128 hexadecimal characters.")
+        verdicts = self.authority.verdicts
+        if verdicts.known(key) is None and verdicts.new_keys.take(_by_address(request.scope)):
+            return self._page(sealed, asked, cookie, 429, "Too many keys tried from here: wait a minute and try again.")
+        verdict = await verdicts.judge(key, 10)                 # a person waits longer
         if verdict is None:
-            return self._page(sealed, cookie, 503, "Runway could not be asked whether this key works: try again in a "
-                                                   "moment.")
+            return self._page(sealed, asked, cookie, 503, "Runway could not be asked whether this key works: try "
+                                                          "again in a moment.")
         if not verdict:
-            return self._page(sealed, cookie, 401, "Runway did not accept this key (wrong, revoked or for another "
-                                                   "environment). Copy it again from dev.runwayml.com.")
+            return self._page(sealed, asked, cookie, 401, "Runway did not accept this key (wrong, revoked or for "
+                                                          "another environment). Copy it again from dev.runwayml.com.")
         to = construct_redirect_uri(asked["redirect_uri"], code=self.authority.code_for(asked, key),
                                     state=asked["state"], iss=self.authority.issuer)
         return RedirectResponse(to, status_code=303, headers={"cache-control": "no-store"})
@@ -6613,12 +6611,16 @@ class SignIn:
     def _csrf(self, cookie: str, sealed: str) -> str:
         return hmac.new(self.authority.sealed.csrf_key, f"{cookie}|{sealed}".encode(), hashlib.sha256).hexdigest()
 
-    def _page(self, sealed: str | None, cookie: str, status: int, error: str) -> Any:
+    @staticmethod
+    def _gone(status: int, error: str) -> Any:
+        """A page without the form: the sign-in request is not one to answer."""
         from starlette.responses import HTMLResponse
-        asked = self.authority.sealed.open("sign-in", sealed) if sealed else None
-        if asked is None:
-            return HTMLResponse(f"<!doctype html><title>Sign in</title><p>{html.escape(error)}</p>", status_code=status,
-                                headers=SIGN_IN_HEADERS)
+        return HTMLResponse(f"<!doctype html><title>Sign in</title><p>{html.escape(error)}</p>", status_code=status,
+                            headers=SIGN_IN_HEADERS)
+
+    def _page(self, sealed: str, asked: dict, cookie: str, status: int, error: str) -> Any:
+        """The form for the sign-in request `sealed` (`asked`, opened), with `error` above it if any."""
+        from starlette.responses import HTMLResponse
         cookie = cookie or secrets.token_urlsafe(24)
         page = SIGN_IN_PAGE.format(
             client=html.escape(asked["name"] or "An MCP client"), host=html.escape(urlsplit(asked["redirect_uri"])
