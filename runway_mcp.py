@@ -385,6 +385,11 @@ class RunwayError(Exception):
         self.unsure = unsure                # a create that failed this way may have made (and billed) a task
 
 
+def no_task(task_id: str) -> str:
+    """Runway's 404 for a task, worded once: whoever may not see a task (another account's) is told exactly this."""
+    return f"Runway has no task {task_id} (404): it was deleted, cancelled or never existed"
+
+
 CREATE_UNSURE = ("a task may have been created and billed anyway: check list_tasks and "
                  "get_account (today's usage) before trying again")
 
@@ -442,8 +447,7 @@ def _raise_for(response: "requests.Response", *, hosted: bool = False, task_id: 
     elif status == 403:
         message = f"Runway refused access (403){detail}; check the key's organization and credits"
     elif status == 404:
-        message = (f"Runway has no task {task_id} (404): it was deleted, cancelled or never existed"
-                   if task_id else f"Runway answered 404 not found{detail}")
+        message = no_task(task_id) if task_id else f"Runway answered 404 not found{detail}"
     elif status == 429:
         message = (f"Runway is rate limiting or the daily generation quota is used up (429){detail}; "
                    "wait a minute and try again, get_account shows today's usage")
@@ -4919,8 +4923,7 @@ def owned_task(account: Account, value: str) -> str:
     is its, and anyone else's is no task, before Runway is asked anything."""
     task_id = task_id_arg(value)
     if account.shared_key and not ledger(account).find(task_id):
-        raise RunwayError(f"Runway has no task {task_id} (404): it was deleted, cancelled or never existed",
-                          task_id=task_id, status=404)
+        raise RunwayError(no_task(task_id), task_id=task_id, status=404)
     return task_id
 
 
@@ -4952,8 +4955,7 @@ def cancel_task(account: Account, task_id: TaskId) -> TaskReply:
                           "(get_task shows how far it is)", task_id=task_id)
     existed = cancel(account, task_id)
     if not existed and not ledger(account).find(task_id):   # not one of this account's tasks: simply not found
-        raise RunwayError(f"Runway has no task {task_id} (404): it was deleted, cancelled or never existed",
-                          task_id=task_id, status=404)
+        raise RunwayError(no_task(task_id), task_id=task_id, status=404)
     note = "cancelled" if existed else "Runway had already cancelled or deleted this task"
     result = task_result(account, Poll({"id": task_id, "status": "CANCELLED"}), time.monotonic() - started, [],
                          [note])
@@ -6958,6 +6960,7 @@ def _configure_logging(config: Config, level: int, line: str) -> None:
 TERMINAL_WAIT_S = 7 * 24 * 3600          # "until the task ends", for a call from a terminal without max_wait_s
 EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_INTERRUPTED = 1, 2, 3, 130
 SHARED_ARGUMENTS = ("model", "options", "dry_run", "wait", "max_wait_s", "new")     # what INSTRUCTIONS explains
+CALL_FLAGS = ("--json", "--yes", "--help", "-h")
 
 
 class UsageError(Exception):
@@ -7003,9 +7006,9 @@ def parse_arguments(tool: Tool, pairs: list[str]) -> dict[str, Any]:
         name, equals, value = pair.partition("=")
         if not equals:
             flag = pair.lstrip("-").replace("-", "_")
+            close = difflib.get_close_matches(pair, CALL_FLAGS, n=1)
             hint = (f"; for {flag} write {flag}=true" if flag in properties else
-                    f"; did you mean {close[0]}?" if (close := difflib.get_close_matches(pair, ["--json", "--yes",
-                                                                                              "--help"], n=1)) else "")
+                    f"; did you mean {close[0]}?" if close else "")
             raise UsageError(f"{pair!r} is not key=value{hint} (runway-mcp call {tool.name} --help)")
         if name not in properties:
             close = difflib.get_close_matches(name, properties, n=1)
@@ -7248,7 +7251,7 @@ Exit status: 0 done, 1 failed or refused, 2 usage error, 3 still running (resume
 
 def _call_command(config: Config, argv: list[str], verbose: bool = False) -> int:
     """runway-mcp call TOOL [key=value ...] [--json] [--yes] [--help]."""
-    flags = {a for a in argv if a in ("--json", "--yes", "--help", "-h")}
+    flags = {a for a in argv if a in CALL_FLAGS}
     words = [a for a in argv if a not in flags]
     if not words and flags & {"--help", "-h"}:
         _emit(CALL_USAGE, sys.stdout)
