@@ -5256,12 +5256,6 @@ class RunwayWatch:
                                  name=f"watching {task_id[:8]}", daemon=True).start()
         return seen[0] if seen else {"id": task_id, "status": "PENDING"}
 
-    def now(self, account: Account, task_id: str) -> dict:
-        """The task as Runway says it now (blocking: run it in a worker thread)."""
-        task = self._ask(account, task_id, None)
-        self._keep((str(account.output_dir), task_id), task)
-        return task
-
     def _refresh(self, key: tuple, account: Account, task_id: str, known: dict | None) -> None:
         try:
             self._keep(key, self._ask(account, task_id, known))
