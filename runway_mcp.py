@@ -70,7 +70,7 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.request_state import RequestStateSecurity
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
-from mcp.types import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, MISSING_REQUIRED_CLIENT_CAPABILITY,
+from mcp.types import (INTERNAL_ERROR, INVALID_PARAMS, MISSING_REQUIRED_CLIENT_CAPABILITY,
                        CallToolResult, ImageContent, RequestParams, Resource, ResourceLink, ResourceTemplate,
                        TextContent, ToolAnnotations)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -1330,6 +1330,13 @@ LIVE_VOICES = ("victoria", "vincent", "clara", "drew", "skye", "max", "morgan", 
                "ruby", "aurora", "jasper", "leo", "adrian", "nina", "emma", "blake", "david", "maya", "nathan", "sam",
                "georgia", "petra", "adam", "zach", "violet", "roman", "luna")
 VOICE_DESIGN_MODEL = "eleven_ttv_v3"        # the newer of Runway's two voice design models
+
+
+class CustomVoice(NamedTuple):
+    """A custom voice's id in a request: where accounts share a key, sent only if the account made it (see
+    prepare)."""
+
+    id: str
 
 # The model router's inputs, by kind (POST /v1/generate/<kind> with a saved router config).
 MODERATION = Obj({"publicFigureThreshold": ("auto", "low")})
@@ -3162,6 +3169,34 @@ class Plan(NamedTuple):
     run: Run
 
 
+# With RUNWAY_MCP_OAUTH_ISSUER everyone spends the server's key, whose voices Runway lists together: a person sees
+# only the voices they made here, each noted in their ledger (a cloned voice is someone's own).
+def own_voices(account: Account) -> set[str] | None:
+    """The ids of the voices this account made, or None when every voice of its key is its own; RunwayError when
+    its ledger cannot be read (then no voice is shown as its own)."""
+    if not account.shared_key:
+        return None
+    try:
+        return ledger(account).voices()
+    except OSError as error:
+        raise RunwayError(f"your voices cannot be told apart from others' now: the task ledger cannot be read "
+                          f"({error.strerror}); try again later") from None
+
+
+def remember_voice(account: Account, voice_id: str) -> None:
+    """Note a voice as this account's (only where accounts share a key); OSError if that cannot be written."""
+    if account.shared_key:
+        ledger(account).append(LedgerRecord(voice=voice_id))
+
+
+def own_voice(account: Account, voice: CustomVoice) -> str:
+    """A custom voice's id, if the account may speak with it (another person's cloned voice is theirs alone)."""
+    if (owned := own_voices(account)) is not None and voice.id not in owned:
+        raise RunwayError(f"voice: {voice.id[:100]!r} is none of your custom voices (list_voices shows them; "
+                          "create_voice makes one)")
+    return voice.id
+
+
 # Families of endpoints that take no catalog model: their bodies are checked by conform() in the tool itself.
 SHAPED = ("recipes/", "generate/", "avatar_videos", WORKFLOW_RUN)
 OnPoll = Callable[[Poll, float], None]
@@ -3179,6 +3214,7 @@ def prepare(account: Account, request: TaskRequest, run: Run, tool_name: str, na
     if run.options and endpoint not in ENDPOINTS:
         raise RunwayError(f"options: {tool_name} takes no options; every field goes in its own arguments")
     body = {k: v for k, v in {**body, **(run.options or {})}.items() if v is not None}   # send only what was given
+    body = _replace(body, CustomVoice, lambda voice: own_voice(account, voice))
     if endpoint in ENDPOINTS:
         apply_defaults(endpoint, body)
         notes = check_model(endpoint, body, names)
@@ -4554,7 +4590,7 @@ def generate_avatar_video(
         if voice is not None:
             named = _preset_or_id(voice, LIVE_VOICES, "voice")
             speech["voice"] = ({"type": "preset", "presetId": named} if named else
-                               {"type": "custom", "id": voice.strip()})
+                               {"type": "custom", "id": CustomVoice(voice.strip())})
     else:
         speech = {"type": "audio", "audio": Media(audio, ("audio",), "audio")}
     return TaskRequest("avatar_videos", {"model": AVATAR_MODEL, "avatar": body_avatar, "speech": speech})
@@ -4672,26 +4708,6 @@ def _voice_line(voice: Voice) -> str:
     parts = [voice["id"], voice["status"] or "?", _quoted(voice["name"]), _quoted(voice["description"]),
              voice["failure"] or "", voice["preview_url"] or ""]
     return " ".join(p for p in parts if p)
-
-
-# With RUNWAY_MCP_OAUTH_ISSUER everyone spends the server's key, whose voices Runway lists together: a person sees
-# only the voices they made here, each noted in their ledger (a cloned voice is someone's own).
-def own_voices(account: Account) -> set[str] | None:
-    """The ids of the voices this account made, or None when every voice of its key is its own; RunwayError when
-    its ledger cannot be read (then no voice is shown as its own)."""
-    if not account.shared_key:
-        return None
-    try:
-        return ledger(account).voices()
-    except OSError as error:
-        raise RunwayError(f"your voices cannot be told apart from others' now: the task ledger cannot be read "
-                          f"({error.strerror}); try again later") from None
-
-
-def remember_voice(account: Account, voice_id: str) -> None:
-    """Note a voice as this account's (only where accounts share a key); OSError if that cannot be written."""
-    if account.shared_key:
-        ledger(account).append(LedgerRecord(voice=voice_id))
 
 
 def all_voices(account: Account) -> list[Voice]:
@@ -5231,6 +5247,14 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _written_at(record: LedgerRecord) -> float:
+    """When a record's latest line was written (0 when it does not say)."""
+    try:
+        return datetime.fromisoformat(record["at"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
 class RunwayWatch:
     """Runway's latest word on the tasks MCP tasks follow. A poll is answered from it at once; when it is older
     than the poll interval, a worker asks Runway again in the background, however many clients poll. So no client
@@ -5238,13 +5262,16 @@ class RunwayWatch:
     at a time (when all are busy, a poll answers with what is known and a later one asks)."""
 
     def __init__(self) -> None:
-        self._seen: collections.OrderedDict[tuple, tuple[dict, float]] = collections.OrderedDict()
+        # (account folder, task id) -> (Runway's word, when it was asked (monotonic), when its status or progress
+        # last changed (wall clock: a task's lastUpdatedAt))
+        self._seen: collections.OrderedDict[tuple, tuple[dict, float, float]] = collections.OrderedDict()
         self._asking: set[tuple] = set()
         self._lock = threading.Lock()
         self._workers = threading.BoundedSemaphore(WATCHERS)
 
-    def state(self, account: Account, task_id: str) -> dict:
-        """The task as Runway last said (PENDING until it first answers); asks again in the background if stale."""
+    def state(self, account: Account, task_id: str) -> tuple[dict, float]:
+        """The task as Runway last said (PENDING until it first answers) and when that last changed (0 until it
+        answers); asks again in the background if stale."""
         key = (str(account.output_dir), task_id)
         with self._lock:
             seen = self._seen.get(key)
@@ -5254,7 +5281,7 @@ class RunwayWatch:
                 self._asking.add(key)
                 threading.Thread(target=self._refresh, args=(key, account, task_id, seen and seen[0]),
                                  name=f"watching {task_id[:8]}", daemon=True).start()
-        return seen[0] if seen else {"id": task_id, "status": "PENDING"}
+        return (seen[0], seen[2]) if seen else ({"id": task_id, "status": "PENDING"}, 0.0)
 
     def _refresh(self, key: tuple, account: Account, task_id: str, known: dict | None) -> None:
         try:
@@ -5268,7 +5295,10 @@ class RunwayWatch:
 
     def _keep(self, key: tuple, task: dict) -> None:
         with self._lock:
-            self._seen[key] = (task, time.monotonic())
+            before = self._seen.get(key)
+            same = before and [before[0].get(k) for k in ("status", "progress")] == [task.get(k) for k in (
+                "status", "progress")]
+            self._seen[key] = (task, time.monotonic(), before[2] if same else time.time())
             self._seen.move_to_end(key)
             if len(self._seen) > BUCKETS_MAX:
                 self._seen.popitem(last=False)
@@ -5287,6 +5317,7 @@ class RunwayWatch:
 
 
 STOPPED, ENDED = "stopped", "ended"         # what a cancel found a Runway task to be
+WORKFLOW_RUNS_ON = "cancel asked, but a published workflow's run cannot be stopped: it runs to the end"
 
 
 class Tasks(Extension):
@@ -5296,7 +5327,8 @@ class Tasks(Extension):
 
     def __init__(self, config: Config):
         self.config, self.watch = config, RunwayWatch()
-        self._finished: collections.OrderedDict[str, dict] = collections.OrderedDict()  # task id -> its result
+        # MCP task id -> its result (or error) and when it ended, for the latest FINISHED_KEPT tasks
+        self._finished: collections.OrderedDict[str, tuple[dict, float]] = collections.OrderedDict()
         self._saving: dict[str, threading.Thread] = {}
         self._cancelling = KeyedLocks()
 
@@ -5326,12 +5358,14 @@ class Tasks(Extension):
             log.warning("could not record an MCP task in %s: %s", ledger(account).path, error.strerror)
             return result
         log.info("MCP task %s follows %s for %s", record["mcp_task"], ", ".join(runway), params.name)
-        return {"resultType": "task", **self._handle(record, "working", "PENDING · 0s"), "_meta": {AGENT_TASK: {
+        return {"resultType": "task", **self._handle(record, "working", "PENDING · 0s", now), "_meta": {AGENT_TASK: {
             "modelImmediateResponse": started_message(params.name, result.structured_content)}}}
 
-    def _handle(self, record: LedgerRecord, status: str, message: str) -> dict:
+    def _handle(self, record: LedgerRecord, status: str, message: str, updated: float) -> dict:
+        """A task as tasks/get shows it; `updated` is when its status or message last changed (never before it was
+        created, whatever another instance's clock said)."""
         return {"taskId": record["mcp_task"], "status": status, "statusMessage": message,
-                "createdAt": record["created_at"], "lastUpdatedAt": _iso(max(time.time(), _created_at(record) or 0)),
+                "createdAt": record["created_at"], "lastUpdatedAt": _iso(max(updated, _created_at(record) or 0)),
                 "ttlMs": record["ttl_ms"], "pollIntervalMs": max(100, round(self.config.poll_interval * 1000))}
 
     async def _record(self, task_id: str) -> tuple[Account, LedgerRecord]:
@@ -5352,22 +5386,25 @@ class Tasks(Extension):
         _require_tasks(ctx)
         account, record = await self._record(params.task_id)
         if record.get("status") == "cancelled":
-            return self._handle(record, "cancelled", "cancelled")
+            return self._handle(record, "cancelled", "cancelled", _written_at(record))
         if (ended := self._ended(record)) is not None:
             return ended
         elapsed = max(0.0, time.time() - (_created_at(record) or 0))   # another instance's clock may be ahead
         if record.get("status") == "failed":        # on another instance, or before a restart: as it ended
-            self._remember(record["mcp_task"], {"error": {"code": INTERNAL_ERROR, "message": record.get("failure", "")}})
+            self._remember(record["mcp_task"], {"error": {"code": INTERNAL_ERROR, "message": record.get("failure", "")}},
+                           _written_at(record))
             return self._ended(record)
         if record.get("status") == "completed" and isinstance(record.get("final"), list):
             # Its result again, from Runway's last word and the files already saved; nothing is asked or fetched.
             self._remember(record["mcp_task"], await anyio.to_thread.run_sync(
-                self._result, account, record, record["final"], elapsed))
+                self._result, account, record, record["final"], elapsed), _written_at(record))
             return self._ended(record)
-        polls = [Poll(self.watch.state(account, task_id)) for task_id in record["runway"]]
+        seen = [self.watch.state(account, task_id) for task_id in record["runway"]]
+        polls, updated = [Poll(task) for task, _ in seen], max([_written_at(record)] + [at for _, at in seen])
         if any(poll.task.get("status") not in TERMINAL for poll in polls):
             message = progress_message(polls[0], elapsed) if len(polls) == 1 else batch_message(polls, elapsed)
-            return self._handle(record, "working", message)
+            return self._handle(record, "working", message + (f" ({record['note']})" if record.get("note") else ""),
+                                updated)
         tasks = [poll.task for poll in polls]
         if not (self.config.download and any(task.get("status") == "SUCCEEDED" for task in tasks)):
             await anyio.to_thread.run_sync(self._finish, account, record, tasks, elapsed)      # nothing to save
@@ -5378,24 +5415,25 @@ class Tasks(Extension):
             saver.start()
         if (ended := self._ended(record)) is not None:
             return ended
-        return self._handle(record, "working", f"saving outputs · {elapsed:.0f}s")
+        return self._handle(record, "working", f"saving outputs · {elapsed:.0f}s", updated)
 
     def _ended(self, record: LedgerRecord) -> dict | None:
         """The task as it ended: completed with the tool's result, or failed when the server itself broke."""
-        if (ended := self._finished.get(record["mcp_task"])) is None:
+        if (finished := self._finished.get(record["mcp_task"])) is None:
             return None
+        ended, at = finished
         if "error" in ended:
-            return {**self._handle(record, "failed", ended["error"]["message"]), **ended}
-        return {**self._handle(record, "completed", "done"), "result": ended}
+            return {**self._handle(record, "failed", ended["error"]["message"], at), **ended}
+        return {**self._handle(record, "completed", "done", at), "result": ended}
 
     def _finish(self, account: Account, record: LedgerRecord, tasks: list[dict], elapsed: float) -> None:
         """Save the outputs and build the result the tool would have returned had it waited (a worker thread), and
         record how the task ended, so that every instance, and this one after a restart or once it has forgotten
         the result, answers completed (or failed) from then on."""
         try:
-            ended = self._result(account, record, tasks, elapsed)
-            self._record_outcome(account, record, ended, tasks)
-            self._remember(record["mcp_task"], ended)
+            ended, at = self._result(account, record, tasks, elapsed), time.time()
+            self._record_outcome(account, record, ended, tasks, at)
+            self._remember(record["mcp_task"], ended, at)
         finally:
             self._saving.pop(record["mcp_task"], None)
 
@@ -5410,17 +5448,17 @@ class Tasks(Extension):
             return {"error": {"code": INTERNAL_ERROR, "message": f"{record['tool']} could not finish; get_task("
                               f"{', '.join(map(repr, record['runway']))}) shows the Runway task"}}
 
-    def _remember(self, mcp_task: str, ended: dict) -> None:
-        self._finished[mcp_task] = ended
+    def _remember(self, mcp_task: str, ended: dict, at: float) -> None:
+        self._finished[mcp_task] = (ended, at)
         while len(self._finished) > FINISHED_KEPT:
             self._finished.popitem(last=False)
 
     @staticmethod
-    def _record_outcome(account: Account, record: LedgerRecord, ended: dict, tasks: list[dict]) -> None:
+    def _record_outcome(account: Account, record: LedgerRecord, ended: dict, tasks: list[dict], at: float) -> None:
         outcome = (LedgerRecord(status="failed", failure=ended["error"]["message"]) if "error" in ended else
                    LedgerRecord(status="completed", final=redact(tasks, account, paths=False)))
-        try:
-            ledger(account).append(LedgerRecord(mcp_task=record["mcp_task"], **outcome))
+        try:                                        # `at` to the millisecond: every instance shows the same time
+            ledger(account).append(LedgerRecord(mcp_task=record["mcp_task"], at=_iso(at), **outcome))
         except OSError as error:                    # this instance still answers from memory
             log.warning("could not record how MCP task %s ended: %s", record["mcp_task"], error.strerror)
 
@@ -5440,7 +5478,8 @@ class Tasks(Extension):
         that has ended deletes its outputs, so a task is cancelled only when Runway itself has just said that it
         runs (never on a guess, the ledger's or a failed check's); a task that ended before the cancel keeps its
         result; one that another MCP task of the account also follows is left to it; a workflow run cannot be
-        cancelled. A Runway that cannot be asked, or a DELETE that fails, is an error, and nothing is recorded."""
+        cancelled (the cancel is acknowledged, as the extension asks, and the task's status message says it runs on).
+        A Runway that cannot be asked, or a DELETE that fails, is an error, and nothing is recorded."""
         with self._cancelling.hold([mcp_task]):
             try:
                 self._cancel_held(account, mcp_task)
@@ -5454,8 +5493,8 @@ class Tasks(Extension):
             return
         runway = [task_id for task_id in record["runway"] if not is_workflow_run(account, task_id)]
         if not runway:
-            raise MCPError(INVALID_REQUEST, "a published workflow's run cannot be cancelled: Runway has no way to "
-                                            "stop one; it runs to the end")
+            ledger(account).append(LedgerRecord(mcp_task=mcp_task, note=WORKFLOW_RUNS_ON))
+            return
         outcomes = [self._cancel_one(account, mcp_task, task_id) for task_id in runway]
         if failures := [o for o in outcomes if o not in (STOPPED, ENDED)]:
             raise MCPError(INTERNAL_ERROR, "; ".join(failures) + ": the task goes on; cancel again to retry")
@@ -5504,7 +5543,26 @@ def finished_result(account: Account, record: LedgerRecord, tasks: list[dict], e
     return task_reply(account, settle(account, Poll(tasks[0]), started, pending.get("notes") or []))
 
 
+def _listen_for_tasks_only_when_declared(server: MCPServer) -> None:
+    """subscriptions/listen asking for task notifications (taskIds) from a request that does not declare the
+    extension is refused with -32021, as the extension says; a declaring one is acknowledged without them, since
+    task status is polled here, never pushed. (mcp 2.3 has no hook for this: the SDK's handler is wrapped.)"""
+    if not server.config.tasks:
+        return
+    lowlevel = server._lowlevel_server          # mcp 2.3's: _forget_prompts has checked that it is there
+    listen = lowlevel.get_request_handler("subscriptions/listen")
+    if listen is None:
+        return
+
+    async def listening(ctx: Any, params: Any) -> Any:
+        if (params.notifications.model_extra or {}).get("taskIds") is not None:
+            _require_tasks(ctx)
+        return await listen.handler(ctx, params)
+    lowlevel.add_request_handler("subscriptions/listen", listen.params_type, listening)
+
+
 PROTOCOL_EXTENSIONS.append(lambda config: Tasks(config) if config.tasks else None)
+SERVER_PARTS.append(_listen_for_tasks_only_when_declared)
 
 
 ##############################################################################
@@ -5757,9 +5815,14 @@ def _bearer(scope: dict) -> str | None:
 CHALLENGE = {"www-authenticate": 'Bearer realm="runway-mcp"'}
 
 
+def _route(scope: dict) -> str:
+    """A request's path within this app, wherever a host app mounted it (Starlette keeps the prefix in the path)."""
+    return scope["path"].removeprefix(scope.get("root_path", ""))
+
+
 def _open(scope: dict) -> bool:
     """Whether a request passes every layer without credentials: anything but HTTP, and the health check."""
-    return scope["type"] != "http" or scope["path"].removeprefix(scope.get("root_path", "")) == "/healthz"
+    return scope["type"] != "http" or _route(scope) == "/healthz"
 
 
 class BearerToken:
@@ -5861,32 +5924,55 @@ class SessionCap:
 
     def __init__(self) -> None:
         self.sessions: dict[str, dict[str, float]] = {}         # account -> session id -> when last used
+        self.opening: collections.Counter[str] = collections.Counter()   # account -> initializes not yet answered
 
     async def admit(self, app: Callable, principal: Principal, scope: dict, receive: Callable,
                     send: Callable) -> None:
-        if refusal := await self._refusal(principal.account, scope, receive):
+        caller = principal.account
+        opens = await self._opens(caller, scope, receive)
+        if opens and (refusal := self._refusal(caller)):
             return await _refuse(send, 429, refusal)
-        await _as_principal(app, principal, scope, receive, self._watching(principal.account, scope, send))
+        # The slot is taken before the request goes on, not when its session id goes out: otherwise initializes
+        # whose bodies were held back until all had passed this check would each open a session.
+        if opens:
+            self.opening[caller.id] += 1
 
-    async def _refusal(self, caller: Account, scope: dict, receive: Callable) -> str | None:
-        """Why a request may not open another MCP session for this account, or None."""
+        def answered() -> None:               # once: when the session id goes out, or the request ends without one
+            nonlocal opens
+            if opens:
+                opens = False
+                self.opening[caller.id] -= 1
+                if not self.opening[caller.id]:
+                    del self.opening[caller.id]
+        try:
+            await _as_principal(app, principal, scope, receive, self._watching(caller, scope, send, answered))
+        finally:
+            answered()
+
+    async def _opens(self, caller: Account, scope: dict, receive: Callable) -> bool:
+        """Whether a request opens a session (an initialize without a session id); one with a session id of this
+        account's keeps that session alive."""
+        held = self.sessions.get(caller.id, {})
+        if session := _header(scope, b"mcp-session-id"):
+            if session in held:
+                held[session] = time.monotonic()
+            return False
+        return scope["method"] == "POST" and _initializes(await _read_body(scope, receive))
+
+    def _refusal(self, caller: Account) -> str | None:
+        """Why this account may not open another MCP session now, or None."""
         held, now = self.sessions.get(caller.id, {}), time.monotonic()
         for session, used in list(held.items()):
             if now - used > SESSION_IDLE_S:
                 del held[session]
         if not held:
             self.sessions.pop(caller.id, None)
-        if session := _header(scope, b"mcp-session-id"):
-            if session in held:
-                held[session] = now
-            return None
-        if len(held) >= SESSIONS_PER_ACCOUNT and scope["method"] == "POST" and _initializes(
-                await _read_body(scope, receive)):
+        if len(held) + self.opening[caller.id] >= SESSIONS_PER_ACCOUNT:
             return (f"this account holds {len(held)} open MCP sessions, the most one may: end one (HTTP DELETE with "
                     f"its Mcp-Session-Id) or let one sit idle for {SESSION_IDLE_S / 60:g} minutes")
         return None
 
-    def _watching(self, caller: Account, scope: dict, send: Callable) -> Callable:
+    def _watching(self, caller: Account, scope: dict, send: Callable, answered: Callable[[], None]) -> Callable:
         """A send that notes the sessions this account opens and ends."""
         async def watched(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -5895,6 +5981,7 @@ class SessionCap:
                     self.sessions.setdefault(caller.id, {})[opened.decode("latin-1")] = time.monotonic()
                 elif scope["method"] == "DELETE":
                     self.sessions.get(caller.id, {}).pop(_header(scope, b"mcp-session-id") or "", None)
+                answered()
             await send(message)
         return watched
 
@@ -6048,8 +6135,8 @@ class RateLimit:
         if _open(scope):
             return await self.app(scope, receive, send)
         body = await _read_body(scope, receive)
-        if body is None:
-            return await _refuse(send, 413, f"request body over {MAX_BODY // 1048576} MB")
+        if body is None:                        # BodyReplay refuses it
+            return await self.app(scope, receive, send)
         if _creates(body, self.paid):
             wait = self.creates.take(_by_client(scope)) or self.address_creates.take(_by_address(scope))
             limit, what = self.calls, "calls that create tasks"
@@ -6123,12 +6210,15 @@ def _creates(body: bytes, paid: Container[str]) -> bool:
 
 
 class BodyReplay:
-    """The innermost layer: the MCP app reads the body again that the layers outside it read."""
+    """The innermost layer: the MCP app reads the body again that the layers outside it read (a body they stopped
+    reading past MAX_BODY is refused: what is left of it is no request)."""
 
     def __init__(self, app: Callable):
         self.app = app
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if "runway_mcp.body" in scope and scope["runway_mcp.body"] is None:
+            return await _refuse(send, 413, f"request body over {MAX_BODY // 1048576} MB")
         await self.app(scope, _replaying(scope, receive), send)
 
 
@@ -6203,15 +6293,17 @@ def http_problems(config: Config) -> list[str]:
 
 
 class Sealed:
-    """Small JSON payloads sealed with AES-256-GCM under a key derived from RUNWAY_MCP_STATE_SECRET: a version byte, a
-    nonce, the ciphertext, in base64url. The purpose is the associated data, so that one kind (a code) never opens
-    as another (an access token); each carries its expiry. A new secret opens nothing sealed under the old one."""
+    """Small JSON payloads sealed with AES-256-GCM under a key derived from RUNWAY_MCP_STATE_SECRET and the
+    deployment (its public URL): a version byte, a nonce, the ciphertext, in base64url. The purpose is the associated
+    data, so that one kind (a code) never opens as another (an access token); each carries its expiry. A new secret
+    opens nothing sealed under the old one, nor does another deployment that was given the same secret."""
 
     VERSION = 1
 
-    def __init__(self, secret: str):
+    def __init__(self, secret: str, deployment: str):
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-        self._aead = AESGCM(hmac.new(secret.encode(), b"runway-mcp oauth seal v1", hashlib.sha256).digest())
+        self._aead = AESGCM(hmac.new(secret.encode(), b"runway-mcp oauth seal v1 " + deployment.encode(),
+                                     hashlib.sha256).digest())
         self.csrf_key = hmac.new(secret.encode(), b"runway-mcp oauth csrf v1", hashlib.sha256).digest()
 
     def seal(self, purpose: str, payload: dict, ttl: float) -> str:
@@ -6388,7 +6480,7 @@ class KeyAuthority:
     KeyVerdicts), so a key revoked at Runway stops working here within minutes."""
 
     def __init__(self, config: Config, verdicts: KeyVerdicts):
-        self.config, self.verdicts, self.sealed = config, verdicts, Sealed(config.state_secret)
+        self.config, self.verdicts, self.sealed = config, verdicts, Sealed(config.state_secret, config.public_url)
         self.issuer, self.resource = config.public_url, resource_of(config)
         self.fetching = anyio.CapacityLimiter(CLIENT_DOCUMENTS_FETCHED)
         self._documents: collections.OrderedDict[str, tuple[OAuthClientInformationFull | None, float]] = \
@@ -6675,7 +6767,7 @@ class ErrorsStayHere:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["path"] != "/authorize":
+        if scope["type"] != "http" or _route(scope) != "/authorize":
             return await self.app(scope, receive, send)
         replaced = False
 

@@ -4064,6 +4064,36 @@ async def test_an_account_holds_a_bounded_number_of_sessions(over_http_in_proces
         assert ended.status_code == 200 and opening(KEY).status_code == 200
 
 
+def test_an_account_holds_its_bounded_number_of_sessions_however_slowly_it_sends(over_http_in_process, fake,
+                                                                                monkeypatch):
+    """Initializes whose headers all arrive before any body: each takes its slot as its body is read, not when its
+    session id goes out, so that only the cap's number open."""
+    monkeypatch.setattr(rm, "SESSIONS_PER_ACCOUNT", 3)
+    body = json.dumps(INITIALIZE).encode()
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1") as url:
+        port, held = int(url.rsplit(":", 1)[1]), []
+        for _ in range(6):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            held[-1].sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode() +
+                             b"\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json"
+                             b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        time.sleep(0.3)
+        for connection in held:
+            connection.sendall(body)
+        statuses = sorted(int(connection.recv(64).split()[1]) for connection in held)
+        for connection in held:
+            connection.close()
+    assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+def test_a_body_too_large_is_refused_whole_not_read_in_part(over_http_in_process, fake):
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1") as url:
+        big = {**INITIALIZE, "params": {**INITIALIZE["params"], "padding": "x" * (rm.MAX_BODY + 1)}}
+        answer = requests.post(f"{url}/mcp", json=big, timeout=10, headers={**MCP_HEADERS,
+                                                                            "Authorization": f"Bearer {KEY}"})
+    assert answer.status_code == 413 and "over 16 MB" in answer.json()["error"]
+
+
 @pytest.mark.anyio
 async def test_keys_never_seen_before_are_limited_per_address(over_http_in_process, fake, monkeypatch):
     monkeypatch.setattr(rm, "NEW_KEYS", (3, 60.0))
@@ -4778,12 +4808,56 @@ def test_a_task_made_by_an_instance_whose_clock_is_ahead_reads_sensibly(modern, 
     assert "-" not in got["statusMessage"] and got["lastUpdatedAt"] >= got["createdAt"]
 
 
-def test_a_workflow_run_cannot_be_cancelled_and_says_so(modern, fake):
-    fake.plan(polls=20)
+def test_a_workflow_runs_cancel_is_acknowledged_and_its_status_says_it_runs_on(modern, fake, serve):
+    """The extension: a server must acknowledge a cancel, not stop the work. Runway cannot stop a workflow's run, so
+    the task says so where a host looks (its status message), on every instance."""
+    fake.plan(polls=10**6)
     with modern() as client:
         run = client.call("run_workflow", {"workflow_id": WORKFLOW_ID})["taskId"]
-        refused = client.task("cancel", run)["error"]
-    assert refused["code"] == -32600 and "cannot be cancelled" in refused["message"] and fake.seen("DELETE") == []
+        before = client.task("get", run)["result"]
+        assert client.task("cancel", run)["result"] == {"resultType": "complete"}
+        after = client.task("get", run)["result"]
+        with http_in_process(serve.config) as other:
+            elsewhere = Modern(other).task("get", run)["result"]
+    assert after["status"] == elsewhere["status"] == "working" and fake.seen("DELETE") == []
+    assert "cannot be stopped: it runs to the end" in after["statusMessage"] and "stopped" not in before["statusMessage"]
+    assert "cannot be stopped" in elsewhere["statusMessage"] and after["lastUpdatedAt"] >= before["lastUpdatedAt"]
+
+
+def test_a_tasks_last_update_is_when_it_changed_not_when_it_was_asked(modern, fake, serve):
+    fake.plan(polls=1)
+    with modern() as client:
+        handle = client.call("generate_image", {"prompt": "a fox"})
+        done = client.until_done(handle["taskId"])
+        time.sleep(0.05)
+        again = client.task("get", handle["taskId"])["result"]
+        with http_in_process(serve.config) as other:                 # from the ledger: the same moment
+            elsewhere = Modern(other).task("get", handle["taskId"])["result"]
+    assert handle["lastUpdatedAt"] == handle["createdAt"] < done["lastUpdatedAt"]
+    assert done["lastUpdatedAt"] == again["lastUpdatedAt"] == elsewhere["lastUpdatedAt"]
+
+
+def listen(url, capabilities):
+    """The first message of a 2026-07-28 subscriptions/listen for task notifications (its stream is then left)."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": capabilities}
+    body = {"jsonrpc": "2.0", "id": 9, "method": "subscriptions/listen",
+            "params": {"notifications": {"taskIds": ["any"], "toolsListChanged": True}, "_meta": meta}}
+    with requests.post(f"{url}/mcp", json=body, timeout=5, stream=True, headers={
+            **MCP_HEADERS, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "subscriptions/listen"}) as answer:
+        for line in answer.iter_lines(decode_unicode=True):
+            if line.startswith("data:") or line.startswith("{"):
+                return json.loads(line.removeprefix("data:"))
+
+
+def test_task_notifications_are_for_clients_that_declare_tasks_and_are_not_pushed(modern, fake):
+    with modern() as client:
+        refused = listen(client.url, {})
+        declared = listen(client.url, {"extensions": {TASKS: {}}})
+    assert refused["error"]["code"] == -32021
+    assert refused["error"]["data"] == {"requiredCapabilities": {"extensions": {TASKS: {}}}}
+    assert declared["method"] == "notifications/subscriptions/acknowledged"
+    assert "taskIds" not in declared["params"]["notifications"]           # polled here, never pushed
 
 
 def test_another_accounts_task_is_not_found_however_it_is_asked(modern, fake):
@@ -5194,9 +5268,10 @@ def test_keys_mode_refuses_every_token_it_did_not_issue_with_a_challenge(fake, k
         assert modern_call(url, tokens["access_token"], "list_tasks", {}).status_code == 200
         access = tokens["access_token"]
         tampered = access[:40] + ("A" if access[40] != "A" else "B") + access[41:]
-        other_secret = rm.Sealed("another-secret-" + "x" * 30).seal("access", {"client": "c", "key": KEY2,
-                                                                              "scopes": ["runway"]}, 3600)
-        for token in (None, tampered, tokens["refresh_token"], other_secret, KEY2, "x" * 9000):
+        grant = {"client": "c", "key": KEY2, "scopes": ["runway"]}
+        other_secret = rm.Sealed("another-secret-" + "x" * 30, url).seal("access", grant, 3600)
+        other_deployment = rm.Sealed(SECRET, "https://another.example").seal("access", grant, 3600)
+        for token in (None, tampered, tokens["refresh_token"], other_secret, other_deployment, KEY2, "x" * 9000):
             response = modern_call(url, token, "list_tasks", {})
             assert response.status_code == 401, token
             assert f'resource_metadata="{url}/.well-known/oauth-protected-resource/mcp"' in challenge_of(response)
@@ -5379,6 +5454,25 @@ def test_keys_mode_authorize_holds_to_the_registration_pkce_and_resource(fake, k
         assert stolen.status_code == 400                                 # a code is for the client it was issued to
 
 
+def test_keys_mode_mounted_in_another_app_keeps_authorize_errors_on_its_page(fake, serve):
+    """A host app that mounts the server under a prefix (Starlette keeps the prefix in the path) changes nothing:
+    an error in a request of a client anyone registered is a page here, not a redirect to that client."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    serve(RUNWAYML_API_SECRET="", RUNWAY_MCP_OAUTH="keys", RUNWAY_MCP_PUBLIC_URL=shared_http().url + "/runway",
+          RUNWAY_MCP_STATE_SECRET=SECRET)
+    runway = rm.http_app(serve.config)
+    mounted = Starlette(routes=[Mount("/runway", app=runway)])
+    mounted.lifespan = runway.lifespan
+    with shared_http().serving(mounted) as root:
+        url = root + "/runway"
+        anyone = register(url, "https://evil.example/landing").json()["client_id"]
+        lured = authorize(url, anyone, pkce()[1], redirect="https://evil.example/landing", scope="admin")
+        fine = authorize(url, anyone, pkce()[1], redirect="https://evil.example/landing")
+    assert lured.status_code == 400 and "location" not in lured.headers and "cannot be served" in lured.text
+    assert fine.status_code == 302 and "/runway/sign-in" in fine.headers["location"]
+
+
 def test_keys_mode_accepts_client_id_metadata_documents(fake, keys_mode):
     client_id = f"{fake.url}/apps/client.json"
     document = {"client_id": client_id, "client_name": "Documented App", "redirect_uris": [CALLBACK],
@@ -5539,6 +5633,23 @@ async def test_issuer_mode_shows_each_person_only_the_voices_they_made(fake, iss
             _, theirs = await call(bob, "create_voice", design)        # not alice's, returned as a duplicate
             assert theirs["id"] != made["id"] and not theirs["notes"]
     assert len(fake.bodies("voices")) == 2
+
+
+@pytest.mark.anyio
+async def test_issuer_mode_a_person_speaks_only_with_voices_they_made(fake, issuer, issuer_mode):
+    """Everyone spends one key, so Runway would take any voice id of its organisation: a cloned voice is its
+    maker's alone."""
+    design = {"name": "Alice", "description": "my own voice", "prompt": "alice's voice, cloned from her recording"}
+    fake.plan(polls=1, mime="video/mp4")
+    speaking = {"avatar": "game-character", "text": "hello", "wait": False}
+    with issuer_mode() as url:
+        async with http_client(url, issuer.token("alice")) as alice:
+            _, made = await call(alice, "create_voice", design)
+            mine, _ = await call(alice, "generate_avatar_video", {**speaking, "voice": made["id"]})
+        async with http_client(url, issuer.token("bob")) as bob:
+            taken, _ = await call(bob, "generate_avatar_video", {**speaking, "voice": made["id"], "new": True})
+    assert not mine.is_error and taken.is_error and "none of your custom voices" in taken.content[0].text
+    assert [b["speech"]["voice"] for b in fake.bodies("avatar_videos")] == [{"type": "custom", "id": made["id"]}]
 
 
 @pytest.mark.slow                       # it waits out slow peers on purpose
