@@ -4130,8 +4130,11 @@ class _Server(MCPServer):
         # unseal each other's; without it each server seals with a key of its own.
         security = RequestStateSecurity(keys=[config.state_secret]) if config.state_secret else None
         extensions = [extension for make in PROTOCOL_EXTENSIONS if (extension := make(config)) is not None]
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
         super().__init__("runway", version=__version__, instructions=instructions(config), lifespan=_lifespan,
                          tools=list(_built_tools()), request_state_security=security, extensions=extensions, **kwargs)
+        root.handlers[:], root.level = handlers, level     # MCPServer configures logging; that is the program's to do
         _forget_prompts(self)
 
     def caller(self) -> Account:
@@ -4210,8 +4213,14 @@ def call_tool(config: Config, name: str, arguments: Mapping[str, Any] | None = N
               confirm: Callable[[str], bool] | None = None) -> CallToolResult:
     """Call one tool in this process, through exactly the path an MCP call takes: validation, dry run, budget,
     duplicate guard, the person's confirmation (`confirm(question)`; without it, a spend above
-    RUNWAY_MCP_CONFIRM_ABOVE is refused), ledger, saving. Blocking; progress goes to `on_progress`."""
-    return anyio.run(_call_in_process, config, name, arguments, on_progress, confirm)
+    RUNWAY_MCP_CONFIRM_ABOVE is refused), ledger, saving. Blocking (from async code, call it in a thread);
+    progress goes to `on_progress`."""
+    try:
+        anyio.get_current_task()
+    except RuntimeError:                        # no event loop runs in this thread: as it should be
+        return anyio.run(_call_in_process, config, name, arguments, on_progress, confirm)
+    raise RuntimeError("call_tool blocks until the tool is done: from async code, run it in a thread (await "
+                       "asyncio.to_thread(runway_mcp.call_tool, config, ...))")
 
 
 async def _call_in_process(config: Config, name: str, arguments: Mapping[str, Any] | None,
