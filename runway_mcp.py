@@ -7066,6 +7066,14 @@ class Interrupted(Exception):
     """Ctrl-C stopped a call (what goes on at Runway has been said); args[0] is the exit status."""
 
 
+def _program() -> str:
+    """The command as this person runs it, for the commands the terminal suggests: runway-mcp, or the file."""
+    run = sys.argv[0] if sys.argv and sys.argv[0] else "runway-mcp"
+    if not run.endswith(".py"):
+        return "runway-mcp"
+    return run if os.access(run, os.X_OK) and "/" in run else f"python {run}"   # executable: through its #! line
+
+
 def _terminal_tools(config: Config) -> dict[str, Tool]:
     exposed = exposed_tools(config.tools)[0]
     return {t.name: t for t in _built_tools() if exposed is None or t.name in exposed}
@@ -7075,7 +7083,7 @@ def _named_tool(tools: Mapping[str, Tool], name: str) -> Tool:
     if name not in tools:
         close = difflib.get_close_matches(name, tools, n=3) or [t for t in tools if name and name in t][:3]
         raise UsageError(f"no tool named {name!r}" + (f"; did you mean {' or '.join(close)}?" if close else "") +
-                         " (runway-mcp tools lists them)")
+                         f" ({_program()} tools lists them)")
     return tools[name]
 
 
@@ -7104,7 +7112,7 @@ def parse_arguments(tool: Tool, pairs: list[str]) -> dict[str, Any]:
             close = difflib.get_close_matches(pair, CALL_FLAGS, n=1)
             hint = (f"; for {flag} write {flag}=true" if flag in properties else
                     f"; did you mean {close[0]}?" if close else "")
-            raise UsageError(f"{pair!r} is not key=value{hint} (runway-mcp call {tool.name} --help)")
+            raise UsageError(f"{pair!r} is not key=value{hint} ({_program()} call {tool.name} --help)")
         if name not in properties:
             close = difflib.get_close_matches(name, properties, n=1)
             raise UsageError(f"{tool.name} takes no argument {name!r}" + (f"; did you mean {close[0]}?" if close else
@@ -7118,11 +7126,12 @@ def parse_arguments(tool: Tool, pairs: list[str]) -> dict[str, Any]:
             arguments[name] = json.loads(value, parse_constant=_no_constant)        # NaN and Infinity are not values
         except ValueError as error:
             if _takes_structure_only(properties[name]):
-                raise UsageError(f"{name} must be JSON here ({error}), e.g. {name}='{{\"key\": \"value\"}}'") from None
+                example = '["..."]' if "array" in json.dumps(properties[name]) else '{"key": "value"}'
+                raise UsageError(f"{name} must be JSON here ({error}), e.g. {name}='{example}'") from None
             arguments[name] = value
     if missing := [n for n in tool.parameters.get("required", []) if n not in arguments]:
-        raise UsageError(f"{tool.name} needs {', '.join(f'{n}=...' for n in missing)} (runway-mcp call {tool.name} "
-                         "--help)")
+        raise UsageError(f"{tool.name} needs {', '.join(f'{n}=...' for n in missing)} ({_program()} call "
+                         f"{tool.name} --help)")
     return arguments
 
 
@@ -7211,28 +7220,63 @@ def tool_help(tool: Tool) -> str:
 PROGRESS_LINE_S = 30.0                  # in a log, a line when the status or percentage changes, or this often
 
 
+ELAPSED = re.compile(r"· (\d+)s(?= ·|$)")    # the seconds in a progress message
+
+
 class TerminalProgress:
-    """Progress on stderr: one line rewritten in place in a terminal; in a file or pipe (or with -v, whose log
-    lines would break into it), a plain line when the status or percentage changes, or every PROGRESS_LINE_S."""
+    """Progress on stderr: one line rewritten in place in a terminal, its seconds counting on between Runway's
+    answers (while ticking); in a file or pipe (or with -v, whose log lines would break into it), a plain line when
+    the status or percentage changes, or every PROGRESS_LINE_S."""
 
     def __init__(self, stream: TextIO, live: bool):
         self.stream, self.live, self.last, self.logged = stream, live, "", (None, 0.0)
+        self.received, self.lock = 0.0, threading.Lock()
 
     def __call__(self, value: float, total: float | None, message: str | None) -> None:
-        if not message or message == self.last:
-            return
-        self.last, (stage, at) = message, self.logged
+        with self.lock:
+            if not message or message == self.last:
+                return
+            self.last, self.received, (stage, at) = message, time.monotonic(), self.logged
+            if self.live:
+                self.stream.write(f"\r\033[K{message}")
+            elif message.split(" · ")[0] != stage or time.monotonic() - at >= PROGRESS_LINE_S:
+                self.logged = (message.split(" · ")[0], time.monotonic())
+                self.stream.write(f"{message}\n")
+            self.stream.flush()
+
+    def tick(self) -> None:
+        """The live line again, its seconds brought up to now."""
+        with self.lock:
+            if self.live and (found := ELAPSED.search(self.last)):
+                seconds = int(found[1]) + int(time.monotonic() - self.received)
+                self.stream.write(f"\r\033[K{self.last[:found.start(1)]}{seconds}{self.last[found.end(1):]}")
+                self.stream.flush()
+
+    @contextlib.contextmanager
+    def ticking(self) -> Iterator[None]:
+        """In a terminal, tick once a second while the body runs (a thread of its own)."""
+        stop = threading.Event()
+
+        def each_second() -> None:
+            while not stop.wait(1):
+                self.tick()
+        ticker = threading.Thread(target=each_second, name="progress ticker", daemon=True)
         if self.live:
-            self.stream.write(f"\r\033[K{message}")
-        elif message.split(" · ")[0] != stage or time.monotonic() - at >= PROGRESS_LINE_S:
-            self.logged = (message.split(" · ")[0], time.monotonic())
-            self.stream.write(f"{message}\n")
-        self.stream.flush()
+            ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if ticker.is_alive():
+                ticker.join()
 
     def clear(self) -> None:
-        if self.live and self.last:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        """Off the live line, for a question or the result (it stays off until the next message)."""
+        with self.lock:
+            if self.live and self.last:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+            self.last = ""
 
 
 def _asker(assume_yes: bool, progress: TerminalProgress) -> Callable[[str], bool]:
@@ -7304,7 +7348,7 @@ def _interrupted(config: Config, arguments: dict, created: list[str]) -> int:
         if not task_ids:
             return EXIT_FAILED
     for task_id in task_ids:
-        print(f"Stopped waiting; task {task_id} goes on at Runway. Resume with: runway-mcp call wait_for_task "
+        print(f"Stopped waiting; task {task_id} goes on at Runway. Resume with: {_program()} call wait_for_task "
               f"task_id={task_id}", file=sys.stderr)
     print(json.dumps({"task_ids": task_ids}))
     return EXIT_RUNNING
@@ -7328,13 +7372,25 @@ def _emit(text: str, stream: TextIO) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())      # Python's own flush at exit fails no more
 
 
-def _print_result(result: CallToolResult, as_json: bool) -> None:
+def _print_result(tool: str, result: CallToolResult, as_json: bool) -> None:
+    """The result's text on stdout (a refusal on stderr, worded for a terminal), or its structure with --json; and
+    on stderr, for tasks still running, the command that resumes each."""
     text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    found = result.structured_content or {}
     if as_json:
-        _emit(json.dumps(result.structured_content or {"text": text, "is_error": result.is_error}, indent=2,
-                         ensure_ascii=False), sys.stdout)
+        _emit(json.dumps(found or {"text": text, "is_error": result.is_error}, indent=2, ensure_ascii=False),
+              sys.stdout)
+    elif found.get("status") == "DECLINED":
+        _emit("Nothing was sent to Runway.", sys.stderr)
+    elif result.is_error and not found:
+        _emit(text.removeprefix(f"Error executing tool {tool}: ").replace(
+            "; see the tool's input schema", f" ({_program()} call {tool} --help)"), sys.stderr)
     else:
-        _emit(text, sys.stderr if result.is_error and not result.structured_content else sys.stdout)
+        _emit(text, sys.stdout)
+    for item in [found, *(found.get("items") or [])]:
+        if item.get("status") in ACTIVE and item.get("task_id"):
+            _emit(f"Task {item['task_id']} goes on at Runway. Resume with: {_program()} call wait_for_task "
+                  f"task_id={item['task_id']}", sys.stderr)
 
 
 CALL_USAGE = """usage: runway-mcp call TOOL [key=value ...] [--json] [--yes] [-v]
@@ -7360,11 +7416,13 @@ def _call_command(config: Config, argv: list[str], verbose: bool = False) -> int
     arguments = parse_arguments(tool, words[1:])
     waiting = dataclasses.replace(config, max_wait=TERMINAL_WAIT_S, cancel_on_abort=False)    # see _interrupted
     progress, created = TerminalProgress(sys.stderr, live=sys.stderr.isatty() and not verbose), []
-    result = _run_interruptibly(waiting, tool.name, arguments, progress, _asker("--yes" in flags, progress), created)
+    with progress.ticking():
+        result = _run_interruptibly(waiting, tool.name, arguments, progress, _asker("--yes" in flags, progress),
+                                    created)
     progress.clear()
     if result is None:
         raise Interrupted(_interrupted(config, arguments, created))
-    _print_result(result, "--json" in flags)
+    _print_result(tool.name, result, "--json" in flags)
     return _exit_status(result)
 
 
@@ -7376,6 +7434,9 @@ def _terminal(argv: list[str], environ: Mapping[str, str] | None) -> int:
     _configure_logging(config, logging.DEBUG if verbose else logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
         if argv[0] == "tools":
+            if argv[1:]:
+                raise UsageError(f"tools takes nothing more ({' '.join(argv[1:])!r}); {_program()} call TOOL --help "
+                                 "describes one tool")
             _emit(tools_text(config), sys.stdout)
             return 0
         return _call_command(config, argv[1:], verbose)

@@ -212,6 +212,26 @@ def test_a_project_calls_a_generation_from_python_with_its_own_configuration(fak
 
 
 @pytest.mark.anyio
+async def test_a_project_calls_a_generation_from_async_code_in_a_thread(fake, tmp_path):
+    config = rm.Config(api_key=KEY, base_url=fake.url, output_dir=tmp_path, poll_interval=0.01)
+    with pytest.raises(RuntimeError, match=r"from async code, run it in a thread \(await asyncio.to_thread"):
+        rm.call_tool(config, "generate_image", {"prompt": "a fox"})
+    result = await anyio.to_thread.run_sync(rm.call_tool, config, "generate_image", {"prompt": "a fox"})
+    assert not result.is_error and not fake.bodies("text_to_image")[1:]
+
+
+def test_creating_a_server_leaves_the_programs_logging_as_it_was():
+    probe = (f"import logging, sys; sys.path.insert(0, {str(HERE)!r})\n"
+             "import runway_mcp\n"
+             "runway_mcp.create_server(runway_mcp.load_config({}))\n"
+             "root = logging.getLogger()\n"
+             "print(root.handlers, logging.getLevelName(root.level))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"]})
+    assert (done.returncode, done.stdout) == (0, "[] WARNING\n"), done.stderr
+
+
+@pytest.mark.anyio
 async def test_a_project_mounts_the_server_in_its_own_app(fake, tmp_path):
     import uvicorn
     from starlette.applications import Starlette
@@ -6275,8 +6295,10 @@ def test_cli_version_and_help(capsys):
 
 @pytest.fixture
 def main(serve, monkeypatch):
-    """rm._main(*argv) in this process, in the environment serve(...) set last; the logging it sets up is put back
-    after. It runs in a thread of its own, as in a process of its own: no event loop of the tests' is running there."""
+    """rm._main(*argv) in this process, as the installed runway-mcp command, in the environment serve(...) set last;
+    the logging it sets up is put back after. It runs in a thread of its own, as in a process of its own: no event
+    loop of the tests' is running there."""
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/runway-mcp"])
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)
@@ -6366,6 +6388,7 @@ def test_call_a_failed_task_exits_1_with_runways_reason(main, fake, capsys):
     (["generate_image", "prompt=x", "--dry-run"], "for dry_run write dry_run=true"),
     (["generate_image", "prompt=x", "seed=1", "seed=2"], "seed is given twice"),
     (["generate_image", "prompt=x", "options={bad"], "options must be JSON here"),
+    (["generate_image", "prompt=x", "reference_images=fox.png"], "e.g. reference_images='[\"...\"]'"),
     (["generate_image", "ratio=16:9"], "generate_image needs prompt=..."),
     ([], "name a tool"),
 ])
@@ -6405,10 +6428,30 @@ def test_progress_in_a_log_is_a_line_per_change_not_per_second():
     assert log.getvalue().splitlines() == ["PENDING · 0s", "RUNNING 5% · 1s", "RUNNING 10% · 4s"]
 
 
+def test_a_live_progress_line_counts_the_seconds_between_runways_answers():
+    import io
+    line = io.StringIO()
+    progress = rm.TerminalProgress(line, live=True)
+    progress(0, 1, "RUNNING 5% · 3s · last poll failed, retrying")
+    progress.received -= 2.5                                         # Runway's answer came 2.5 s ago
+    progress.tick()
+    assert line.getvalue().endswith("\r\033[KRUNNING 5% · 5s · last poll failed, retrying")
+    progress.clear()                                                 # a question, or the result: the line stays off
+    progress.tick()
+    assert line.getvalue().endswith("\r\033[K")
+
+
 def test_call_a_refusal_exits_1_with_the_reason_on_stderr(main, fake, capsys):
     assert main("call", "generate_video", "prompt=x", "ratio=7:3") == 1
     out, err = capsys.readouterr()
-    assert "ratio='7:3'" in err and not out and not fake.requests
+    assert "ratio='7:3'" in err and not out and not fake.requests and "Error executing tool" not in err
+    assert main("call", "generate_image", "prompt=x", "seed=abc") == 1          # the SDK's check of the arguments
+    err = capsys.readouterr().err
+    assert err.startswith("seed:") and "call generate_image --help)" in err and "input schema" not in err
+
+
+def test_tools_takes_nothing_more(main, capsys):
+    assert main("tools", "image") == 2 and "tools takes nothing more ('image')" in capsys.readouterr().err
 
 
 def test_call_a_video_past_max_wait_prints_a_handle_that_wait_for_task_resumes(main, fake, capsys):
@@ -6416,6 +6459,8 @@ def test_call_a_video_past_max_wait_prints_a_handle_that_wait_for_task_resumes(m
     assert main("call", "generate_video", "prompt=a long take", "max_wait_s=0.05", "--json") == 3
     handle = json.loads(capsys.readouterr().out)
     assert handle["status"] == "RUNNING" and "wait_for_task" in handle["next"]
+    assert main("call", "wait_for_task", f"task_id={handle['task_id']}", "max_wait_s=0.05") == 3
+    assert f"Resume with: runway-mcp call wait_for_task task_id={handle['task_id']}" in capsys.readouterr().err
     fake.finish(handle["task_id"])
     assert main("call", "wait_for_task", f"task_id={handle['task_id']}") == 0
     assert capsys.readouterr().out.startswith("SUCCEEDED")
@@ -6446,7 +6491,8 @@ def test_call_without_a_terminal_to_ask_refuses_unless_yes(main, serve, fake, ca
     fake.plan(polls=1, mime="image/png")
     monkeypatch.setattr(sys, "stdin", open(os.devnull))
     assert main("call", "generate_image", "prompt=x") == 1
-    assert "pass --yes" in capsys.readouterr().err and not fake.requests
+    out, err = capsys.readouterr()
+    assert "pass --yes" in err and "Nothing was sent to Runway." in err and not out and not fake.requests
     assert main("call", "generate_image", "prompt=x", "--yes") == 0
 
 
@@ -6489,7 +6535,7 @@ def test_ctrl_c_stops_waiting_and_says_how_to_resume_or_cancels(fake, out_dir):
     (out, err), (_, cancelled) = (processes[c].communicate(timeout=20) for c in ("0", "1"))
     left, gone = (next(t["id"] for t in fake.tasks.values() if t["body"]["promptText"] == c) for c in ("0", "1"))
     assert processes["0"].returncode == 3 and processes["1"].returncode == 1, err + cancelled
-    assert f"runway-mcp call wait_for_task task_id={left}" in err and json.loads(out) == {"task_ids": [left]}
+    assert f"{SERVER} call wait_for_task task_id={left}" in err and json.loads(out) == {"task_ids": [left]}
     assert f"cancelled task {gone}" in cancelled
     assert [r["path"] for r in fake.seen("DELETE")] == [f"/v1/tasks/{gone}"]
     assert "Traceback" not in err + cancelled
