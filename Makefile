@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-TEST_DEPS := "pytest>=8,<10" "responses>=0.25,<1" "runwayml==5.24.0" "uv>=0.9,<1"
+TEST_DEPS := "pytest>=8,<10" "pytest-xdist>=3.8,<4" "responses>=0.25,<1" "runwayml==5.24.0" "uv>=0.9,<1"
+# The tests that are not slow run in parallel (each worker its own process, fake API and folders); the slow ones,
+# which build packages and drive other programs, one at a time.
+PARALLEL := -n auto --maxprocesses 4
 # Installing writes to stderr: under `make run`, stdout is the MCP channel.
 INSTALLED := $(VENV)/.installed
 NODE_TOOLS := .tools
@@ -51,10 +54,11 @@ run-http: $(INSTALLED)
 	@exec $(PY) runway_mcp.py --transport http --host $(HOST) --port $(PORT)
 
 test: $(INSTALLED) $(NODE_INSTALLED) $(CLIENTS_INSTALLED)
-	$(PY) -m pytest -q test_runway_mcp.py
+	$(PY) -m pytest -q $(PARALLEL) -m "not slow" test_runway_mcp.py
+	$(PY) -m pytest -q -m slow test_runway_mcp.py
 
 test-fast: $(INSTALLED)
-	$(PY) -m pytest -q -m "not slow" test_runway_mcp.py
+	$(PY) -m pytest -q $(PARALLEL) -m "not slow" test_runway_mcp.py
 
 bench: $(INSTALLED)
 	$(PY) bench_runway_mcp.py

@@ -142,7 +142,8 @@ def test_config_ignores_a_bad_hosting_value_and_says_so_without_echoing_a_secret
 def test_importing_the_module_reads_no_environment_and_writes_nothing(tmp_path):
     """A project that vendors the file imports it: nothing of that process's environment may leak in, and nothing
     may appear on disk. HOME is read-only here, and every read of os.environ after the dependencies are loaded is
-    recorded (pydantic itself reads PYDANTIC_DISABLE_PLUGINS whenever a model is defined)."""
+    recorded (pydantic itself reads PYDANTIC_DISABLE_PLUGINS whenever a model is defined). Then it creates a server:
+    its logging stays as it was (MCPServer would configure the root logger)."""
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
@@ -157,15 +158,20 @@ def test_importing_the_module_reads_no_environment_and_writes_nothing(tmp_path):
              "        seen.append(key); return super().get(key, default)\n"
              "os.environ = Spy(os.environ)\n"
              "import runway_mcp\n"
-             "print(sorted(set(seen)))\n")
+             "print(sorted(set(seen)))\n"
+             "import logging\n"
+             "runway_mcp.create_server(runway_mcp.load_config({}))\n"
+             "print(logging.getLogger().handlers, logging.getLevelName(logging.getLogger().level))\n")
     done = subprocess.run([sys.executable, "-c", probe], cwd=work, capture_output=True, text=True, timeout=60,
                           env={"PATH": os.environ["PATH"], "HOME": str(home), "RUNWAYML_API_SECRET": KEY,
                                "RUNWAY_MCP_OUTPUT_DIR": str(work / "out")})
     assert done.returncode == 0, done.stderr
-    read = ast.literal_eval(done.stdout.strip())
+    read, logging_after = done.stdout.splitlines()
+    read = ast.literal_eval(read)
     assert not [name for name in read if name.startswith("RUNWAY") or name in ("HOME", "USERPROFILE")], read
     assert done.stderr == ""
     assert list(home.iterdir()) == [] and list(work.iterdir()) == []
+    assert logging_after == "[] WARNING"
 
 
 @pytest.mark.anyio
@@ -218,17 +224,6 @@ async def test_a_project_calls_a_generation_from_async_code_in_a_thread(fake, tm
         rm.call_tool(config, "generate_image", {"prompt": "a fox"})
     result = await anyio.to_thread.run_sync(rm.call_tool, config, "generate_image", {"prompt": "a fox"})
     assert not result.is_error and not fake.bodies("text_to_image")[1:]
-
-
-def test_creating_a_server_leaves_the_programs_logging_as_it_was():
-    probe = (f"import logging, sys; sys.path.insert(0, {str(HERE)!r})\n"
-             "import runway_mcp\n"
-             "runway_mcp.create_server(runway_mcp.load_config({}))\n"
-             "root = logging.getLogger()\n"
-             "print(root.handlers, logging.getLevelName(root.level))\n")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
-                          env={"PATH": os.environ["PATH"]})
-    assert (done.returncode, done.stdout) == (0, "[] WARNING\n"), done.stderr
 
 
 @pytest.mark.anyio
