@@ -1926,10 +1926,12 @@ class LedgerRecord(TypedDict, total=False):
     pending: dict                       #   the tool's answer when the Runway tasks were created (notes, estimates)
     ttl_ms: int
     final: list[dict]                   #   Runway's last word on them, once the MCP task is completed or failed
-    voice: str                          # a custom voice this account made (a line of its own)
+    voice: str                          # a custom voice this account made (a line of its own, as is upload: only
+    upload: str                         #   where accounts share a key); a runway:// URI of a file it uploaded
 
 
 MCP_TASK_ENDED = ("completed", "failed", "cancelled")     # an MCP task's statuses from which it never moves
+MADE = ("voice", "upload")              # what an account makes at Runway that its ledger notes as its own
 
 
 class Ledger:
@@ -1950,7 +1952,7 @@ class Ledger:
         self._tasks: dict[str, LedgerRecord] = {}   # task id -> its latest state, in order of creation
         self._reserved: dict[str, LedgerRecord] = {}    # reservation -> its state; settled once a task names it
         self._mcp_tasks: dict[str, LedgerRecord] = {}   # MCP task id -> its state
-        self._voices: set[str] = set()          # custom voices made by this ledger's account
+        self._made: dict[str, set[str]] = {kind: set() for kind in MADE}     # what this account made, by kind
 
     def append(self, record: LedgerRecord) -> None:
         """Write one line; OSError if it cannot be written."""
@@ -1985,12 +1987,12 @@ class Ledger:
             self._catch_up()
             return LedgerRecord(**self._mcp_tasks.get(mcp_task, {}))
 
-    def voices(self) -> set[str]:
-        """The custom voices this ledger's account made (noted where accounts share a key); OSError if the ledger
-        cannot be read."""
+    def made(self, kind: str) -> set[str]:
+        """The ids of what this ledger's account made, of one kind of MADE (noted where accounts share a key);
+        OSError if the ledger cannot be read."""
         with self._lock:
             self._catch_up()
-            return set(self._voices)
+            return set(self._made[kind])
 
     def followers(self, task_id: str) -> list[str]:
         """The MCP tasks not yet ended that follow a Runway task (the duplicate guard can give one to two calls);
@@ -2017,12 +2019,12 @@ class Ledger:
             info = self.path.stat()
         except FileNotFoundError:
             self._source, self._read_to, self._tasks, self._reserved, self._mcp_tasks = (), 0, {}, {}, {}
-            self._voices = set()
+            self._made = {kind: set() for kind in MADE}
             return
         source = (self.path, info.st_dev, info.st_ino)
         if source != self._source or info.st_size < self._read_to:
             self._source, self._read_to, self._tasks, self._reserved, self._mcp_tasks = source, 0, {}, {}, {}
-            self._voices = set()
+            self._made = {kind: set() for kind in MADE}
         if info.st_size == self._read_to:
             return
         with open(self.path, "rb") as f:            # OSError: a directory, no permission, a failing disk
@@ -2043,8 +2045,9 @@ class Ledger:
                 self._reserved.setdefault(record["reservation"], {}).update(record)
             if isinstance(record.get("mcp_task"), str) and "task_id" not in record:
                 self._mcp_tasks.setdefault(record["mcp_task"], {}).update(record)
-            if isinstance(record.get("voice"), str):
-                self._voices.add(record["voice"])
+            for kind in MADE:
+                if isinstance(record.get(kind), str):
+                    self._made[kind].add(record[kind])
 
 
 # One Ledger per file in this process, however many servers and calls use it (each reads incrementally); the
@@ -2063,6 +2066,26 @@ def ledger(account: Account) -> Ledger:
         if len(_LEDGERS) > LEDGERS_MAX:
             _LEDGERS.popitem(last=False)
         return found
+
+
+# With RUNWAY_MCP_OAUTH_ISSUER everyone spends the server's key, and Runway would let anyone use what anyone made
+# with it: each person's voices and uploads are noted in their ledger, and only theirs are shown to them or sent.
+def own(account: Account, kind: str) -> set[str] | None:
+    """The ids of what this account made, of one kind of MADE, or None when all its key's are its own; RunwayError
+    when its ledger cannot be read (then nothing is taken for its own)."""
+    if not account.shared_key:
+        return None
+    try:
+        return ledger(account).made(kind)
+    except OSError as error:
+        raise RunwayError(f"your {kind}s cannot be told apart from others' now: the task ledger cannot be read "
+                          f"({error.strerror}); try again later") from None
+
+
+def note_made(account: Account, kind: str, made: str) -> None:
+    """Note something as this account's (only where accounts share a key); OSError if that cannot be written."""
+    if account.shared_key:
+        ledger(account).append(LedgerRecord(**{kind: made}))
 
 
 def is_workflow_run(account: Account, task_id: str) -> bool:
@@ -2354,7 +2377,11 @@ def check_media(account: Account, media: Media) -> LocalFile | None:
             raise RunwayError(f"{media.argument}: the URL is {len(value)} characters; Runway accepts at most 2048")
     elif scheme == "data":
         _check_data_uri(media, value)
-    elif scheme != "runway":
+    elif scheme == "runway":
+        if (owned := own(account, "upload")) is not None and value not in owned:
+            raise RunwayError(f"{media.argument}: {value[:80]!r} is none of your uploads: pass the file's path, or "
+                              "upload it with upload_file")
+    else:
         raise RunwayError(f"{media.argument}: {value[:80]!r} is not an https:// URL, a data: URI, a runway:// URI "
                           "or a local file (Runway fetches only https)")
     return None
@@ -2568,14 +2595,20 @@ def upload(account: Account, local: LocalFile) -> dict:
         raise RunwayError(f"uploading {local.path.name} failed with HTTP {response.status_code}; try again")
     entry = {"uri": uri, "expires_at": time.time() + UPLOAD_LIFETIME_S, "bytes": local.size, "mime_type": local.mime}
     log.info("uploaded %s (%s) as %s", local.path.name, _size(local.size), uri)
+    notes = []
+    try:
+        note_made(account, "upload", uri)
+    except OSError as error:
+        notes.append(f"the upload could not be noted as yours ({error.strerror}): pass the file's path, not its "
+                     "runway:// URI")
     try:
         remember_upload(account, key, entry)
     except OSError as error:
         where = _uploads_file(account)
         log.warning("could not remember the upload of %s in %s: %s", local.path.name, where, error.strerror)
-        return {**entry, "reused": False, "notes": [f"the upload could not be cached in {where} "
-                                                    f"({error.strerror}); the next call uploads the file again"]}
-    return {**entry, "reused": False}
+        notes.append(f"the upload could not be cached in {where} ({error.strerror}); the next call uploads the "
+                     "file again")
+    return {**entry, "reused": False, **({"notes": notes} if notes else {})}
 
 
 # Outputs ----------------------------------------------------------------------------------------------
@@ -3169,29 +3202,9 @@ class Plan(NamedTuple):
     run: Run
 
 
-# With RUNWAY_MCP_OAUTH_ISSUER everyone spends the server's key, whose voices Runway lists together: a person sees
-# only the voices they made here, each noted in their ledger (a cloned voice is someone's own).
-def own_voices(account: Account) -> set[str] | None:
-    """The ids of the voices this account made, or None when every voice of its key is its own; RunwayError when
-    its ledger cannot be read (then no voice is shown as its own)."""
-    if not account.shared_key:
-        return None
-    try:
-        return ledger(account).voices()
-    except OSError as error:
-        raise RunwayError(f"your voices cannot be told apart from others' now: the task ledger cannot be read "
-                          f"({error.strerror}); try again later") from None
-
-
-def remember_voice(account: Account, voice_id: str) -> None:
-    """Note a voice as this account's (only where accounts share a key); OSError if that cannot be written."""
-    if account.shared_key:
-        ledger(account).append(LedgerRecord(voice=voice_id))
-
-
 def own_voice(account: Account, voice: CustomVoice) -> str:
     """A custom voice's id, if the account may speak with it (another person's cloned voice is theirs alone)."""
-    if (owned := own_voices(account)) is not None and voice.id not in owned:
+    if (owned := own(account, "voice")) is not None and voice.id not in owned:
         raise RunwayError(f"voice: {voice.id[:100]!r} is none of your custom voices (list_voices shows them; "
                           "create_voice makes one)")
     return voice.id
@@ -4720,7 +4733,7 @@ def _voice_line(voice: Voice) -> str:
 
 
 def all_voices(account: Account) -> list[Voice]:
-    """The account's custom voices (see own_voices), up to VOICE_PAGES pages of Runway's list."""
+    """The account's custom voices (see own), up to VOICE_PAGES pages of Runway's list."""
     voices, cursor = [], None
     for _ in range(VOICE_PAGES):
         page = api(account, "GET", "/v1/voices?limit=100" + (f"&cursor={quote(cursor)}" if cursor else ""))
@@ -4728,7 +4741,7 @@ def all_voices(account: Account) -> list[Voice]:
         cursor = page.get("nextCursor")
         if not page.get("hasMore") or not isinstance(cursor, str):
             break
-    owned = own_voices(account)
+    owned = own(account, "voice")
     return voices if owned is None else [v for v in voices if v["id"] in owned]
 
 
@@ -4794,7 +4807,7 @@ def create_voice(
             created = {"status": "PROCESSING", **api(account, "POST", "/v1/voices", body=body, creating=True)}
             log.info("created voice %s", created.get("id"))
             try:
-                remember_voice(account, str(created["id"]))
+                note_made(account, "voice", str(created["id"]))
             except OSError as error:
                 notes.append(f"could not note the voice as yours ({error.strerror}): list_voices may not show it")
     return _voice_reply(account, _await_voice(account, created), notes)

@@ -5690,6 +5690,22 @@ async def test_issuer_mode_a_person_speaks_only_with_voices_they_made(fake, issu
     assert [b["speech"]["voice"] for b in fake.bodies("avatar_videos")] == [{"type": "custom", "id": made["id"]}]
 
 
+@pytest.mark.anyio
+async def test_issuer_mode_a_runway_uri_is_its_uploaders_alone(fake, issuer, issuer_mode, tmp_path):
+    """Runway takes any upload of the one key's organisation: a person's runway:// URIs are theirs alone."""
+    clip = tmp_path / "first.png"
+    clip.write_bytes(PNG + os.urandom(6 * 1024 * 1024))                 # past a data: URI's limit: uploaded
+    fake.plan(polls=1, mime="video/mp4")
+    with issuer_mode(RUNWAY_MCP_INPUT_ROOT=str(tmp_path)) as url:
+        async with http_client(url, issuer.token("alice")) as alice:
+            _, uploaded = await call(alice, "upload_file", {"path": str(clip)})
+            mine, _ = await call(alice, "generate_video", {"image": uploaded["uri"], "prompt": "x", "wait": False})
+        async with http_client(url, issuer.token("bob")) as bob:
+            taken, _ = await call(bob, "generate_video", {"image": uploaded["uri"], "prompt": "y", "wait": False})
+    assert not mine.is_error and taken.is_error and "is none of your uploads" in taken.content[0].text
+    assert [b["promptImage"] for b in fake.bodies("image_to_video")] == [uploaded["uri"]]
+
+
 @pytest.mark.slow                       # it waits out slow peers on purpose
 def test_issuer_mode_a_slow_issuer_delays_no_token_whose_key_is_known(fake, issuer, issuer_mode, monkeypatch):
     fetched = rm.IssuerTokens._published_keys
