@@ -2571,13 +2571,26 @@ def content_digest(local: LocalFile) -> str:
     return _DIGESTS[version]
 
 
+def _noted_upload(account: Account, uri: str) -> list[str]:
+    """Note an upload as the account's where accounts share a key (see own), unless it is already; the note for
+    the result when it cannot be."""
+    try:
+        if (owned := own(account, "upload")) is not None and uri not in owned:
+            note_made(account, "upload", uri)
+    except (OSError, RunwayError):
+        return ["the upload could not be noted as yours (the task ledger cannot be written): pass the file's path, "
+                "not its runway:// URI"]
+    return []
+
+
 def upload(account: Account, local: LocalFile) -> dict:
     """Put a local file on Runway (POST /v1/uploads, then the presigned POST); cached by content for 24 h."""
     if local.size < UPLOAD_MIN:
         raise RunwayError(f"{local.path} is {local.size} bytes; Runway uploads need at least {UPLOAD_MIN}")
     key = f"{account.id}:{content_digest(local)}"
     if cached := cached_upload(account, key):
-        return {**cached, "reused": True}
+        notes = _noted_upload(account, cached["uri"])
+        return {**cached, "reused": True, **({"notes": notes} if notes else {})}
     slot = api(account, "POST", "/v1/uploads", body={"filename": re.sub(r"[^\w.-]+", "_", local.path.name),
                                            "type": "ephemeral"})
     url, fields, uri = slot.get("uploadUrl"), slot.get("fields") or {}, slot.get("runwayUri")
@@ -2595,12 +2608,7 @@ def upload(account: Account, local: LocalFile) -> dict:
         raise RunwayError(f"uploading {local.path.name} failed with HTTP {response.status_code}; try again")
     entry = {"uri": uri, "expires_at": time.time() + UPLOAD_LIFETIME_S, "bytes": local.size, "mime_type": local.mime}
     log.info("uploaded %s (%s) as %s", local.path.name, _size(local.size), uri)
-    notes = []
-    try:
-        note_made(account, "upload", uri)
-    except OSError as error:
-        notes.append(f"the upload could not be noted as yours ({error.strerror}): pass the file's path, not its "
-                     "runway:// URI")
+    notes = _noted_upload(account, uri)
     try:
         remember_upload(account, key, entry)
     except OSError as error:
@@ -5413,8 +5421,8 @@ class Tasks(Extension):
             return ended
         elapsed = max(0.0, time.time() - (_created_at(record) or 0))   # another instance's clock may be ahead
         if record.get("status") == "failed":        # on another instance, or before a restart: as it ended
-            self._remember(record["mcp_task"], {"error": {"code": INTERNAL_ERROR, "message": record.get("failure", "")}},
-                           _written_at(record))
+            failure = {"error": {"code": INTERNAL_ERROR, "message": record.get("failure", "")}}
+            self._remember(record["mcp_task"], failure, _written_at(record))
             return self._ended(record)
         if record.get("status") == "completed" and isinstance(record.get("final"), list):
             # Its result again, from Runway's last word and the files already saved; nothing is asked or fetched.

@@ -4858,7 +4858,8 @@ def test_a_workflow_runs_cancel_is_acknowledged_and_its_status_says_it_runs_on(m
         with http_in_process(serve.config) as other:
             elsewhere = Modern(other).task("get", run)["result"]
     assert after["status"] == elsewhere["status"] == "working" and fake.seen("DELETE") == []
-    assert "cannot be stopped: it runs to the end" in after["statusMessage"] and "stopped" not in before["statusMessage"]
+    assert "cannot be stopped: it runs to the end" in after["statusMessage"]
+    assert "stopped" not in before["statusMessage"]
     assert "cannot be stopped" in elsewhere["statusMessage"] and after["lastUpdatedAt"] >= before["lastUpdatedAt"]
 
 
@@ -5691,7 +5692,7 @@ async def test_issuer_mode_a_person_speaks_only_with_voices_they_made(fake, issu
 
 
 @pytest.mark.anyio
-async def test_issuer_mode_a_runway_uri_is_its_uploaders_alone(fake, issuer, issuer_mode, tmp_path):
+async def test_issuer_mode_a_runway_uri_is_its_uploaders_alone(fake, issuer, issuer_mode, tmp_path, out_dir):
     """Runway takes any upload of the one key's organisation: a person's runway:// URIs are theirs alone."""
     clip = tmp_path / "first.png"
     clip.write_bytes(PNG + os.urandom(6 * 1024 * 1024))                 # past a data: URI's limit: uploaded
@@ -5699,11 +5700,15 @@ async def test_issuer_mode_a_runway_uri_is_its_uploaders_alone(fake, issuer, iss
     with issuer_mode(RUNWAY_MCP_INPUT_ROOT=str(tmp_path)) as url:
         async with http_client(url, issuer.token("alice")) as alice:
             _, uploaded = await call(alice, "upload_file", {"path": str(clip)})
+            _, again = await call(alice, "upload_file", {"path": str(clip)})
             mine, _ = await call(alice, "generate_video", {"image": uploaded["uri"], "prompt": "x", "wait": False})
         async with http_client(url, issuer.token("bob")) as bob:
             taken, _ = await call(bob, "generate_video", {"image": uploaded["uri"], "prompt": "y", "wait": False})
     assert not mine.is_error and taken.is_error and "is none of your uploads" in taken.content[0].text
     assert [b["promptImage"] for b in fake.bodies("image_to_video")] == [uploaded["uri"]]
+    noted = [line for path in out_dir.rglob("tasks.jsonl") for line in path.read_text().splitlines()
+             if '"upload"' in line]
+    assert again["reused"] and len(noted) == 1                         # noted once, not again when reused
 
 
 @pytest.mark.slow                       # it waits out slow peers on purpose
@@ -6215,9 +6220,11 @@ def test_the_tool_tables_are_the_tools_and_their_endpoints():
     tables = {code_names(row[0])[0]: row for row in rows}
     endpoints = {entry.tool: (endpoint, entry.default) for endpoint, entry in rm.ENDPOINTS.items()}
     missing = [f"| `{tool}` | (what it does) | `{endpoints[tool][0]}` | `{endpoints[tool][1]}` |" if tool in endpoints
-               else f"| `{tool}` | (what it does) | (Runway's endpoint) |" for tool in sorted(set(rm.TOOLS) - set(tables))]
+               else f"| `{tool}` | (what it does) | (Runway's endpoint) |"
+               for tool in sorted(set(rm.TOOLS) - set(tables))]
     assert not missing, "add to the README's tool tables:\n" + "\n".join(missing)
-    assert not (gone := sorted(set(tables) - set(rm.TOOLS))), f"the README's tool tables name tools there are not: {gone}"
+    gone = sorted(set(tables) - set(rm.TOOLS))
+    assert not gone, f"the README's tool tables name tools there are not: {gone}"
     for endpoint, entry in rm.ENDPOINTS.items():
         row = tables[entry.tool]
         assert endpoint in code_names(row[2]) and entry.default in code_names(row[3]), row
@@ -6236,8 +6243,8 @@ async def test_the_toolsets_table_is_the_toolsets_and_what_they_cost(fake, tmp_p
             continue
         exposed = rm.exposed_tools((group,))[0]
         listed = ", ".join(f"`{tool}`" for tool in groups[group])
-        should.append(f"| `{group}` | {listed}{f' + `tasks` ({len(exposed)})' if len(exposed) > len(groups[group]) else ''}"
-                      " | {size} |")
+        tasks = f" + `tasks` ({len(exposed)})" if len(exposed) > len(groups[group]) else ""
+        should.append(f"| `{group}` | {listed}{tasks}" " | {size} |")
     for n, group in enumerate([None, *(row.split("`")[1] for row in should[1:])]):
         env = server_env(fake, tmp_path, **({"RUNWAY_MCP_TOOLS": group} if group else {}))
         async with Client(rm.create_server(rm.load_config(env)), mode="legacy") as client:
