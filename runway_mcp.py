@@ -1338,6 +1338,7 @@ class CustomVoice(NamedTuple):
 
     id: str
 
+
 # The model router's inputs, by kind (POST /v1/generate/<kind> with a saved router config).
 MODERATION = Obj({"publicFigureThreshold": ("auto", "low")})
 KEYFRAME_RANGE = Obj({"end_seconds": int, "start_seconds": int}, "end_seconds start_seconds")
@@ -5325,9 +5326,8 @@ class RunwayWatch:
 
     def _keep(self, key: tuple, task: dict) -> None:
         with self._lock:
-            before = self._seen.get(key)
-            same = before and [before[0].get(k) for k in ("status", "progress")] == [task.get(k) for k in (
-                "status", "progress")]
+            before, state = self._seen.get(key), (task.get("status"), task.get("progress"))
+            same = before is not None and (before[0].get("status"), before[0].get("progress")) == state
             self._seen[key] = (task, time.monotonic(), before[2] if same else time.time())
             self._seen.move_to_end(key)
             if len(self._seen) > BUCKETS_MAX:
@@ -5523,7 +5523,8 @@ class Tasks(Extension):
             return
         runway = [task_id for task_id in record["runway"] if not is_workflow_run(account, task_id)]
         if not runway:
-            ledger(account).append(LedgerRecord(mcp_task=mcp_task, note=WORKFLOW_RUNS_ON))
+            if record.get("note") != WORKFLOW_RUNS_ON:           # said once, however often a host cancels
+                ledger(account).append(LedgerRecord(mcp_task=mcp_task, note=WORKFLOW_RUNS_ON))
             return
         outcomes = [self._cancel_one(account, mcp_task, task_id) for task_id in runway]
         if failures := [o for o in outcomes if o not in (STOPPED, ENDED)]:
