@@ -3219,6 +3219,18 @@ def own_voice(account: Account, voice: CustomVoice) -> str:
     return voice.id
 
 
+def _check_own_uploads(account: Account, options: Any) -> None:
+    """runway:// URIs in options (media arguments are checked as media): where accounts share a key, only the
+    account's own uploads."""
+    if isinstance(options, dict | list):
+        for value in options.values() if isinstance(options, dict) else options:
+            _check_own_uploads(account, value)
+    elif isinstance(options, str) and options.strip().lower().startswith("runway://"):
+        if (owned := own(account, "upload")) is not None and options.strip() not in owned:
+            raise RunwayError(f"options: {options[:80]!r} is none of your uploads: pass a file's path as the tool's "
+                              "media argument, or upload it with upload_file")
+
+
 # Families of endpoints that take no catalog model: their bodies are checked by conform() in the tool itself.
 SHAPED = ("recipes/", "generate/", "avatar_videos", WORKFLOW_RUN)
 OnPoll = Callable[[Poll, float], None]
@@ -3237,6 +3249,7 @@ def prepare(account: Account, request: TaskRequest, run: Run, tool_name: str, na
         raise RunwayError(f"options: {tool_name} takes no options; every field goes in its own arguments")
     body = {k: v for k, v in {**body, **(run.options or {})}.items() if v is not None}   # send only what was given
     body = _replace(body, CustomVoice, lambda voice: own_voice(account, voice))
+    _check_own_uploads(account, run.options)
     if endpoint in ENDPOINTS:
         apply_defaults(endpoint, body)
         notes = check_model(endpoint, body, names)
@@ -5524,13 +5537,13 @@ class Tasks(Extension):
         runway = [task_id for task_id in record["runway"] if not is_workflow_run(account, task_id)]
         if not runway:
             if record.get("note") != WORKFLOW_RUNS_ON:           # said once, however often a host cancels
-                ledger(account).append(LedgerRecord(mcp_task=mcp_task, note=WORKFLOW_RUNS_ON))
+                ledger(account).append(LedgerRecord(mcp_task=mcp_task, note=WORKFLOW_RUNS_ON, at=_iso(time.time())))
             return
         outcomes = [self._cancel_one(account, mcp_task, task_id) for task_id in runway]
         if failures := [o for o in outcomes if o not in (STOPPED, ENDED)]:
             raise MCPError(INTERNAL_ERROR, "; ".join(failures) + ": the task goes on; cancel again to retry")
         if STOPPED in outcomes:                     # a task that had ended already keeps its result
-            ledger(account).append(LedgerRecord(mcp_task=mcp_task, status="cancelled"))
+            ledger(account).append(LedgerRecord(mcp_task=mcp_task, status="cancelled", at=_iso(time.time())))
 
     @staticmethod
     def _cancel_one(account: Account, mcp_task: str, task_id: str) -> str:
@@ -5983,10 +5996,10 @@ class SessionCap:
     async def _opens(self, caller: Account, scope: dict, receive: Callable) -> bool:
         """Whether a request opens a session (an initialize without a session id); one with a session id of this
         account's keeps that session alive."""
-        held = self.sessions.get(caller.id, {})
+        held, now = self.sessions.get(caller.id, {}), time.monotonic()
         if session := _header(scope, b"mcp-session-id"):
-            if session in held:
-                held[session] = time.monotonic()
+            if now - held.get(session, -math.inf) <= SESSION_IDLE_S:     # an idle one is closed: not revived
+                held[session] = now
             return False
         return scope["method"] == "POST" and _initializes(await _read_body(scope, receive))
 
@@ -5998,8 +6011,8 @@ class SessionCap:
                 del held[session]
         if not held:
             self.sessions.pop(caller.id, None)
-        if len(held) + self.opening[caller.id] >= SESSIONS_PER_ACCOUNT:
-            return (f"this account holds {len(held)} open MCP sessions, the most one may: end one (HTTP DELETE with "
+        if (count := len(held) + self.opening[caller.id]) >= SESSIONS_PER_ACCOUNT:
+            return (f"this account holds {count} open MCP sessions, the most one may: end one (HTTP DELETE with "
                     f"its Mcp-Session-Id) or let one sit idle for {SESSION_IDLE_S / 60:g} minutes")
         return None
 
@@ -7088,12 +7101,22 @@ class Interrupted(Exception):
     """Ctrl-C stopped a call (what goes on at Runway has been said); args[0] is the exit status."""
 
 
-def _program() -> str:
-    """The command as this person runs it, for the commands the terminal suggests: runway-mcp, or the file."""
-    run = sys.argv[0] if sys.argv and sys.argv[0] else "runway-mcp"
+# The command as this person runs it, for the commands the terminal suggests (set by _terminal).
+PROGRAM: contextvars.ContextVar[str] = contextvars.ContextVar("runway_mcp_program", default="runway-mcp")
+
+
+def _program_of(run: str, environ: Mapping[str, str]) -> str:
+    """runway-mcp, or the file as it was run: through uv (which sets UV for what it runs), through its #! line, or
+    by a python."""
     if not run.endswith(".py"):
         return "runway-mcp"
-    return run if os.access(run, os.X_OK) and "/" in run else f"python {run}"   # executable: through its #! line
+    if environ.get("UV"):
+        return f"uv run --script {run}"
+    return run if os.access(run, os.X_OK) and "/" in run else f"python {run}"
+
+
+def _program() -> str:
+    return PROGRAM.get()
 
 
 def _terminal_tools(config: Config) -> dict[str, Tool]:
@@ -7452,11 +7475,12 @@ def _terminal(argv: list[str], environ: Mapping[str, str] | None) -> int:
     """`call` and `tools`: warnings and problems of the configuration on stderr (-v: the server's log too)."""
     verbose = "-v" in argv or "--verbose" in argv
     argv = [a for a in argv if a not in ("-v", "--verbose")]
+    PROGRAM.set(_program_of(sys.argv[0] if sys.argv else "", os.environ if environ is None else environ))
     config = load_config(environ)
     _configure_logging(config, logging.DEBUG if verbose else logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
         if argv[0] == "tools":
-            if argv[1:]:
+            if argv[1:] and set(argv[1:]) - {"--help", "-h"}:
                 raise UsageError(f"tools takes nothing more ({' '.join(argv[1:])!r}); {_program()} call TOOL --help "
                                  "describes one tool")
             _emit(tools_text(config), sys.stdout)

@@ -4132,6 +4132,22 @@ def test_a_body_too_large_is_refused_whole_not_read_in_part(over_http_in_process
     assert answer.status_code == 413 and "over 16 MB" in answer.json()["error"]
 
 
+def test_a_session_idle_past_its_time_is_not_counted_again_when_its_id_comes_back(over_http_in_process, fake,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(rm, "SESSIONS_PER_ACCOUNT", 2)
+    monkeypatch.setattr(rm, "SESSION_IDLE_S", 0.3)
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {KEY}"}
+    with over_http_in_process(RUNWAY_MCP_KEYS_FROM_CLIENTS="1") as url:
+        opening = lambda: requests.post(f"{url}/mcp", json=INITIALIZE, timeout=5, headers=headers)
+        old = [opening().headers["Mcp-Session-Id"] for _ in range(2)]
+        time.sleep(0.5)
+        requests.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, timeout=5, headers={
+            **headers, "Mcp-Session-Id": old[0], "MCP-Protocol-Version": "2025-06-18"})   # an id that has gone
+        assert [opening().status_code for _ in range(2)] == [200, 200]
+        refused = opening()
+    assert refused.status_code == 429 and "holds 2 open MCP sessions" in refused.json()["error"]
+
+
 @pytest.mark.anyio
 async def test_keys_never_seen_before_are_limited_per_address(over_http_in_process, fake, monkeypatch):
     monkeypatch.setattr(rm, "NEW_KEYS", (3, 60.0))
@@ -4861,6 +4877,17 @@ def test_a_workflow_runs_cancel_is_acknowledged_and_its_status_says_it_runs_on(m
     assert "cannot be stopped: it runs to the end" in after["statusMessage"]
     assert "stopped" not in before["statusMessage"]
     assert "cannot be stopped" in elsewhere["statusMessage"] and after["lastUpdatedAt"] >= before["lastUpdatedAt"]
+
+
+def test_a_cancelled_tasks_last_update_is_its_cancel(modern, fake):
+    fake.plan(polls=10**6, mime="video/mp4")
+    with modern() as client:
+        task = client.call("generate_video", {"prompt": "a storm"})["taskId"]
+        working = client.task("get", task)["result"]
+        client.task("cancel", task)
+        cancelled = client.task("get", task)["result"]
+    assert cancelled["status"] == "cancelled" and cancelled["lastUpdatedAt"] >= working["lastUpdatedAt"]
+    assert cancelled["lastUpdatedAt"] > cancelled["createdAt"]
 
 
 def test_a_tasks_last_update_is_when_it_changed_not_when_it_was_asked(modern, fake, serve):
@@ -5704,7 +5731,10 @@ async def test_issuer_mode_a_runway_uri_is_its_uploaders_alone(fake, issuer, iss
             mine, _ = await call(alice, "generate_video", {"image": uploaded["uri"], "prompt": "x", "wait": False})
         async with http_client(url, issuer.token("bob")) as bob:
             taken, _ = await call(bob, "generate_video", {"image": uploaded["uri"], "prompt": "y", "wait": False})
+            sneaked, _ = await call(bob, "edit_video", {"video": VIDEO, "prompt": "y", "model": "aleph2", "options": {
+                "keyframes": [{"uri": uploaded["uri"], "seconds": 0}]}, "wait": False})
     assert not mine.is_error and taken.is_error and "is none of your uploads" in taken.content[0].text
+    assert sneaked.is_error and "options: " in sneaked.content[0].text and not fake.bodies("video_to_video")
     assert [b["promptImage"] for b in fake.bodies("image_to_video")] == [uploaded["uri"]]
     noted = [line for path in out_dir.rglob("tasks.jsonl") for line in path.read_text().splitlines()
              if '"upload"' in line]
@@ -6470,6 +6500,16 @@ def test_call_a_refusal_exits_1_with_the_reason_on_stderr(main, fake, capsys):
 
 def test_tools_takes_nothing_more(main, capsys):
     assert main("tools", "image") == 2 and "tools takes nothing more ('image')" in capsys.readouterr().err
+    assert main("tools", "--help") == 0 and "generate_image" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("run, environ, said", [
+    ("/usr/local/bin/runway-mcp", {}, "runway-mcp"),
+    ("runway_mcp.py", {"UV": "/usr/bin/uv"}, "uv run --script runway_mcp.py"),     # uv sets UV for what it runs
+    ("runway_mcp.py", {}, "python runway_mcp.py"),
+])
+def test_the_commands_the_terminal_suggests_are_written_as_it_was_run(run, environ, said):
+    assert rm._program_of(run, environ) == said
 
 
 def test_call_a_video_past_max_wait_prints_a_handle_that_wait_for_task_resumes(main, fake, capsys):
