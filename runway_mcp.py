@@ -2083,6 +2083,13 @@ def own(account: Account, kind: str) -> set[str] | None:
                           f"({error.strerror}); try again later") from None
 
 
+def owns(account: Account, kind: str, made: str) -> bool:
+    """Whether the account may use something of one kind of MADE: anything where its key is its own, else only what
+    its ledger notes as its (RunwayError when that cannot be read)."""
+    owned = own(account, kind)
+    return owned is None or made in owned
+
+
 def note_made(account: Account, kind: str, made: str) -> None:
     """Note something as this account's (only where accounts share a key); OSError if that cannot be written."""
     if account.shared_key:
@@ -2367,6 +2374,15 @@ def _inside_input_root(account: Account, path: Path, argument: str) -> Path:
     return resolved
 
 
+def own_upload(account: Account, value: str, where: str) -> str:
+    """A value as given, unless it is a runway:// URI the account may not use (see own): an error naming `where`."""
+    uri = value.strip()
+    if uri.lower().startswith("runway://") and not owns(account, "upload", uri):
+        raise RunwayError(f"{where}: {uri[:80]!r} is none of your uploads: pass the file's path, or upload it with "
+                          "upload_file")
+    return value
+
+
 def check_media(account: Account, media: Media) -> LocalFile | None:
     """Refuse, before anything is sent, a media argument Runway could not use; the local file it names, if any."""
     if local := local_file(account, media):
@@ -2379,9 +2395,7 @@ def check_media(account: Account, media: Media) -> LocalFile | None:
     elif scheme == "data":
         _check_data_uri(media, value)
     elif scheme == "runway":
-        if (owned := own(account, "upload")) is not None and value not in owned:
-            raise RunwayError(f"{media.argument}: {value[:80]!r} is none of your uploads: pass the file's path, or "
-                              "upload it with upload_file")
+        own_upload(account, value, media.argument)
     else:
         raise RunwayError(f"{media.argument}: {value[:80]!r} is not an https:// URL, a data: URI, a runway:// URI "
                           "or a local file (Runway fetches only https)")
@@ -2576,7 +2590,7 @@ def _noted_upload(account: Account, uri: str) -> list[str]:
     """Note an upload as the account's where accounts share a key (see own), unless it is already; the note for
     the result when it cannot be."""
     try:
-        if (owned := own(account, "upload")) is not None and uri not in owned:
+        if not owns(account, "upload", uri):
             note_made(account, "upload", uri)
     except (OSError, RunwayError):
         return ["the upload could not be noted as yours (the task ledger cannot be written): pass the file's path, "
@@ -2823,11 +2837,16 @@ def priced(credits: float | None, source: str) -> Estimate:
     return Estimate(float(credits), source)
 
 
-def _created_at(record: LedgerRecord) -> float | None:
+def _time_of(record: LedgerRecord, field: str) -> float | None:
+    """A time the record holds (created_at; at, when its latest line was written), or None."""
     try:
-        return datetime.fromisoformat(record["created_at"]).timestamp()
+        return datetime.fromisoformat(record[field]).timestamp()        # type: ignore[literal-required]
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _created_at(record: LedgerRecord) -> float | None:
+    return _time_of(record, "created_at")
 
 
 def charged(record: LedgerRecord) -> float:
@@ -3213,22 +3232,10 @@ class Plan(NamedTuple):
 
 def own_voice(account: Account, voice: CustomVoice) -> str:
     """A custom voice's id, if the account may speak with it (another person's cloned voice is theirs alone)."""
-    if (owned := own(account, "voice")) is not None and voice.id not in owned:
+    if not owns(account, "voice", voice.id):
         raise RunwayError(f"voice: {voice.id[:100]!r} is none of your custom voices (list_voices shows them; "
                           "create_voice makes one)")
     return voice.id
-
-
-def _check_own_uploads(account: Account, options: Any) -> None:
-    """runway:// URIs in options (media arguments are checked as media): where accounts share a key, only the
-    account's own uploads."""
-    if isinstance(options, dict | list):
-        for value in options.values() if isinstance(options, dict) else options:
-            _check_own_uploads(account, value)
-    elif isinstance(options, str) and options.strip().lower().startswith("runway://"):
-        if (owned := own(account, "upload")) is not None and options.strip() not in owned:
-            raise RunwayError(f"options: {options[:80]!r} is none of your uploads: pass a file's path as the tool's "
-                              "media argument, or upload it with upload_file")
 
 
 # Families of endpoints that take no catalog model: their bodies are checked by conform() in the tool itself.
@@ -3249,7 +3256,7 @@ def prepare(account: Account, request: TaskRequest, run: Run, tool_name: str, na
         raise RunwayError(f"options: {tool_name} takes no options; every field goes in its own arguments")
     body = {k: v for k, v in {**body, **(run.options or {})}.items() if v is not None}   # send only what was given
     body = _replace(body, CustomVoice, lambda voice: own_voice(account, voice))
-    _check_own_uploads(account, run.options)
+    _replace(run.options or {}, str, lambda text: own_upload(account, text, "options"))    # media are checked below
     if endpoint in ENDPOINTS:
         apply_defaults(endpoint, body)
         notes = check_model(endpoint, body, names)
@@ -5293,10 +5300,7 @@ def _iso(at: float) -> str:
 
 def _written_at(record: LedgerRecord) -> float:
     """When a record's latest line was written (0 when it does not say)."""
-    try:
-        return datetime.fromisoformat(record["at"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return 0.0
+    return _time_of(record, "at") or 0.0
 
 
 class RunwayWatch:
@@ -5951,15 +5955,18 @@ class KeyVerdicts:
         return True
 
 
-def _initializes(body: bytes | None) -> bool:
-    """Whether a JSON-RPC body (a message or a batch) holds an initialize, as the SDK would read it (escapes and
-    all); a body that is not JSON initializes nothing."""
+def _messages(body: bytes | None) -> list[dict]:
+    """The JSON-RPC messages of a body (a message or a batch), as the SDK would read them (escapes and all); none
+    when it is not JSON."""
     try:
-        messages = json.loads(body or b"null")
+        parsed = json.loads(body or b"null")
     except ValueError:
-        return False
-    return any(isinstance(m, dict) and m.get("method") == "initialize"
-               for m in (messages if isinstance(messages, list) else [messages]))
+        return []
+    return [m for m in (parsed if isinstance(parsed, list) else [parsed]) if isinstance(m, dict)]
+
+
+def _initializes(body: bytes | None) -> bool:
+    return any(m.get("method") == "initialize" for m in _messages(body))
 
 
 class SessionCap:
@@ -6245,12 +6252,8 @@ def _replaying(scope: dict, receive: Callable) -> Callable:
 
 def _creates(body: bytes, paid: Container[str]) -> bool:
     """Whether a JSON-RPC body calls a tool that creates tasks or uploads (one of `paid`)."""
-    try:
-        messages = json.loads(body) if body else []
-    except ValueError:
-        return False
-    return any(isinstance(m, dict) and m.get("method") == "tools/call" and isinstance(m.get("params"), dict)
-               and m["params"].get("name") in paid for m in (messages if isinstance(messages, list) else [messages]))
+    return any(m.get("method") == "tools/call" and isinstance(m.get("params"), dict) and m["params"].get("name") in paid
+               for m in _messages(body))
 
 
 class BodyReplay:
@@ -6821,21 +6824,15 @@ class ErrorsStayHere:
                 location = dict(message.get("headers") or []).get(b"location", b"").decode("latin-1")
                 found = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
                 if "error" in found:
+                    from starlette.responses import HTMLResponse
                     replaced = True
-                    return await _send_html(send, 400, AUTHORIZE_ERROR_PAGE.format(
+                    page = AUTHORIZE_ERROR_PAGE.format(
                         reason=html.escape(found.get("error_description") or found["error"]),
-                        host=html.escape(urlsplit(location).hostname or "the app")))
+                        host=html.escape(urlsplit(location).hostname or "the app"))
+                    return await HTMLResponse(page, 400, headers=SIGN_IN_HEADERS)(scope, receive, send)
             if not (replaced and message["type"] == "http.response.body"):
                 await send(message)
         await self.app(scope, receive, kept)
-
-
-async def _send_html(send: Callable, status: int, page: str) -> None:
-    body = page.encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-        *((k.encode(), v.encode()) for k, v in SIGN_IN_HEADERS.items())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 class SignedIn:
@@ -7119,6 +7116,10 @@ def _program() -> str:
     return PROGRAM.get()
 
 
+def _resume(task_id: str) -> str:
+    return f"Task {task_id} goes on at Runway. Resume with: {_program()} call wait_for_task task_id={task_id}"
+
+
 def _terminal_tools(config: Config) -> dict[str, Tool]:
     exposed = exposed_tools(config.tools)[0]
     return {t.name: t for t in _built_tools() if exposed is None or t.name in exposed}
@@ -7198,7 +7199,7 @@ def tools_text(config: Config) -> str:
         generates = "dry_run" in tool.parameters.get("properties", {})
         line = f"{name:<{pad}}{_signature(tool, lambda n: not generates or n not in SHARED_ARGUMENTS)}".rstrip()
         lines += textwrap.wrap(line, width - 1, subsequent_indent=" " * pad) or [line]
-    footer = textwrap.wrap(f"Generation tools also take {', '.join(SHARED_ARGUMENTS)}. runway-mcp call TOOL --help "
+    footer = textwrap.wrap(f"Generation tools also take {', '.join(SHARED_ARGUMENTS)}. {_program()} call TOOL --help "
                            "shows one tool's arguments, defaults and allowed values.", min(width, 120) - 1)
     return "\n".join([*lines, "", *footer])
 
@@ -7249,7 +7250,7 @@ def tool_help(tool: Tool) -> str:
     """`runway-mcp call TOOL --help`: what the tool does, each argument with its default and allowed values, and the
     catalog's models for it."""
     schema = tool.parameters
-    lines = [f"runway-mcp call {tool.name} {_signature(tool, lambda n: True)}", "", tool.description.strip(), "",
+    lines = [f"{_program()} call {tool.name} {_signature(tool, lambda n: True)}", "", tool.description.strip(), "",
              "Arguments:"]
     for name, argument in schema.get("properties", {}).items():
         default = argument.get("default")
@@ -7393,8 +7394,7 @@ def _interrupted(config: Config, arguments: dict, created: list[str]) -> int:
         if not task_ids:
             return EXIT_FAILED
     for task_id in task_ids:
-        print(f"Stopped waiting; task {task_id} goes on at Runway. Resume with: {_program()} call wait_for_task "
-              f"task_id={task_id}", file=sys.stderr)
+        print(f"Stopped waiting. {_resume(task_id)}", file=sys.stderr)
     print(json.dumps({"task_ids": task_ids}))
     return EXIT_RUNNING
 
@@ -7434,8 +7434,7 @@ def _print_result(tool: str, result: CallToolResult, as_json: bool) -> None:
         _emit(text, sys.stdout)
     for item in [found, *(found.get("items") or [])]:
         if item.get("status") in ACTIVE and item.get("task_id"):
-            _emit(f"Task {item['task_id']} goes on at Runway. Resume with: {_program()} call wait_for_task "
-                  f"task_id={item['task_id']}", sys.stderr)
+            _emit(_resume(item["task_id"]), sys.stderr)
 
 
 CALL_USAGE = """usage: runway-mcp call TOOL [key=value ...] [--json] [--yes] [-v]
@@ -7453,7 +7452,7 @@ def _call_command(config: Config, argv: list[str], verbose: bool = False) -> int
         _emit(CALL_USAGE, sys.stdout)
         return 0
     if not words:
-        raise UsageError("name a tool: runway-mcp call TOOL key=value ... (runway-mcp tools lists them)")
+        raise UsageError(f"name a tool: {_program()} call TOOL key=value ... ({_program()} tools lists them)")
     tool = _named_tool(_terminal_tools(config), words[0])
     if flags & {"--help", "-h"}:
         _emit(tool_help(tool), sys.stdout)
